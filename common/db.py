@@ -1,0 +1,154 @@
+"""One storage code path for SQLite (the embedded default) and PostgreSQL (asyncpg).
+
+Services use SQLAlchemy Core on an AsyncEngine; schemas are versioned with Alembic, each
+service keeping its own revisions in `<service>/migrations`.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from common.errors import Problem
+from common.keys import READINESS
+
+_LOGGER = logging.getLogger(__name__)
+
+ALEMBIC_DIR = Path(__file__).with_name("alembic")
+
+
+def normalize_url(url: str) -> sa.URL:
+    """Accept plain `sqlite:///` and `postgresql://` URLs and pick the async drivers."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
+
+
+def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        # asyncpg: give up on a dead server quickly so requests fail fast with 503.
+        connect_args={"timeout": 5, "command_timeout": 15},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers proceed during a write; busy_timeout makes writers queue, not fail.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _alembic_config(versions_dir: Path, connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("version_locations", str(versions_dir))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(engine: AsyncEngine, versions_dir: Path) -> None:
+    """Bring the schema to the newest revision; safe when several replicas start at once."""
+
+    def upgrade(connection: sa.Connection) -> None:
+        command.upgrade(_alembic_config(versions_dir, connection), "head")
+
+    async with engine.begin() as connection:
+        if not is_sqlite(connection):
+            # Replicas starting together queue here; the first migrates, the rest find head.
+            lock_id = zlib.crc32(str(versions_dir.resolve()).encode())
+            await connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        await connection.run_sync(upgrade)
+
+
+def database_ctx(
+    url: str,
+    versions_dir: Path,
+    store: Callable[[web.Application, AsyncEngine], None],
+    *,
+    migrate_on_start: bool = True,
+    pool_size: int = 5,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context owning the engine: migrate, register readiness, dispose at exit."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(url, pool_size=pool_size)
+        if migrate_on_start:
+            await migrate(engine, versions_dir)
+        store(app, engine)
+
+        async def database_ready() -> None:
+            async with engine.connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+
+        app[READINESS].add("database", database_ready)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    return ctx
+
+
+def _unavailable() -> Problem:
+    return Problem(
+        503,
+        "the service's database is unavailable; retry shortly",
+        kind="database-unavailable",
+        headers={"Retry-After": "2"},
+    )
+
+
+@web.middleware
+async def database_unavailable_middleware(
+    request: web.Request, handler: web.RequestHandler
+) -> web.StreamResponse:
+    """Answer 503 problem+json while the database is unreachable, instead of a 500."""
+    try:
+        return await handler(request)
+    except exc.DBAPIError as error:
+        # Lost or refused connections; an IntegrityError and the like are the caller's bug.
+        lost = error.connection_invalidated or isinstance(
+            error, (exc.OperationalError, exc.InterfaceError)
+        )
+        if not lost:
+            raise
+        _LOGGER.warning("database unavailable: %s", type(error.orig).__name__)
+        raise _unavailable() from None
+    except (exc.TimeoutError, OSError) as error:  # pool exhausted, connect refused or timed out
+        _LOGGER.warning("database unavailable: %s", type(error).__name__)
+        raise _unavailable() from None

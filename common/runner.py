@@ -1,0 +1,65 @@
+"""Serve one or more apps until SIGTERM or SIGINT, then drain and stop gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from common.keys import READINESS
+from common.logging import JsonAccessLogger
+from common.settings import ServerSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+Listener = tuple[web.Application, str, int]
+
+
+async def serve(listeners: Sequence[Listener], settings: ServerSettings) -> None:
+    """Start every listener, wait for a stop signal, then shut down in order.
+
+    Order on SIGTERM: readiness turns false at once; requests keep being served for
+    drain_seconds so that whoever balances load notices; then the sockets close and
+    in-flight requests get up to shutdown_timeout to finish.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    runners: list[web.AppRunner] = []
+    try:
+        for app, host, port in listeners:
+            runner = web.AppRunner(
+                app,
+                access_log_class=JsonAccessLogger,
+                shutdown_timeout=settings.shutdown_timeout,
+            )
+            await runner.setup()
+            runners.append(runner)
+            site = web.TCPSite(
+                runner,
+                host,
+                port,
+                shutdown_timeout=settings.shutdown_timeout,
+                reuse_port=settings.reuse_port or None,
+            )
+            await site.start()
+            _LOGGER.info("listening", extra={"host": host, "port": port})
+        await stop.wait()
+        _LOGGER.info("stopping", extra={"drain_seconds": settings.drain_seconds})
+        for app, _, _ in listeners:
+            app[READINESS].draining = True
+        if settings.drain_seconds:
+            await asyncio.sleep(settings.drain_seconds)
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        _LOGGER.info("stopped")
+
+
+def run(listeners: Sequence[Listener], settings: ServerSettings) -> None:
+    asyncio.run(serve(listeners, settings))

@@ -1,0 +1,132 @@
+"""Typed settings read from the environment, failing fast with the variable's name."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+Env = Mapping[str, str]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def env_str(env: Env, name: str, default: str | None = None) -> str:
+    value = env.get(name, "").strip()
+    if value:
+        return value
+    if default is None:
+        raise SettingsError(f"{name} is required")
+    return default
+
+
+def env_int(
+    env: Env, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def env_float(
+    env: Env,
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_bool(env: Env, name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def env_list(env: Env, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Read a comma-separated list, dropping blanks."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def env_path(env: Env, name: str, default: str | None = None) -> Path:
+    return Path(env_str(env, name, default))
+
+
+def env_secret(env: Env, name: str, default: str | None = None) -> str:
+    """Read a secret from NAME, or from the file named by NAME_FILE (Kubernetes Secret mounts)."""
+    file_name = env.get(f"{name}_FILE", "").strip()
+    if file_name:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE cannot be read: {exc.strerror}") from None
+    return env_str(env, name, default)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """What every process needs to serve HTTP: where to listen and how to stop."""
+
+    service: str
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    # On SIGTERM: report unready for drain_seconds while still serving, so load balancers
+    # (a Kubernetes Endpoints update, a gateway pool) stop sending; then stop accepting and
+    # give in-flight requests up to shutdown_timeout seconds.
+    drain_seconds: float = 0.0
+    shutdown_timeout: float = 10.0
+    reuse_port: bool = False
+
+    @classmethod
+    def from_env(cls, env: Env, *, service: str, default_port: int) -> ServerSettings:
+        level = env_str(env, "PASSGATE_LOG_LEVEL", "INFO").upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError(f"PASSGATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        return cls(
+            service=service,
+            host=env_str(env, "PASSGATE_HOST", "127.0.0.1"),
+            port=env_int(env, "PASSGATE_PORT", default_port, minimum=0, maximum=65535),
+            log_level=level,
+            drain_seconds=env_float(env, "PASSGATE_DRAIN_SECONDS", 0.0, minimum=0.0, maximum=300.0),
+            shutdown_timeout=env_float(
+                env, "PASSGATE_SHUTDOWN_TIMEOUT", 10.0, minimum=0.0, maximum=600.0
+            ),
+            reuse_port=env_bool(env, "PASSGATE_REUSE_PORT", False),
+        )

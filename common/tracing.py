@@ -1,0 +1,41 @@
+"""W3C Trace Context (https://www.w3.org/TR/trace-context/): parse, continue, propagate."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+
+# version 00: 2-hex version, 32-hex trace id, 16-hex parent id, 2-hex flags (section 3.2).
+_TRACEPARENT_RE = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TraceContext:
+    """This process's span of a trace: the trace id, our span id, and the caller's span."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    flags: str = "01"
+
+    def traceparent(self) -> str:
+        """The header to send downstream: same trace, our span as the parent."""
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+
+def continue_trace(header: str | None) -> TraceContext:
+    """Continue the caller's trace when its traceparent is valid, else start a new one."""
+    span_id = secrets.token_hex(8)
+    match = _TRACEPARENT_RE.match(header.strip()) if header else None
+    if match:
+        version, trace_id, parent_id, flags = match.groups()
+        # Section 3.2.2: version ff is invalid; all-zero ids are invalid.
+        if version != "ff" and trace_id != _ZERO_TRACE and parent_id != _ZERO_SPAN:
+            return TraceContext(trace_id, span_id, parent_id, flags)
+    return TraceContext(secrets.token_hex(16), span_id, None)

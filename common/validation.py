@@ -1,0 +1,107 @@
+"""Request validation against a service's OpenAPI 3.1 document, the one source of its schemas.
+
+OpenAPI 3.1 schemas are JSON Schema 2020-12, so the document that clients and fuzzers read
+is also what every request body is checked against.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from common.errors import Problem
+
+_DOCUMENT_URI = "urn:passgate:openapi"
+MAX_ERRORS_REPORTED = 10
+
+
+class OpenApiDocument:
+    """A loaded OpenAPI document with a validator per component schema."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self._validators: dict[str, Draft202012Validator] = {}
+
+    @classmethod
+    def load(cls, path: Path) -> OpenApiDocument:
+        with path.open(encoding="utf-8") as handle:
+            return cls(yaml.safe_load(handle))
+
+    @cached_property
+    def _registry(self) -> Registry:
+        resource = DRAFT202012.create_resource(self.document)
+        return Registry().with_resource(_DOCUMENT_URI, resource)
+
+    def validator(self, schema_name: str) -> Draft202012Validator:
+        if schema_name not in self._validators:
+            if schema_name not in self.document.get("components", {}).get("schemas", {}):
+                raise KeyError(f"no component schema named {schema_name!r}")
+            self._validators[schema_name] = Draft202012Validator(
+                {"$ref": f"{_DOCUMENT_URI}#/components/schemas/{schema_name}"},
+                registry=self._registry,
+                format_checker=FormatChecker(),
+            )
+        return self._validators[schema_name]
+
+    def check(self, schema_name: str, value: Any) -> None:
+        """Raise a 400 problem listing what is wrong with `value`, if anything."""
+        errors = sorted(
+            self.validator(schema_name).iter_errors(value), key=lambda e: list(e.absolute_path)
+        )
+        if errors:
+            raise invalid_request(
+                [{"pointer": _pointer(e.absolute_path), "detail": _message(e)} for e in errors]
+            )
+
+
+def _pointer(path: Any) -> str:
+    return "/" + "/".join(str(part) for part in path) if path else ""
+
+
+def _message(error: Any) -> str:
+    # jsonschema quotes the offending value; cap it so a huge input is not echoed back.
+    message = str(error.message)
+    return message if len(message) <= 200 else message[:197] + "..."
+
+
+def invalid_request(errors: list[dict[str, str]]) -> Problem:
+    errors = errors[:MAX_ERRORS_REPORTED]
+    summary = "; ".join(f"{e['pointer'] or 'body'}: {e['detail']}" for e in errors)
+    return Problem(400, summary, kind="invalid-request", extensions={"errors": errors})
+
+
+async def read_json(request: web.Request, document: OpenApiDocument, schema_name: str) -> Any:
+    """Read the body as JSON and validate it; 415, 400 or 413 problems otherwise."""
+    if request.content_type != "application/json":
+        raise Problem(415, "the body must be application/json", kind="unsupported-media-type")
+    raw = await request.read()  # bounded by the app's client_max_size (413 beyond it)
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        _check_storable(value)
+    except UnicodeError:
+        raise invalid_request([{"pointer": "", "detail": "the body is not UTF-8"}]) from None
+    except ValueError as error:  # JSONDecodeError, and integers over Python's digit limit
+        detail = f"malformed JSON: {error}" if isinstance(error, json.JSONDecodeError) else str(error)
+        raise invalid_request([{"pointer": "", "detail": detail[:200]}]) from None
+    document.check(schema_name, value)
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_storable(value: Any) -> None:
+    """Refuse what no database stores faithfully: lone surrogates and NUL characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    text.encode("utf-8")  # raises UnicodeEncodeError on a lone surrogate such as \ud800
+    if "\\u0000" in text or "\x00" in text:
+        raise ValueError("NUL characters are not accepted")
