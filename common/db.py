@@ -6,6 +6,7 @@ service keeping its own revisions in `<service>/migrations`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -48,7 +49,8 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(
         parsed,
@@ -61,7 +63,10 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 module's own transaction handling defers BEGIN to the first write and
+    # never wraps DDL; turn it off and let SQLAlchemy's begin event (below) say BEGIN.
+    dbapi_connection.isolation_level = None
     # WAL lets readers proceed during a write; busy_timeout makes writers queue, not fail.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -69,6 +74,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    # A write transaction takes the write lock at BEGIN (IMMEDIATE), so a read-then-write
+    # cannot fail half-way with SQLITE_BUSY when another writer got there first.
+    mode = connection.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+_SQLITE_BEGIN = "passgate_sqlite_begin"
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that will write: on SQLite it holds the write lock from its start."""
+    async with engine.connect() as connection:
+        if is_sqlite(connection):
+            await connection.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+        async with connection.begin():
+            yield connection
 
 
 def _alembic_config(versions_dir: Path, connection: sa.Connection | None = None) -> Config:
@@ -87,7 +112,7 @@ async def migrate(engine: AsyncEngine, versions_dir: Path) -> None:
     def upgrade(connection: sa.Connection) -> None:
         command.upgrade(_alembic_config(versions_dir, connection), "head")
 
-    async with engine.begin() as connection:
+    async with write_transaction(engine) as connection:
         if not is_sqlite(connection):
             # Replicas starting together queue here; the first migrates, the rest find head.
             lock_id = zlib.crc32(str(versions_dir.resolve()).encode())

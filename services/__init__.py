@@ -1,0 +1,1 @@
+"""Passgate's backend services: auth (credentials and keys), users (profiles), orders."""

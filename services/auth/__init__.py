@@ -1,0 +1,1 @@
+"""The auth service: the only holder of credentials and private signing keys."""

@@ -1,0 +1,1 @@
+"""The orders service: each user's orders."""

@@ -1,0 +1,1 @@
+"""The users service: profiles, keyed by the token subject."""
