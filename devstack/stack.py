@@ -1,0 +1,235 @@
+"""The whole Passgate system as local processes: N replicas of each service, M gateways.
+
+Used by `make run`, by the end-to-end, browser and scale-out tests, and by the benchmarks,
+so that all of them start the system the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import asyncpg
+
+from devstack.processes import ManagedProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("users", "orders", "auth")  # start order: auth provisions profiles at users
+FRONTEND_DIR = ROOT / "frontend"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclasses.dataclass
+class PortPlan:
+    """Where each process listens. Replica i of a component listens at its base port + 100 * i."""
+
+    gateway: int = 8080
+    gateway_admin: int = 9080
+    auth: int = 8081
+    users: int = 8082
+    orders: int = 8083
+    frontends: tuple[int, ...] = (3000, 3001, 3002)
+    # Explicit ports of further replicas, by (component, replica index).
+    replicas: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def free(cls, replicas: int = 1, gateways: int = 1, frontends: int = 0) -> PortPlan:
+        """Ports the OS says are free now, for tests that run beside other stacks."""
+        return cls(
+            *(free_port() for _ in range(5)),
+            frontends=tuple(free_port() for _ in range(frontends)),
+            replicas={
+                (name, index): free_port()
+                for name in ("gateway", "gateway_admin", *SERVICES)
+                for index in range(1, max(replicas, gateways))
+            },
+        )
+
+    def port(self, name: str, index: int = 0) -> int:
+        if (name, index) in self.replicas:
+            return self.replicas[(name, index)]
+        return int(getattr(self, name)) + 100 * index
+
+
+@dataclasses.dataclass
+class StackConfig:
+    data_dir: Path
+    ports: PortPlan = dataclasses.field(default_factory=PortPlan)
+    replicas: int = 1
+    gateways: int = 1
+    db: str = "sqlite"  # or "postgres"
+    postgres_url: str = DEFAULT_POSTGRES_URL
+    database_prefix: str = "passgate"
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    # Extra environment per component ("gateway", "auth", "users", "orders") or "all".
+    env: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    # Frontend origins served from ./frontend: the first two are on the gateway's CORS
+    # allowlist, the third is deliberately not, to show a refused origin.
+    serve_frontend: bool = False
+
+
+class Stack:
+    """Starts, inspects and stops every process of a local Passgate system."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.processes: dict[str, ManagedProcess] = {}
+
+    # -- addresses ---------------------------------------------------------------------
+
+    def url(self, name: str, index: int = 0) -> str:
+        return f"http://{self.config.host}:{self.config.ports.port(name, index)}"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url("gateway")
+
+    def gateway_urls(self) -> list[str]:
+        return [self.url("gateway", i) for i in range(self.config.gateways)]
+
+    def replica_urls(self, service: str) -> list[str]:
+        return [self.url(service, i) for i in range(self.config.replicas)]
+
+    @property
+    def frontend_origins(self) -> list[str]:
+        ports = self.config.ports.frontends
+        hosts = ("localhost", "127.0.0.1", "127.0.0.1")
+        return [f"http://{host}:{port}" for host, port in zip(hosts, ports, strict=False)]
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return self.frontend_origins[:2]
+
+    @property
+    def issuer(self) -> str:
+        return self.gateway_url
+
+    # -- environment -------------------------------------------------------------------
+
+    def database_url(self, service: str) -> str:
+        if self.config.db == "postgres":
+            return self.config.postgres_url.rsplit("/", 1)[0] + f"/{self.config.database_prefix}_{service}"
+        return f"sqlite:///{self.config.data_dir / f'{service}.db'}"
+
+    def _env(self, component: str, port: int) -> dict[str, str]:
+        env = {
+            "PASSGATE_HOST": self.config.host,
+            "PASSGATE_PORT": str(port),
+            "PASSGATE_LOG_LEVEL": self.config.log_level,
+            "PASSGATE_ISSUER": self.issuer,
+            "PASSGATE_AUDIENCE": "passgate",
+        }
+        if self.config.redis_url:
+            env["PASSGATE_REDIS_URL"] = self.config.redis_url
+        if component in SERVICES:
+            env["PASSGATE_DATABASE_URL"] = self.database_url(component)
+        if component == "auth":
+            env["PASSGATE_SIGNING_KEYS_DIR"] = str(self.config.data_dir / "keys")
+            env["PASSGATE_GENERATE_KEYS"] = "true"
+            env["PASSGATE_USERS_URL"] = self.url("users")
+        if component == "gateway":
+            env["PASSGATE_JWKS_URL"] = f"{self.url('auth')}/.well-known/jwks.json"
+            env["PASSGATE_CORS_ORIGINS"] = ",".join(self.allowed_origins)
+            for service in SERVICES:
+                env[f"PASSGATE_UPSTREAM_{service.upper()}"] = ",".join(self.replica_urls(service))
+        env.update(self.config.env.get("all", {}))
+        env.update(self.config.env.get(component, {}))
+        return env
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _process(self, name: str, args: list[str], env: dict[str, str], ready_url: str) -> ManagedProcess:
+        log = self.config.data_dir / "logs" / f"{name}.log"
+        return ManagedProcess(name, args, env, ready_url, log, ROOT)
+
+    def _groups(self) -> Iterator[list[ManagedProcess]]:
+        """Processes in start order; each group is ready before the next starts (users
+        before auth, which provisions profiles there; auth before the gateways, whose
+        readiness needs its key set)."""
+        host = self.config.host
+        for service in SERVICES:
+            group = []
+            for index in range(self.config.replicas):
+                port = self.config.ports.port(service, index)
+                group.append(
+                    self._process(
+                        f"{service}-{index + 1}",
+                        ["-m", f"services.{service}"],
+                        self._env(service, port),
+                        f"http://{host}:{port}/readyz",
+                    )
+                )
+            yield group
+        gateways = []
+        for index in range(self.config.gateways):
+            port = self.config.ports.port("gateway", index)
+            admin = self.config.ports.port("gateway_admin", index)
+            env = self._env("gateway", port) | {"PASSGATE_ADMIN_PORT": str(admin)}
+            gateways.append(
+                self._process(f"gateway-{index + 1}", ["-m", "gateway"], env, f"http://{host}:{admin}/readyz")
+            )
+        yield gateways
+        if self.config.serve_frontend:
+            yield [
+                self._process(
+                    f"frontend-{port}",
+                    ["-m", "devstack.static", "--port", str(port), "--origin", origin,
+                     "--gateway", self.gateway_url, "--root", str(FRONTEND_DIR)],
+                    {},
+                    f"http://127.0.0.1:{port}/healthz",
+                )
+                for origin, port in zip(self.frontend_origins, self.config.ports.frontends, strict=True)
+            ]
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.db == "postgres":
+            asyncio.run(self._create_databases())
+        try:
+            for group in self._groups():
+                for process in group:
+                    self.processes[process.name] = process
+                    process.start()
+                for process in group:
+                    process.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop gateways first (no new traffic), then the services. Returns exit codes."""
+        codes = {}
+        for name in sorted(self.processes, key=lambda n: (not n.startswith(("frontend", "gateway")), n)):
+            codes[name] = self.processes[name].stop()
+        return codes
+
+    async def _create_databases(self) -> None:
+        connection = await asyncpg.connect(self.config.postgres_url)
+        try:
+            for service in SERVICES:
+                name = f"{self.config.database_prefix}_{service}"
+                exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+                if not exists:
+                    await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    async def drop_databases(self) -> None:
+        connection = await asyncpg.connect(self.config.postgres_url)
+        try:
+            for service in SERVICES:
+                name = f"{self.config.database_prefix}_{service}"
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
