@@ -18,6 +18,8 @@ from aiohttp import web
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, exc
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -177,3 +179,10 @@ async def database_unavailable_middleware(
     except (exc.TimeoutError, OSError) as error:  # pool exhausted, connect refused or timed out
         _LOGGER.warning("database unavailable: %s", type(error).__name__)
         raise _unavailable() from None
+
+
+def dialect_insert(connection: AsyncConnection, table: sa.Table) -> Any:
+    """An INSERT with `on_conflict_do_nothing()` (ON CONFLICT DO NOTHING), same call on both dialects."""
+    if is_sqlite(connection):
+        return sqlite_insert(table)
+    return postgresql_insert(table)
