@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -12,17 +13,34 @@ from devstack.stack import ROOT, Stack, StackConfig
 from devstack.walkthrough import walkthrough
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__)
     parser.add_argument("--replicas", type=int, default=1, help="replicas of each service")
     parser.add_argument("--gateways", type=int, help="gateway processes (default 1, or 2 with replicas)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--database-pool-size",
+        type=int,
+        help="connection pool size of each replica (default: 3 on PostgreSQL, which every "
+        "replica of every service shares, within its max_connections)",
+    )
     parser.add_argument("--redis-url", help="share rate limits and login throttles through Redis")
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".data")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the processes and their environment as JSON; start nothing"
+    )
+    args = parser.parse_args(argv)
+    if args.replicas < 1 or (args.gateways is not None and args.gateways < 1):
+        parser.error("--replicas and --gateways must be at least 1")
+    return args
+
+
+def build_config(args: argparse.Namespace) -> StackConfig:
+    """The stack `make run` starts: with replicas, two gateways whose pools list every replica."""
     gateways = args.gateways or (2 if args.replicas > 1 else 1)
-    config = StackConfig(
+    pool_size = args.database_pool_size or (3 if args.db == "postgres" else None)
+    return StackConfig(
         data_dir=args.data_dir if args.db == "sqlite" else args.data_dir / "postgres",
         replicas=args.replicas,
         gateways=gateways,
@@ -30,7 +48,16 @@ def main() -> int:
         postgres_url=args.postgres_url,
         redis_url=args.redis_url,
         serve_frontend=True,
+        database_pool_size=pool_size,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = build_config(args)
+    if args.dry_run:
+        print(json.dumps(Stack(config).plan(), indent=2))
+        return 0
     stack = Stack(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

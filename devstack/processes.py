@@ -59,6 +59,15 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of the last run, None while it runs (or before it ever started)."""
+        return None if self.process is None else self.process.poll()
+
     def is_ready(self) -> bool:
         try:
             with urllib.request.urlopen(self.ready_url, timeout=1) as response:
@@ -76,9 +85,35 @@ class ManagedProcess:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}\n{self.tail()}")
 
+    def wait_unready(self, timeout: float = 30.0) -> None:
+        """Wait until readiness stops answering 200 (draining, a lost dependency, or gone)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} still ready after {timeout:.0f} s")
+
     def signal(self, sig: signal.Signals) -> None:
         if self.process is not None and self.running:
             self.process.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        """Wait for the process to exit by itself and return its exit code."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was never started")
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(
+                f"{self.name} did not exit within {timeout:.0f} s; see {self.log_path}\n{self.tail()}"
+            ) from None
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Stop gracefully if running, start again with the same environment, wait until ready."""
+        self.stop()
+        self.start()
+        self.wait_ready(timeout)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait for a graceful exit, SIGKILL if it does not come. Returns the exit code."""
@@ -93,10 +128,13 @@ class ManagedProcess:
                 self.process.wait()
         return self.process.returncode
 
-    def kill(self) -> None:
-        if self.process is not None and self.running:
+    def kill(self) -> int | None:
+        """SIGKILL: no drain, no goodbye, like a crashed process or a lost node."""
+        if self.process is None:
+            return None
+        if self.running:
             self.process.kill()
-            self.process.wait()
+        return self.process.wait()
 
     def tail(self, lines: int = 20) -> str:
         try:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -67,6 +69,11 @@ class StackConfig:
     log_level: str = "INFO"
     # Extra environment per component ("gateway", "auth", "users", "orders") or "all".
     env: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    # Extra environment for one process by name ("orders-2", "gateway-1"), applied last.
+    process_env: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    # PASSGATE_DATABASE_POOL_SIZE of every service replica (None: the service's default).
+    # N replicas of 3 services share one PostgreSQL server and its max_connections.
+    database_pool_size: int | None = None
     # Frontend origins served from ./frontend: the first two are on the gateway's CORS
     # allowlist, the third is deliberately not, to show a refused origin.
     serve_frontend: bool = False
@@ -78,6 +85,8 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.processes: dict[str, ManagedProcess] = {}
+        # Public base URL of each process by name, including processes added by spawn().
+        self._urls: dict[str, str] = {}
 
     # -- addresses ---------------------------------------------------------------------
 
@@ -127,6 +136,8 @@ class Stack:
             env["PASSGATE_REDIS_URL"] = self.config.redis_url
         if component in SERVICES:
             env["PASSGATE_DATABASE_URL"] = self.database_url(component)
+            if self.config.database_pool_size is not None:
+                env["PASSGATE_DATABASE_POOL_SIZE"] = str(self.config.database_pool_size)
         if component == "auth":
             env["PASSGATE_SIGNING_KEYS_DIR"] = str(self.config.data_dir / "keys")
             env["PASSGATE_GENERATE_KEYS"] = "true"
@@ -144,6 +155,9 @@ class Stack:
 
     def _process(self, name: str, args: list[str], env: dict[str, str], ready_url: str) -> ManagedProcess:
         log = self.config.data_dir / "logs" / f"{name}.log"
+        env = env | dict(self.config.process_env.get(name, {}))
+        if "PASSGATE_PORT" in env:
+            self._urls[name] = f"http://{self.config.host}:{env['PASSGATE_PORT']}"
         return ManagedProcess(name, args, env, ready_url, log, ROOT)
 
     def _groups(self) -> Iterator[list[ManagedProcess]]:
@@ -185,6 +199,19 @@ class Stack:
                 for origin, port in zip(self.frontend_origins, self.config.ports.frontends, strict=True)
             ]
 
+    def plan(self) -> list[dict[str, Any]]:
+        """What start() would run, in order, without starting anything (`--dry-run`)."""
+        return [
+            {
+                "name": process.name,
+                "command": ["python", *process.args],
+                "env": dict(sorted(process.env.items())),
+                "ready_url": process.ready_url,
+            }
+            for group in self._groups()
+            for process in group
+        ]
+
     def start(self, timeout: float = 60.0) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         if self.config.db == "postgres":
@@ -200,8 +227,95 @@ class Stack:
             self.stop()
             raise
 
+    # -- one process at a time (fault injection, rolling restarts) -----------------------
+
+    def process(self, name: str) -> ManagedProcess:
+        try:
+            return self.processes[name]
+        except KeyError:
+            raise KeyError(f"no process {name!r}; there are {sorted(self.processes)}") from None
+
+    def names(self, component: str) -> list[str]:
+        """Names of a component's processes in replica order: names("users") -> users-1, ..."""
+        return sorted(
+            (name for name in self.processes if name.rsplit("-", 1)[0] == component),
+            key=lambda name: int(name.rsplit("-", 1)[1]) if name.rsplit("-", 1)[1].isdigit() else 0,
+        )
+
+    def process_url(self, name: str) -> str:
+        """The public base URL of one process (a gateway's public port, a replica's port)."""
+        return self._urls[name]
+
+    def kill(self, name: str) -> int | None:
+        """SIGKILL one process (a crash: no drain, in-flight requests are cut). Returns its code."""
+        return self.process(name).kill()
+
+    def terminate(self, name: str, timeout: float = 30.0) -> int:
+        """SIGTERM one process and wait for its graceful exit. Returns its exit code."""
+        process = self.process(name)
+        process.signal(signal.SIGTERM)
+        return process.wait_exit(timeout)
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Stop one process gracefully if it runs, start it again as before, wait until ready."""
+        self.process(name).restart(timeout)
+
+    def revive(self, timeout: float = 60.0) -> list[str]:
+        """Start again every process that is not running, in start order (all dead replicas
+        of one component together, then wait for them); returns their names."""
+        order = {name: i for i, name in enumerate(self._start_order())}
+        dead = sorted(
+            (process for process in self.processes.values() if not process.running),
+            key=lambda process: order.get(process.name, len(order)),
+        )
+        revived: list[str] = []
+        components = []
+        for process in dead:
+            component = process.name.rsplit("-", 1)[0]
+            if component not in components:
+                components.append(component)
+        for component in components:
+            group = [process for process in dead if process.name.rsplit("-", 1)[0] == component]
+            for process in group:
+                process.start()
+            for process in group:
+                process.wait_ready(timeout)
+                revived.append(process.name)
+        return revived
+
+    def _start_order(self) -> list[str]:
+        return [process.name for group in self._groups() for process in group]
+
+    def spawn(
+        self, component: str, name: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
+    ) -> ManagedProcess:
+        """Start one more process of a component on free ports, with extra environment
+        (another gateway in front of chosen upstreams, a replica on another database).
+        It is stopped with the rest by stop()."""
+        if name in self.processes:
+            raise ValueError(f"a process named {name!r} exists already")
+        port = free_port(self.config.host)
+        extra = dict(env or {})
+        if component == "gateway":
+            admin = free_port(self.config.host)
+            full = self._env("gateway", port) | {"PASSGATE_ADMIN_PORT": str(admin)} | extra
+            ready = f"http://{self.config.host}:{full['PASSGATE_ADMIN_PORT']}/readyz"
+            args = ["-m", "gateway"]
+        elif component in SERVICES:
+            full = self._env(component, port) | extra
+            ready = f"http://{self.config.host}:{full['PASSGATE_PORT']}/readyz"
+            args = ["-m", f"services.{component}"]
+        else:
+            raise ValueError(f"unknown component {component!r}")
+        process = self._process(name, args, full, ready)
+        self.processes[name] = process
+        process.start()
+        process.wait_ready(timeout)
+        return process
+
     def stop(self) -> dict[str, int | None]:
-        """Stop gateways first (no new traffic), then the services. Returns exit codes."""
+        """Stop gateways first (no new traffic), then the services. Returns exit codes
+        (of the last run, for a process that had already exited)."""
         codes = {}
         for name in sorted(self.processes, key=lambda n: (not n.startswith(("frontend", "gateway")), n)):
             codes[name] = self.processes[name].stop()
