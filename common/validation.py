@@ -88,6 +88,8 @@ async def read_json(request: web.Request, document: OpenApiDocument, schema_name
         _check_storable(value)
     except UnicodeError:
         raise invalid_request([{"pointer": "", "detail": "the body is not UTF-8"}]) from None
+    except RecursionError:  # nesting deeper than the parser's recursion limit
+        raise invalid_request([{"pointer": "", "detail": "the JSON is nested too deeply"}]) from None
     except ValueError as error:  # JSONDecodeError, and integers over Python's digit limit
         detail = f"malformed JSON: {error}" if isinstance(error, json.JSONDecodeError) else str(error)
         raise invalid_request([{"pointer": "", "detail": detail[:200]}]) from None
