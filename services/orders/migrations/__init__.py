@@ -1,0 +1,1 @@
+"""Alembic revisions of the orders schema (a package so that it ships with the distribution)."""

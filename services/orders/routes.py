@@ -1,0 +1,14 @@
+"""The URL table of the orders service."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.orders import handlers
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/orders", handlers.place_order, name="place_order")
+    app.router.add_get("/orders", handlers.list_orders, name="orders")
+    app.router.add_get("/orders/{order_id}", handlers.get_order, name="order")
+    app.router.add_post("/orders/{order_id}/cancel", handlers.cancel_order, name="cancel_order")
