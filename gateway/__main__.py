@@ -1,0 +1,72 @@
+"""Run the gateway (`python -m gateway`) or check a routes file (`python -m gateway lint`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from common.logging import configure_logging
+from common.runner import run
+from common.settings import SettingsError
+from gateway.app import create_admin_app, create_app
+from gateway.cors import CorsPolicy
+from gateway.routes import RoutesError, lint, load_routes
+from gateway.settings import GatewaySettings
+
+
+def lint_command(argv: list[str]) -> int:
+    """Report routes without auth, unknown scopes and upstreams, unsafe CORS; 1 on errors."""
+    parser = argparse.ArgumentParser(prog="python -m gateway lint", description=lint_command.__doc__)
+    parser.add_argument("routes_file", nargs="?", help="default: PASSGATE_ROUTES_FILE or the packaged routes.yaml")
+    args = parser.parse_args(argv)
+    errors = 0
+    try:
+        settings = GatewaySettings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"error: {exc}")
+        return 1
+    path = Path(args.routes_file) if args.routes_file else settings.routes_file
+    try:
+        CorsPolicy(settings.cors_origins, allow_credentials=settings.cors_allow_credentials)
+    except SettingsError as exc:
+        print(f"error: {exc}")
+        errors += 1
+    try:
+        table = load_routes(path, settings.upstream_overrides)
+    except RoutesError as exc:
+        for problem in exc.problems:
+            print(f"error: {exc.source}: {problem}")
+        return 1
+    for level, message in lint(
+        table,
+        cors_origins=settings.cors_origins,
+        cors_allow_credentials=settings.cors_allow_credentials,
+    ):
+        errors += level == "error"
+        print(f"{level}: {path}: {message}")
+    print(f"{path}: {len(table.routes)} routes, {len(table.upstreams)} upstreams, {errors} error(s)")
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "lint":
+        return lint_command(argv[1:])
+    settings = GatewaySettings.from_env(os.environ)
+    configure_logging("gateway", settings.server.log_level)
+    app = create_app(settings)
+    admin = create_admin_app(app)
+    run(
+        [
+            (app, settings.server.host, settings.server.port),
+            (admin, settings.admin_host, settings.admin_port),
+        ],
+        settings.server,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Typed application and request keys of the gateway, declared in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.cors import CorsPolicy
+    from gateway.jwks import JwksClient
+    from gateway.metrics import GatewayMetrics
+    from gateway.proxy import Proxy
+    from gateway.ratelimit import RateLimiter
+    from gateway.routes import RouteTable
+    from gateway.settings import GatewaySettings
+    from gateway.tokens import TokenVerifier
+
+SETTINGS = web.AppKey("gateway_settings", "GatewaySettings")
+ROUTE_TABLE = web.AppKey("route_table", "RouteTable")
+METRICS = web.AppKey("gateway_metrics", "GatewayMetrics")
+JWKS = web.AppKey("jwks", "JwksClient")
+VERIFIER = web.AppKey("token_verifier", "TokenVerifier")
+PROXY = web.AppKey("proxy", "Proxy")
+RATE_LIMITER = web.AppKey("rate_limiter", "RateLimiter")
+CORS_POLICY = web.AppKey("cors_policy", "CorsPolicy")

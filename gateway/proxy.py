@@ -1,0 +1,271 @@
+"""Forwarding to upstream pools: round robin, ejection, one safe retry, streaming both ways.
+
+- Each upstream is a pool of replicas used in turn. A replica that fails to connect
+  `eject_after` times in a row leaves the rotation for `eject_seconds`, then gets one
+  more chance. With no replica left the answer is 503 at once, without trying.
+- Only a connect failure (the request never left the gateway) is retried, once, on
+  another replica, and only for idempotent methods (RFC 9110 section 9.2.2) whose body
+  was not read yet. A request that reached a backend is never sent twice.
+- The request body is streamed with the route's size limit counted as it flows (413);
+  aiohttp's own client_max_size does not apply to a streamed body.
+- The route's timeout bounds the whole exchange: 504 when it runs out before the
+  response starts. Unreachable backends give 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from common.errors import Problem
+from common.keys import REQUEST_ID, TRACE
+from gateway.headers import ForwardedHeaders, response_headers, upstream_request_headers
+from gateway.metrics import GatewayMetrics
+from gateway.routes import RouteConfig, UpstreamConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+BUFFERED_RESPONSE_MAX = 256 * 1024  # smaller bodies are read whole: one write, no chunking
+STREAM_CHUNK = 64 * 1024
+_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
+class Replica:
+    __slots__ = ("url", "failures", "ejected_until")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.failures = 0
+        self.ejected_until = 0.0
+
+
+class UpstreamPool:
+    """The replicas of one upstream, in rotation unless ejected."""
+
+    def __init__(
+        self, config: UpstreamConfig, *, clock: Callable[[], float], metrics: GatewayMetrics
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.replicas = [Replica(url) for url in config.replicas]
+        self._clock = clock
+        self._next = 0
+        self._ejections = metrics.upstream_ejections.labels(config.name)
+        self._retries = metrics.upstream_retries.labels(config.name)
+        self._duration = metrics.upstream_duration
+        metrics.upstream_healthy.labels(config.name).set_function(self.healthy_count)
+
+    def healthy_count(self) -> int:
+        now = self._clock()
+        return sum(1 for replica in self.replicas if replica.ejected_until <= now)
+
+    def pick(self, exclude: Replica | None = None) -> Replica | None:
+        """The next replica in rotation that is not ejected (nor `exclude`), or None."""
+        now = self._clock()
+        count = len(self.replicas)
+        for _ in range(count):
+            replica = self.replicas[self._next]
+            self._next = (self._next + 1) % count
+            if replica is not exclude and replica.ejected_until <= now:
+                return replica
+        return None
+
+    def connect_failed(self, replica: Replica) -> None:
+        replica.failures += 1
+        if replica.failures >= self.config.eject_after:
+            replica.ejected_until = self._clock() + self.config.eject_seconds
+            self._ejections.inc()
+            _LOGGER.warning(
+                "upstream %s replica %s ejected for %ss after %d connect failures",
+                self.name, replica.url, self.config.eject_seconds, replica.failures,
+            )
+
+    def connected(self, replica: Replica) -> None:
+        replica.failures = 0
+
+    def observe(self, outcome: str, seconds: float) -> None:
+        self._duration.labels(self.name, outcome).observe(seconds)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class _StreamedBody:
+    """The client's body, passed on chunk by chunk while its size is counted."""
+
+    def __init__(self, request: web.Request, limit: int) -> None:
+        self._request = request
+        self._limit = limit
+        self.started = False
+        self.too_large = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        self.started = True
+        total = 0
+        async for chunk in self._request.content.iter_chunked(STREAM_CHUNK):
+            total += len(chunk)
+            if total > self._limit:
+                self.too_large = True
+                raise BodyTooLarge()
+            yield chunk
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(413, f"the request body exceeds {limit} bytes", kind="body-too-large")
+
+
+class Proxy:
+    """Sends a routed request to its upstream pool and relays the answer."""
+
+    def __init__(self, *, forwarded: ForwardedHeaders, clock: Callable[[], float] = time.monotonic) -> None:
+        self.forwarded = forwarded
+        self.session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
+
+    def _timeout(self, route: RouteConfig, pool: UpstreamPool) -> aiohttp.ClientTimeout:
+        key = (route.timeout, pool.config.connect_timeout)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=route.timeout, connect=min(route.timeout, pool.config.connect_timeout)
+            )
+            self._timeouts[key] = timeout
+        return timeout
+
+    async def forward(
+        self,
+        request: web.Request,
+        route: RouteConfig,
+        pool: UpstreamPool,
+        identity_headers: Mapping[str, str],
+        forwarded_headers: Mapping[str, str],
+        extra_response_headers: Mapping[str, str] | None = None,
+    ) -> web.StreamResponse:
+        assert self.session is not None, "the client session starts with the app"
+        replica = pool.pick()
+        if replica is None:
+            raise Problem(
+                503,
+                f"no healthy replica of upstream {pool.name!r}; retry shortly",
+                kind="upstream-unavailable",
+                headers={"Retry-After": str(max(1, int(pool.config.eject_seconds)))},
+            )
+        headers = upstream_request_headers(request, forward_basic_auth=route.forward_basic_auth)
+        headers.update(identity_headers)
+        headers.update(forwarded_headers)
+        headers["X-Request-Id"] = request[REQUEST_ID]
+        headers["traceparent"] = request[TRACE].traceparent()
+        body: _StreamedBody | None = None
+        if request.body_exists:
+            length = request.content_length
+            if length is not None:
+                if length > route.max_body_bytes:
+                    raise _too_large(route.max_body_bytes)
+                headers["Content-Length"] = str(length)
+            body = _StreamedBody(request, route.max_body_bytes)
+        # The upstream path is the raw (still encoded) path the router matched, never the
+        # absolute-form target's authority: only the chosen replica decides where it goes.
+        target = request.rel_url.raw_path
+        query = request.rel_url.raw_query_string
+        if query:
+            target = f"{target}?{query}"
+        timeout = self._timeout(route, pool)
+        retried = False
+        while True:
+            started = time.perf_counter()
+            try:
+                upstream = await self.session.request(
+                    request.method,
+                    URL(replica.url + target, encoded=True),
+                    headers=headers,
+                    data=body.chunks() if body is not None else None,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            except _CONNECT_ERRORS:
+                pool.observe("connect_error", time.perf_counter() - started)
+                pool.connect_failed(replica)
+                if (
+                    not retried
+                    and request.method in IDEMPOTENT_METHODS
+                    and (body is None or not body.started)
+                ):
+                    other = pool.pick(exclude=replica)
+                    if other is not None:
+                        retried = True
+                        pool._retries.inc()
+                        replica = other
+                        continue
+                raise Problem(
+                    502, f"upstream {pool.name!r} is unreachable", kind="upstream-unreachable"
+                ) from None
+            except (BodyTooLarge, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                if body is not None and body.too_large:
+                    raise _too_large(route.max_body_bytes) from None
+                if isinstance(exc, asyncio.TimeoutError):
+                    pool.observe("timeout", time.perf_counter() - started)
+                    raise Problem(
+                        504, f"upstream {pool.name!r} did not answer in time", kind="upstream-timeout"
+                    ) from None
+                pool.observe("5xx", time.perf_counter() - started)
+                raise Problem(
+                    502, f"upstream {pool.name!r} failed to answer", kind="upstream-failed"
+                ) from None
+            break
+        pool.connected(replica)
+        pool.observe(f"{upstream.status // 100}xx", time.perf_counter() - started)
+        try:
+            return await self._relay(request, upstream, pool, extra_response_headers)
+        finally:
+            upstream.release()
+
+    async def _relay(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        pool: UpstreamPool,
+        extra: Mapping[str, str] | None,
+    ) -> web.StreamResponse:
+        headers = response_headers(upstream.headers)
+        if extra:
+            headers.update(extra)
+        status = upstream.status
+        length = upstream.content_length
+        if request.method == "HEAD" or status in (204, 304) or status < 200:
+            response = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
+            if length is not None and request.method == "HEAD":
+                response.content_length = length
+            return response
+        if length is not None and length <= BUFFERED_RESPONSE_MAX:
+            try:
+                data = await upstream.read()
+            except asyncio.TimeoutError:
+                raise Problem(504, f"upstream {pool.name!r} did not answer in time",
+                              kind="upstream-timeout") from None
+            except aiohttp.ClientError:
+                raise Problem(502, f"upstream {pool.name!r} broke off its answer",
+                              kind="upstream-failed") from None
+            return web.Response(status=status, reason=upstream.reason, body=data, headers=headers)
+        response = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
+        if length is not None:
+            response.content_length = length
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+                await response.write(chunk)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            # Too late for an error status: cut the connection so the client sees a failure.
+            _LOGGER.warning("upstream %s broke off a streamed answer: %s", pool.name, type(exc).__name__)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
