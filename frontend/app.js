@@ -16,10 +16,13 @@ const STANDARD_PROBLEM_FIELDS = new Set(["type", "title", "status", "detail", "r
 // Notices: one place that explains what happened, errors included.
 
 let noticeTimer = null;
+let pausedButtons = []; // submit buttons paused by a Retry-After countdown
 
 function clearNotice() {
   clearInterval(noticeTimer);
   noticeTimer = null;
+  for (const button of pausedButtons) button.disabled = false;
+  pausedButtons = [];
   const notice = byId("notice");
   replace(notice);
   delete notice.dataset.status;
@@ -110,17 +113,18 @@ function startCountdown(notice, seconds) {
   const until = Date.now() + seconds * 1000;
   const label = h("span", { id: "retry-after", dataset: { seconds: String(seconds) } });
   notice.append(h("p", { class: "hint" }, "Retry after: ", label));
-  const buttons = [...document.querySelectorAll("button[type=submit]")];
+  pausedButtons = [...document.querySelectorAll("button[type=submit]")];
   const tick = () => {
     const left = Math.ceil((until - Date.now()) / 1000);
     if (left <= 0) {
       label.textContent = "now — you can try again.";
-      for (const button of buttons) button.disabled = false;
+      for (const button of pausedButtons) button.disabled = false;
+      pausedButtons = [];
       clearInterval(noticeTimer);
       return;
     }
     label.textContent = `${left} s`;
-    for (const button of buttons) button.disabled = true;
+    for (const button of pausedButtons) button.disabled = true;
   };
   tick();
   noticeTimer = setInterval(tick, 1000);
@@ -135,7 +139,7 @@ async function action(button, doing, fn) {
     showError(error, doing);
     return undefined;
   } finally {
-    if (button && noticeTimer === null) button.disabled = false;
+    if (button && !pausedButtons.includes(button)) button.disabled = false;
   }
 }
 
