@@ -1,0 +1,141 @@
+"""Run the auth service, or one of its operator commands.
+
+    python -m services.auth                         serve (default)
+    python -m services.auth migrate                 apply database migrations and exit
+    python -m services.auth rotate-keys [--lead S]  add a signing key: published now, signs after S
+    python -m services.auth create-client ID --scope "orders:read ..."
+                                                    create a machine client; prints its secret once
+    python -m services.auth set-role USERNAME admin|user
+
+This is the only module that reads os.environ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from common.db import create_engine, migrate
+from common.logging import configure_logging
+from common.runner import run
+from common.settings import SettingsError
+from common.timestamps import rfc3339, utc_now
+from services.auth.app import MIGRATIONS_DIR, create_app
+from services.auth.repository import AuthRepository
+from services.auth.scopes import ROLES, SUPPORTED_SCOPES, InvalidScopeError, format_scope, parse_scope
+from services.auth.settings import AuthSettings
+from services.auth.signing_keys import KeySetError, rotate
+from services.auth.tokens import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
+
+_CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.auth", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve HTTP (the default)")
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    rotate_parser = commands.add_parser("rotate-keys", help="add a new signing key")
+    rotate_parser.add_argument(
+        "--lead", type=int, default=None, help="seconds before it signs (default PASSGATE_KEY_PUBLISH_LEAD)"
+    )
+    client = commands.add_parser("create-client", help="create a machine client")
+    client.add_argument("client_id")
+    client.add_argument("--scope", required=True, help="space-separated scopes the client may get")
+    role = commands.add_parser("set-role", help="set a user's role")
+    role.add_argument("username")
+    role.add_argument("role", choices=ROLES)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = AuthSettings.from_env(os.environ)
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    command = args.command or "serve"
+    if command == "serve":
+        configure_logging("auth", settings.server.log_level)
+        app = create_app(settings)
+        run([(app, settings.server.host, settings.server.port)], settings.server)
+        return 0
+    if command == "rotate-keys":
+        return _rotate_keys(settings, args.lead)
+    return asyncio.run(_database_command(settings, args))
+
+
+def _rotate_keys(settings: AuthSettings, lead: int | None) -> int:
+    lead_seconds = settings.key_publish_lead if lead is None else lead
+    if lead_seconds < settings.jwks_max_age:
+        print(
+            f"--lead must be at least PASSGATE_JWKS_MAX_AGE ({settings.jwks_max_age} s)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        key = rotate(
+            settings.signing_keys_dir,
+            utc_now(),
+            lead=dt.timedelta(seconds=lead_seconds),
+            retention=dt.timedelta(seconds=settings.key_retention),
+        )
+    except KeySetError as error:
+        print(f"rotate-keys: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"kid": key.kid, "published_at": rfc3339(key.created_at), "signs_from": rfc3339(key.not_before)}))
+    return 0
+
+
+async def _database_command(settings: AuthSettings, args: argparse.Namespace) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        if args.command == "migrate":
+            await migrate(engine, MIGRATIONS_DIR)
+            print("migrations applied")
+            return 0
+        if settings.migrate_on_start:
+            await migrate(engine, MIGRATIONS_DIR)
+        repository = AuthRepository(engine)
+        if args.command == "set-role":
+            if not await repository.set_role(args.username, args.role):
+                print(f"set-role: no user named {args.username!r}", file=sys.stderr)
+                return 1
+            print(f"{args.username} is now {args.role}; it applies from their next login")
+            return 0
+        return await _create_client(repository, args.client_id, args.scope)
+    finally:
+        await engine.dispose()
+
+
+async def _create_client(repository: AuthRepository, client_id: str, scope: str) -> int:
+    if not _CLIENT_ID.match(client_id):
+        print("create-client: the id must be 3-64 of [a-z0-9._-]", file=sys.stderr)
+        return 2
+    try:
+        scopes = parse_scope(scope)
+    except InvalidScopeError as error:
+        print(f"create-client: {error}", file=sys.stderr)
+        return 2
+    if not scopes <= SUPPORTED_SCOPES:
+        print(f"create-client: unknown scopes: {format_scope(scopes - SUPPORTED_SCOPES)}", file=sys.stderr)
+        return 2
+    if await repository.client(client_id) is not None:
+        print(f"create-client: {client_id!r} exists", file=sys.stderr)
+        return 1
+    secret = new_secret(CLIENT_SECRET_PREFIX)
+    await repository.create_client(client_id, opaque_hash(secret), format_scope(scopes), utc_now())
+    # The only time the secret is shown: only its hash is stored.
+    print(json.dumps({"client_id": client_id, "client_secret": secret, "scope": format_scope(scopes)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Account use cases: register (with profile provisioning), authenticate, change password."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from common.timestamps import Clock
+from common.tracing import TraceContext
+from services.auth.metrics import AuthMetrics
+from services.auth.passwords import Passwords, check_policy
+from services.auth.provisioning import ProfileProvisioner
+from services.auth.repository import Account, AuthRepository
+from services.auth.settings import AuthSettings
+from services.auth.throttle import LoginThrottle, account_key, address_key
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class InvalidCredentialsError(Exception):
+    """Wrong password or unknown user: deliberately one error for both."""
+
+
+class LoginThrottledError(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("login throttled")
+        self.retry_after = retry_after
+
+
+class ProvisioningError(Exception):
+    """The users service did not take the profile; the account was removed again."""
+
+
+class PasswordUnchangedError(Exception):
+    """Someone else changed the password between our read and our write."""
+
+
+class Accounts:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        repository: AuthRepository,
+        passwords: Passwords,
+        throttle: LoginThrottle,
+        provisioner: ProfileProvisioner | None,
+        metrics: AuthMetrics,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.passwords = passwords
+        self.throttle = throttle
+        self.provisioner = provisioner
+        self.metrics = metrics
+        self.clock = clock
+
+    async def register(
+        self,
+        username: str,
+        password: str,
+        display_name: str | None,
+        *,
+        request_id: str | None = None,
+        trace: TraceContext | None = None,
+    ) -> Account:
+        """Create the account, then its profile; undo the account when that fails.
+
+        Raises PasswordPolicyError, UsernameTakenError or ProvisioningError.
+        """
+        check_policy(username, password)
+        password_hash = await self.passwords.hash(password)
+        account = await self.repository.create_account(
+            str(uuid.uuid4()), username, password_hash, "user", self.clock()
+        )
+        if self.provisioner is not None:
+            provisioned = await self.provisioner.provision(
+                account.id,
+                username,
+                display_name or username,
+                request_id=request_id,
+                trace=trace,
+            )
+            if not provisioned:
+                # An account never exists without its profile (common.md contract).
+                await self.repository.delete_account(account.id)
+                raise ProvisioningError(account.id)
+        _LOGGER.info("account registered", extra={"account_id": account.id})
+        return account
+
+    async def authenticate(self, username: str, password: str, address: str) -> Account:
+        """Check a password login, throttled per account and per source address.
+
+        Raises LoginThrottledError (without touching the password) or
+        InvalidCredentialsError; both behave the same for unknown and existing users.
+        """
+        now = self.clock()
+        account_k, address_k = account_key(username), address_key(address)
+        retry_after = await self.throttle.retry_after([account_k, address_k], now)
+        if retry_after is not None:
+            raise LoginThrottledError(retry_after)
+        account = await self.repository.account_by_username(username)
+        # Unknown users are checked against a dummy hash: same work, same answer.
+        verification = await self.passwords.verify(
+            account.password_hash if account else None, password
+        )
+        if account is None or not verification.ok:
+            await self.throttle.failed(
+                [
+                    (account_k, self.settings.login_max_failures),
+                    (address_k, self.settings.login_max_failures_per_address),
+                ],
+                now,
+            )
+            raise InvalidCredentialsError()
+        await self.throttle.succeeded(account_k, now)
+        if verification.needs_rehash:
+            # Parameters were raised since this hash was made: upgrade it while we hold
+            # the password (the only moment we ever do).
+            new_hash = await self.passwords.hash(password)
+            if await self.repository.upgrade_password_hash(account.id, account.password_hash, new_hash):
+                _LOGGER.info("password hash upgraded", extra={"account_id": account.id})
+        return account
+
+    async def change_password(self, account: Account, current: str, new: str) -> None:
+        """Verify the current password (throttled like a login), set the new one and
+        revoke every refresh-token family of the account in the same transaction."""
+        now = self.clock()
+        key = account_key(account.username)
+        retry_after = await self.throttle.retry_after([key], now)
+        if retry_after is not None:
+            raise LoginThrottledError(retry_after)
+        if not (await self.passwords.verify(account.password_hash, current)).ok:
+            await self.throttle.failed([(key, self.settings.login_max_failures)], now)
+            raise InvalidCredentialsError()
+        check_policy(account.username, new)
+        new_hash = await self.passwords.hash(new)
+        if not await self.repository.change_password(account.id, account.password_hash, new_hash, now):
+            raise PasswordUnchangedError()
+        _LOGGER.info("password changed; sessions revoked", extra={"account_id": account.id})

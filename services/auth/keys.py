@@ -1,0 +1,33 @@
+"""Typed application keys of the auth service, declared in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from common.timestamps import Clock
+from common.validation import OpenApiDocument
+
+if TYPE_CHECKING:
+    from services.auth.accounts import Accounts
+    from services.auth.metrics import AuthMetrics
+    from services.auth.passwords import Passwords
+    from services.auth.provisioning import ProfileProvisioner
+    from services.auth.repository import AuthRepository
+    from services.auth.settings import AuthSettings
+    from services.auth.signing_keys import KeyRing
+    from services.auth.throttle import LoginThrottle
+    from services.auth.tokens import TokenService
+
+SETTINGS = web.AppKey("auth_settings", "AuthSettings")
+CLOCK = web.AppKey("clock", Clock)
+OPENAPI = web.AppKey("openapi", OpenApiDocument)
+METRICS = web.AppKey("auth_metrics", "AuthMetrics")
+KEY_RING = web.AppKey("key_ring", "KeyRing")
+REPOSITORY = web.AppKey("repository", "AuthRepository")
+PASSWORDS = web.AppKey("passwords", "Passwords")
+THROTTLE = web.AppKey("throttle", "LoginThrottle")
+TOKENS = web.AppKey("tokens", "TokenService")
+PROVISIONER = web.AppKey("provisioner", "ProfileProvisioner")
+ACCOUNTS = web.AppKey("accounts", "Accounts")

@@ -1,0 +1,102 @@
+"""Argon2id password hashing, run on a small thread pool and never on the event loop.
+
+argon2-cffi releases the GIL while hashing, so a few threads hash in parallel while the
+loop keeps serving; the pool is bounded so that bursts of logins cannot exhaust memory
+(each hash holds `memory_cost` KiB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from prometheus_client import Histogram
+
+from services.auth.settings import Argon2Settings
+
+T = TypeVar("T")
+
+MAX_HASHING_THREADS = 4
+# Never a valid password: a verification against it always fails, at full cost.
+_DUMMY_PASSWORD = "passgate dummy password for unknown users"
+
+
+class PasswordPolicyError(ValueError):
+    """The new password is refused; the message says why (and never repeats it)."""
+
+
+def check_policy(username: str, password: str) -> None:
+    """API.md: 12-256 characters (enforced by the schema); never the username itself."""
+    folded = password.strip().casefold()
+    if folded == username.casefold() or folded in {username.casefold() * 2, username[::-1].casefold()}:
+        raise PasswordPolicyError("the password must not be the username")
+    if len(set(password)) < 4:
+        raise PasswordPolicyError("the password must use at least 4 different characters")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verification:
+    ok: bool
+    needs_rehash: bool = False
+
+
+class Passwords:
+    """Hash and verify passwords off the loop, timing each operation in a histogram."""
+
+    def __init__(self, settings: Argon2Settings, duration: Histogram) -> None:
+        self._hasher = argon2.PasswordHasher(
+            time_cost=settings.time_cost,
+            memory_cost=settings.memory_cost,
+            parallelism=settings.parallelism,
+            type=argon2.Type.ID,
+        )
+        self._duration = duration
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=MAX_HASHING_THREADS, thread_name_prefix="argon2"
+        )
+        self._dummy_hash: str | None = None
+
+    async def start(self) -> None:
+        """Make the dummy hash with the current parameters, so unknown users cost the same."""
+        self._dummy_hash = await self.hash(_DUMMY_PASSWORD)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, operation: str, function: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+
+        def timed() -> T:
+            start = time.perf_counter()
+            try:
+                return function()
+            finally:
+                self._duration.labels(operation).observe(time.perf_counter() - start)
+
+        return await loop.run_in_executor(self._executor, timed)
+
+    async def hash(self, password: str) -> str:
+        return await self._run("hash", lambda: self._hasher.hash(password))
+
+    async def verify(self, password_hash: str | None, password: str) -> Verification:
+        """Check `password`; with no hash (unknown user) spend the same work and fail."""
+        if password_hash is None:
+            assert self._dummy_hash is not None, "Passwords.start() was not awaited"
+            dummy = self._dummy_hash
+            await self._run("verify", lambda: self._verify_quietly(dummy, password))
+            return Verification(ok=False)
+        if not await self._run("verify", lambda: self._verify_quietly(password_hash, password)):
+            return Verification(ok=False)
+        return Verification(ok=True, needs_rehash=self._hasher.check_needs_rehash(password_hash))
+
+    def _verify_quietly(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False

@@ -1,0 +1,440 @@
+"""All SQL of the auth service (SQLAlchemy Core), portable to SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from common.db import dialect_insert, write_transaction
+from common.timestamps import UtcDateTime
+
+T = TypeVar("T")
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("password_changed_at", UtcDateTime(), nullable=False),
+)
+
+refresh_families = sa.Table(
+    "refresh_families",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("revoked_at", UtcDateTime(), nullable=True),
+    sa.Column("revoked_reason", sa.String(32), nullable=True),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("family_id", sa.String(36), sa.ForeignKey("refresh_families.id"), nullable=False),
+    sa.Column("issued_at", UtcDateTime(), nullable=False),
+    sa.Column("idle_expires_at", UtcDateTime(), nullable=False),
+    sa.Column("spent_at", UtcDateTime(), nullable=True),
+)
+
+clients = sa.Table(
+    "clients",
+    metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_started_at", UtcDateTime(), nullable=False),
+    sa.Column("locked_until", UtcDateTime(), nullable=True),
+)
+
+
+class UsernameTakenError(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    username: str
+    password_hash: str = dataclasses.field(repr=False)
+    role: str
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Client:
+    client_id: str
+    secret_hash: str = dataclasses.field(repr=False)
+    scope: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FamilyGrant:
+    """What a refresh-token family was granted, and who holds it now."""
+
+    family_id: str
+    account_id: str
+    role: str
+    client_id: str
+    scope: str
+    expires_at: dt.datetime
+
+
+class RotationStatus(enum.Enum):
+    ROTATED = "rotated"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    REUSED = "reused"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rotation(Generic[T]):
+    status: RotationStatus
+    grant: FamilyGrant | None = None
+    decision: T | None = None
+
+
+def _account(row: sa.Row) -> Account:  # type: ignore[type-arg]
+    return Account(row.id, row.username, row.password_hash, row.role, row.created_at)
+
+
+class AuthRepository:
+    """Credentials, refresh-token families, machine clients and login-failure counters."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # -- accounts --------------------------------------------------------------------
+
+    async def create_account(
+        self, account_id: str, username: str, password_hash: str, role: str, now: dt.datetime
+    ) -> Account:
+        try:
+            async with write_transaction(self.engine) as connection:
+                await connection.execute(
+                    accounts.insert().values(
+                        id=account_id,
+                        username=username,
+                        password_hash=password_hash,
+                        role=role,
+                        created_at=now,
+                        password_changed_at=now,
+                    )
+                )
+        except exc.IntegrityError:
+            raise UsernameTakenError(username) from None
+        return Account(account_id, username, password_hash, role, now)
+
+    async def delete_account(self, account_id: str) -> None:
+        async with write_transaction(self.engine) as connection:
+            families = sa.select(refresh_families.c.id).where(
+                refresh_families.c.account_id == account_id
+            )
+            await connection.execute(
+                refresh_tokens.delete().where(refresh_tokens.c.family_id.in_(families))
+            )
+            await connection.execute(
+                refresh_families.delete().where(refresh_families.c.account_id == account_id)
+            )
+            await connection.execute(accounts.delete().where(accounts.c.id == account_id))
+
+    async def account_by_username(self, username: str) -> Account | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(sa.select(accounts).where(accounts.c.username == username))
+            ).first()
+        return _account(row) if row else None
+
+    async def account_by_id(self, account_id: str) -> Account | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(sa.select(accounts).where(accounts.c.id == account_id))
+            ).first()
+        return _account(row) if row else None
+
+    async def upgrade_password_hash(self, account_id: str, old_hash: str, new_hash: str) -> bool:
+        """Replace a hash made with older parameters, unless the password changed meanwhile."""
+        async with write_transaction(self.engine) as connection:
+            result = await connection.execute(
+                accounts.update()
+                .where(accounts.c.id == account_id, accounts.c.password_hash == old_hash)
+                .values(password_hash=new_hash)
+            )
+        return result.rowcount == 1
+
+    async def change_password(
+        self, account_id: str, old_hash: str, new_hash: str, now: dt.datetime
+    ) -> bool:
+        """Set a new hash and revoke every refresh-token family of the account, atomically."""
+        async with write_transaction(self.engine) as connection:
+            result = await connection.execute(
+                accounts.update()
+                .where(accounts.c.id == account_id, accounts.c.password_hash == old_hash)
+                .values(password_hash=new_hash, password_changed_at=now)
+            )
+            if result.rowcount != 1:
+                return False
+            await self._revoke_account_families(connection, account_id, now, "password_change")
+        return True
+
+    async def set_role(self, username: str, role: str) -> bool:
+        async with write_transaction(self.engine) as connection:
+            result = await connection.execute(
+                accounts.update().where(accounts.c.username == username).values(role=role)
+            )
+        return result.rowcount == 1
+
+    # -- refresh-token families -------------------------------------------------------
+
+    async def create_family(
+        self,
+        *,
+        family_id: str,
+        account_id: str,
+        client_id: str,
+        scope: str,
+        token_hash: str,
+        now: dt.datetime,
+        expires_at: dt.datetime,
+        idle_expires_at: dt.datetime,
+    ) -> None:
+        async with write_transaction(self.engine) as connection:
+            await connection.execute(
+                refresh_families.insert().values(
+                    id=family_id,
+                    account_id=account_id,
+                    client_id=client_id,
+                    scope=scope,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+            await connection.execute(
+                refresh_tokens.insert().values(
+                    token_hash=token_hash,
+                    family_id=family_id,
+                    issued_at=now,
+                    idle_expires_at=idle_expires_at,
+                )
+            )
+
+    async def rotate_refresh_token(
+        self,
+        token_hash: str,
+        new_hash: str,
+        now: dt.datetime,
+        idle_ttl: dt.timedelta,
+        decide: Callable[[FamilyGrant], T],
+    ) -> Rotation[T]:
+        """Spend one refresh token and issue its successor in the same family, atomically.
+
+        The spend is a conditional UPDATE (`spent_at IS NULL`): of two concurrent uses
+        exactly one changes the row, on SQLite and PostgreSQL alike. The other, like any
+        later use of a spent token, is reuse: the family is revoked in the same
+        transaction, so the thief and the victim both lose it. `decide` may raise to refuse
+        the request (for example a widened scope); nothing is spent then.
+        """
+        async with write_transaction(self.engine) as connection:
+            row = (
+                await connection.execute(
+                    sa.select(
+                        refresh_tokens.c.spent_at,
+                        refresh_tokens.c.idle_expires_at,
+                        refresh_families.c.id.label("family_id"),
+                        refresh_families.c.client_id,
+                        refresh_families.c.scope,
+                        refresh_families.c.expires_at,
+                        refresh_families.c.revoked_at,
+                        accounts.c.id.label("account_id"),
+                        accounts.c.role,
+                    )
+                    .select_from(
+                        refresh_tokens.join(refresh_families).join(
+                            accounts, accounts.c.id == refresh_families.c.account_id
+                        )
+                    )
+                    .where(refresh_tokens.c.token_hash == token_hash)
+                )
+            ).first()
+            if row is None:
+                return Rotation(RotationStatus.UNKNOWN)
+            grant = FamilyGrant(
+                row.family_id, row.account_id, row.role, row.client_id, row.scope, row.expires_at
+            )
+            if row.revoked_at is not None:
+                return Rotation(RotationStatus.REVOKED, grant)
+            if row.spent_at is not None:
+                await self._revoke_family(connection, grant.family_id, now, "reuse")
+                return Rotation(RotationStatus.REUSED, grant)
+            if now >= row.expires_at or now >= row.idle_expires_at:
+                return Rotation(RotationStatus.EXPIRED, grant)
+            decision = decide(grant)
+            spent = await connection.execute(
+                refresh_tokens.update()
+                .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.spent_at.is_(None))
+                .values(spent_at=now)
+            )
+            if spent.rowcount != 1:  # a concurrent use spent it first
+                await self._revoke_family(connection, grant.family_id, now, "reuse")
+                return Rotation(RotationStatus.REUSED, grant)
+            await connection.execute(
+                refresh_tokens.insert().values(
+                    token_hash=new_hash,
+                    family_id=grant.family_id,
+                    issued_at=now,
+                    idle_expires_at=min(now + idle_ttl, grant.expires_at),
+                )
+            )
+        return Rotation(RotationStatus.ROTATED, grant, decision)
+
+    async def revoke_family_of_token(self, token_hash: str, now: dt.datetime) -> bool:
+        async with write_transaction(self.engine) as connection:
+            family_id = (
+                await connection.execute(
+                    sa.select(refresh_tokens.c.family_id).where(
+                        refresh_tokens.c.token_hash == token_hash
+                    )
+                )
+            ).scalar()
+            if family_id is None:
+                return False
+            await self._revoke_family(connection, family_id, now, "logout")
+        return True
+
+    async def revoke_account_families(self, account_id: str, now: dt.datetime, reason: str) -> int:
+        async with write_transaction(self.engine) as connection:
+            return await self._revoke_account_families(connection, account_id, now, reason)
+
+    async def family_revoked(self, family_id: str) -> bool:
+        async with self.engine.connect() as connection:
+            revoked_at = (
+                await connection.execute(
+                    sa.select(refresh_families.c.revoked_at).where(refresh_families.c.id == family_id)
+                )
+            ).scalar()
+        return revoked_at is not None
+
+    @staticmethod
+    async def _revoke_family(
+        connection: AsyncConnection, family_id: str, now: dt.datetime, reason: str
+    ) -> None:
+        await connection.execute(
+            refresh_families.update()
+            .where(refresh_families.c.id == family_id, refresh_families.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+
+    @staticmethod
+    async def _revoke_account_families(
+        connection: AsyncConnection, account_id: str, now: dt.datetime, reason: str
+    ) -> int:
+        result = await connection.execute(
+            refresh_families.update()
+            .where(
+                refresh_families.c.account_id == account_id,
+                refresh_families.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        return result.rowcount
+
+    # -- machine clients ---------------------------------------------------------------
+
+    async def create_client(
+        self, client_id: str, secret_hash: str, scope: str, now: dt.datetime
+    ) -> None:
+        async with write_transaction(self.engine) as connection:
+            await connection.execute(
+                clients.insert().values(
+                    client_id=client_id, secret_hash=secret_hash, scope=scope, created_at=now
+                )
+            )
+
+    async def client(self, client_id: str) -> Client | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(sa.select(clients).where(clients.c.client_id == client_id))
+            ).first()
+        return Client(row.client_id, row.secret_hash, row.scope) if row else None
+
+    # -- login failures (the database throttle backend) --------------------------------
+
+    async def locked_until(self, keys: Sequence[str], now: dt.datetime) -> dt.datetime | None:
+        """The latest lockout still running on any of `keys`."""
+        async with self.engine.connect() as connection:
+            return (
+                await connection.execute(
+                    sa.select(sa.func.max(login_failures.c.locked_until)).where(
+                        login_failures.c.key.in_(keys), login_failures.c.locked_until > now
+                    )
+                )
+            ).scalar()
+
+    async def record_failure(
+        self,
+        limits: Sequence[tuple[str, int]],
+        now: dt.datetime,
+        window: dt.timedelta,
+        lockout: dt.timedelta,
+    ) -> None:
+        """Count one failure on each (key, limit); a key reaching its limit is locked out.
+
+        Fixed windows: the count restarts when `window` has passed since its first failure,
+        and after a lockout, so the next lockout again needs `limit` failures.
+        """
+        async with write_transaction(self.engine) as connection:
+            for key, limit in limits:
+                await connection.execute(
+                    dialect_insert(connection, login_failures)
+                    .values(key=key, failures=0, window_started_at=now)
+                    .on_conflict_do_nothing()
+                )
+                row = (
+                    await connection.execute(
+                        sa.select(login_failures).where(login_failures.c.key == key).with_for_update()
+                    )
+                ).one()
+                failures, started = row.failures + 1, row.window_started_at
+                if now >= started + window:
+                    failures, started = 1, now
+                values: dict[str, object] = {"failures": failures, "window_started_at": started}
+                if failures >= limit:
+                    values = {"failures": 0, "window_started_at": now, "locked_until": now + lockout}
+                await connection.execute(
+                    login_failures.update().where(login_failures.c.key == key).values(**values)
+                )
+
+    async def clear_failures(self, key: str, now: dt.datetime) -> None:
+        """Forget the failures of `key` after a success (a running lockout stays)."""
+        async with write_transaction(self.engine) as connection:
+            await connection.execute(
+                login_failures.delete().where(
+                    login_failures.c.key == key,
+                    sa.or_(login_failures.c.locked_until.is_(None), login_failures.c.locked_until <= now),
+                )
+            )

@@ -1,0 +1,107 @@
+"""Fixtures for the auth service: settings with a cheap Argon2 cost, an injected clock,
+a shared RSA key set, and a tiny real users service that records provisioning calls."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from common.settings import ServerSettings
+from services.auth.app import create_app
+from services.auth.settings import AuthSettings
+from services.auth.signing_keys import ensure_key_set
+from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def key_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One key set generated per session (RSA generation is the slow part), copied per test."""
+    directory = tmp_path_factory.mktemp("keys-template")
+    ensure_key_set(directory, START - dt.timedelta(days=1), generate=True)
+    return directory
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path, key_template: Path) -> Path:
+    target = tmp_path / "keys"
+    shutil.copytree(key_template, target)
+    return target
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, keys_dir: Path) -> Callable[..., AuthSettings]:
+    def make(**overrides: Any) -> AuthSettings:
+        values: dict[str, Any] = {
+            "server": ServerSettings(service="auth", port=0),
+            "database_url": f"sqlite:///{tmp_path / 'auth.db'}",
+            "signing_keys_dir": keys_dir,
+            "argon2": CHEAP_ARGON2,
+            "issuer": "http://gateway.test",
+            "audience": "passgate",
+            "login_max_failures": 3,
+            "login_max_failures_per_address": 50,
+        }
+        values.update(overrides)
+        return AuthSettings(**values)
+
+    return make
+
+
+AuthClientFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def auth_client(aiohttp_client, make_settings, clock) -> AuthClientFactory:
+    """The real create_app behind a real test server; settings overridable per test."""
+
+    async def start(*, registry: CollectorRegistry | None = None, **overrides: Any) -> TestClient:
+        app = create_app(make_settings(**overrides), registry=registry, clock=clock)
+        return await aiohttp_client(app)
+
+    return start
+
+
+@dataclasses.dataclass
+class UsersStub:
+    """A tiny real users service: records PUT /internal/profiles/{id}, answers `status`."""
+
+    calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    status: int = 201
+    url: str = ""
+
+
+@pytest.fixture
+async def users_service(aiohttp_server) -> UsersStub:
+    stub = UsersStub()
+
+    async def provision(request: web.Request) -> web.Response:
+        stub.calls.append(
+            {
+                "user_id": request.match_info["user_id"],
+                "headers": request.headers.copy(),
+                "body": await request.json(),
+            }
+        )
+        if stub.status >= 400:
+            return web.json_response({"title": "nope"}, status=stub.status)
+        return web.json_response({"id": request.match_info["user_id"]}, status=stub.status)
+
+    app = web.Application()
+    app.router.add_put("/internal/profiles/{user_id}", provision)
+    server: TestServer = await aiohttp_server(app)
+    stub.url = str(server.make_url("")).rstrip("/")
+    return stub

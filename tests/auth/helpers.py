@@ -1,0 +1,74 @@
+"""Helpers shared by the auth tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import jwt
+from aiohttp.test_utils import TestClient
+from jwt import PyJWKSet
+
+from services.auth.settings import Argon2Settings
+
+START = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+PASSWORD = "correct horse battery"
+# The cheapest Argon2id the library accepts: tests stay fast, the code path is the same.
+CHEAP_ARGON2 = Argon2Settings(time_cost=1, memory_cost=8, parallelism=1)
+USER_SCOPES = "orders:read orders:write users:read users:write"
+
+
+class FakeClock:
+    """An injected clock: tests move time forward instead of sleeping."""
+
+    def __init__(self, now: dt.datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+async def register(client: TestClient, username: str = "alice", password: str = PASSWORD) -> str:
+    response = await client.post("/auth/register", json={"username": username, "password": password})
+    assert response.status == 201, await response.text()
+    return (await response.json())["id"]
+
+
+async def login(
+    client: TestClient, username: str = "alice", password: str = PASSWORD, **extra: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/auth/login", json={"username": username, "password": password, **extra}
+    )
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+def identity_headers(user_id: str, scopes: str = USER_SCOPES) -> dict[str, str]:
+    """What the gateway sets after verifying a token."""
+    return {"X-User-Id": user_id, "X-User-Scopes": scopes, "X-User-Client-Id": "passgate"}
+
+
+def decode(
+    token: str, jwks: dict[str, Any], *, audience: str = "passgate", issuer: str = "http://gateway.test"
+) -> dict[str, Any]:
+    """Verify a token against a JWK Set as a gateway would (wall-clock checks aside)."""
+    header = jwt.get_unverified_header(token)
+    key = PyJWKSet.from_dict(jwks)[header["kid"]]
+    return jwt.decode(
+        token,
+        key.key,
+        algorithms=["RS256"],
+        audience=audience,
+        issuer=issuer,
+        # The injected clock runs in 2030: check the signature and claims, not wall time.
+        options={
+            "require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"],
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+        },
+    )
