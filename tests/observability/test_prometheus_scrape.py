@@ -1,0 +1,113 @@
+"""A real Prometheus scrapes the running stack: every dashboard and alert query parses and reads
+only metrics the processes really export, and request rates and auth failures come back
+through its query API."""
+
+from __future__ import annotations
+
+import pytest
+from obs_support import (
+    COMPONENTS,
+    SCRAPE_SERIES,
+    PrometheusApi,
+    Traffic,
+    all_queries,
+    alert_rules,
+    exposed_names,
+    grafana_to_promql,
+    http,
+    load_dashboard,
+    metric_names,
+    poll,
+    variable_query_metrics,
+)
+
+from devstack.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+SERVED = 'route!~"/metrics|/healthz|/readyz"'
+
+
+def test_every_query_parses_in_prometheus(prometheus: PrometheusApi) -> None:
+    errors = []
+    for where, expr in all_queries():
+        status, answer = prometheus.call("/api/v1/query", {"query": grafana_to_promql(expr)})
+        if status != 200 or answer.get("status") != "success":
+            errors.append(f"{where}: {answer.get('errorType')}: {answer.get('error')}\n  {expr}")
+    assert not errors, "\n".join(errors)
+
+
+def test_every_metric_a_query_reads_is_exported(expositions: dict[str, str]) -> None:
+    exported = set().union(*(exposed_names(text) for text in expositions.values()))
+    missing = {}
+    for where, expr in all_queries():
+        unknown = metric_names(expr) - exported - SCRAPE_SERIES
+        if unknown:
+            missing[where] = sorted(unknown)
+    unknown = variable_query_metrics(load_dashboard()) - exported
+    if unknown:
+        missing["dashboard variables"] = sorted(unknown)
+    assert not missing, f"queries read metrics no process exports: {missing}"
+
+
+def test_prometheus_scrapes_all_four_with_the_service_label(prometheus: PrometheusApi) -> None:
+    def all_up() -> dict[str, float] | None:
+        up = prometheus.values('up{job="passgate"}')
+        return up if set(up) == set(COMPONENTS) and all(v == 1 for v in up.values()) else None
+
+    poll(all_up, timeout=20, what="the four local targets to be up")
+
+
+def test_kubernetes_relabelling_scrapes_the_annotated_ports(prometheus: PrometheusApi) -> None:
+    """Pods found as Kubernetes would find them: only the four Passgate pods that ask to be
+    scraped are, the gateway on its admin port, each with its `service` label."""
+
+    def pods_up() -> list[dict] | None:
+        pods = prometheus.query('up{job="passgate-pods"}')
+        return pods if pods and all(pod["value"][1] == "1" for pod in pods) else None
+
+    pods = poll(pods_up, timeout=20, what="the Kubernetes-style targets to be up")
+    assert sorted(pod["metric"]["service"] for pod in pods) == sorted(COMPONENTS)
+    for pod in pods:
+        assert pod["metric"]["namespace"] == "passgate" and pod["metric"]["pod"], pod
+
+
+def test_request_rate_and_auth_failures_via_the_query_api(
+    prometheus: PrometheusApi, obs_stack: Stack, traffic: Traffic
+) -> None:
+    gw = obs_stack.gateway_url
+    auth = {"Authorization": f"Bearer {traffic.access_token}"}
+
+    def rates() -> dict[str, float] | None:
+        # Traffic keeps coming while we look, so a rate over the last seconds is never 0.
+        http("GET", f"{gw}/users/me", headers=auth)
+        http("GET", f"{gw}/orders", headers=auth)
+        http("GET", f"{gw}/orders")
+        http("POST", f"{gw}/auth/login", json_body={"username": traffic.username, "password": "wrong wrong wrong"})
+        values = prometheus.values(
+            f'sum by (service) (rate(http_server_requests_total{{job="passgate", {SERVED}}}[10s])) > 0'
+        )
+        return values if set(values) == set(COMPONENTS) else None
+
+    rate = poll(rates, timeout=30, interval=0.5, what="a request rate on all four services")
+    assert all(value > 0 for value in rate.values()), rate
+
+    failures = prometheus.values('sum(gateway_auth_failures_total{job="passgate", reason="missing_token"})')
+    assert failures.get("", 0) >= 1, failures
+    logins = prometheus.values('sum(auth_logins_total{job="passgate", result="invalid_credentials"})')
+    assert logins.get("", 0) >= 1, logins
+
+
+def test_alert_rules_are_loaded_and_evaluate_cleanly(prometheus: PrometheusApi) -> None:
+    expected = {rule["alert"] for rule in alert_rules()}
+
+    def evaluated() -> list[dict] | None:
+        status, answer = prometheus.call("/api/v1/rules")
+        assert status == 200, answer
+        rules = [rule for group in answer["data"]["groups"] for rule in group["rules"]]
+        return rules if rules and all(rule["health"] != "unknown" for rule in rules) else None
+
+    rules = poll(evaluated, timeout=20, what="every alert rule to be evaluated")
+    assert {rule["name"] for rule in rules} == expected
+    unhealthy = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
+    assert not unhealthy
