@@ -34,6 +34,13 @@ KUBECTL="${KUBECTL:-kubectl}"
 DRY_RUN="${DRY_RUN:-0}"
 repo_root="$(cd "$(dirname "$0")/../.." && pwd)"
 
+if [ "$overlay" = prod ] && [ "$DRY_RUN" = 1 ]; then
+  # Check the input before anything is created (a live run also accepts existing Secrets).
+  for var in AUTH_DATABASE_URL USERS_DATABASE_URL ORDERS_DATABASE_URL; do
+    if [ -z "${!var:-}" ]; then echo "$var is required for prod" >&2; exit 1; fi
+  done
+fi
+
 workdir="$(mktemp -d)"
 trap 'rm -rf "$workdir"' EXIT
 chmod 700 "$workdir"
