@@ -27,7 +27,10 @@ async def _migrate(url: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.orders", description=__doc__)
     parser.add_argument(
-        "command", nargs="?", default="serve", choices=["serve", "migrate"],
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "migrate"],
         help="serve HTTP (default) or apply database migrations and exit",
     )
     args = parser.parse_args(argv)

@@ -114,7 +114,9 @@ async def list_orders(request: web.Request) -> web.Response:
         try:
             after = decode_cursor(query["cursor"])
         except ValueError:
-            raise invalid_request([{"pointer": "/cursor", "detail": "not a valid cursor"}]) from None
+            raise invalid_request(
+                [{"pointer": "/cursor", "detail": "not a valid cursor"}]
+            ) from None
     orders, position = await request.app[REPOSITORY].list(
         owner, limit=query.get("limit", DEFAULT_PAGE_SIZE), after=after
     )

@@ -22,7 +22,11 @@ class OrderItem:
     unit_price_cents: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"sku": self.sku, "quantity": self.quantity, "unit_price_cents": self.unit_price_cents}
+        return {
+            "sku": self.sku,
+            "quantity": self.quantity,
+            "unit_price_cents": self.unit_price_cents,
+        }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

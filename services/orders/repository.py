@@ -167,7 +167,7 @@ class OrderRepository:
         return page, (last.created_at, last.id)
 
     async def cancel(self, order_id: str, *, owner: str | None) -> tuple[Order, bool] | None:
-        """Cancel a placed order; returns (order, changed), or None when not found (or not owner's)."""
+        """Cancel a placed order: (order, changed), or None when missing or not the owner's."""
         async with write_transaction(self.engine) as connection:
             condition = orders.c.id == order_id
             if owner is not None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from common.validation import OpenApiDocument
-
-if TYPE_CHECKING:
-    from services.users.metrics import UsersMetrics
-    from services.users.repository import ProfileRepository
+from services.users.metrics import UsersMetrics
+from services.users.repository import ProfileRepository
 
 OPENAPI = web.AppKey("users_openapi", OpenApiDocument)
-REPOSITORY = web.AppKey("users_repository", "ProfileRepository")
-METRICS = web.AppKey("users_metrics", "UsersMetrics")
+REPOSITORY = web.AppKey("users_repository", ProfileRepository)
+METRICS = web.AppKey("users_metrics", UsersMetrics)

@@ -39,9 +39,13 @@ async def test_concurrent_repeats_on_two_replicas_create_one_order(
     assert conflict.status == 409
 
 
-async def test_any_replica_serves_any_order(aiohttp_client, database_url, make_orders_settings, headers) -> None:
+async def test_any_replica_serves_any_order(
+    aiohttp_client, database_url, make_orders_settings, headers
+) -> None:
     first, second = [
-        await aiohttp_client(create_app(make_orders_settings(database_url), registry=CollectorRegistry()))
+        await aiohttp_client(
+            create_app(make_orders_settings(database_url), registry=CollectorRegistry())
+        )
         for _ in range(2)
     ]
     me = headers.user(str(uuid.uuid4()))
@@ -49,4 +53,6 @@ async def test_any_replica_serves_any_order(aiohttp_client, database_url, make_o
     assert (await second.get(f"/orders/{order['id']}", headers=me)).status == 200
     cancelled = await second.post(f"/orders/{order['id']}/cancel", headers=me)
     assert (await cancelled.json())["status"] == "cancelled"
-    assert (await (await first.get(f"/orders/{order['id']}", headers=me)).json())["status"] == "cancelled"
+    assert (await (await first.get(f"/orders/{order['id']}", headers=me)).json())[
+        "status"
+    ] == "cancelled"

@@ -36,7 +36,9 @@ async def repository(engine) -> AsyncIterator[OrderRepository]:
 
 async def count_orders(engine) -> int:
     async with engine.connect() as connection:
-        return (await connection.execute(sa.select(sa.func.count()).select_from(orders))).scalar_one()
+        return (
+            await connection.execute(sa.select(sa.func.count()).select_from(orders))
+        ).scalar_one()
 
 
 async def test_create_and_get(repository) -> None:
@@ -62,14 +64,20 @@ async def test_largest_total_fits(repository) -> None:
 async def test_idempotent_create(repository, engine) -> None:
     user = str(uuid.uuid4())
     fingerprint = request_fingerprint(ITEMS, None)
-    first, created = await repository.create(user, ITEMS, None, idempotency_key="k", fingerprint=fingerprint)
+    first, created = await repository.create(
+        user, ITEMS, None, idempotency_key="k", fingerprint=fingerprint
+    )
     again, created_again = await repository.create(
         user, ITEMS, None, idempotency_key="k", fingerprint=fingerprint
     )
     assert created and not created_again and again == first
     with pytest.raises(IdempotencyConflict):
         await repository.create(
-            user, ITEMS[:1], None, idempotency_key="k", fingerprint=request_fingerprint(ITEMS[:1], None)
+            user,
+            ITEMS[:1],
+            None,
+            idempotency_key="k",
+            fingerprint=request_fingerprint(ITEMS[:1], None),
         )
     other, created_other = await repository.create(
         str(uuid.uuid4()), ITEMS, None, idempotency_key="k", fingerprint=fingerprint
@@ -97,7 +105,9 @@ async def test_concurrent_repeats_create_one_order(repository, engine) -> None:
 
 async def test_keyset_pages_break_timestamp_ties_by_id(engine) -> None:
     """Orders sharing one timestamp still page without duplicates or gaps."""
-    ticks = iter([T0] * 7 + [T0 + dt.timedelta(microseconds=1)] * 6 + [T0 + dt.timedelta(seconds=1)] * 4)
+    ticks = iter(
+        [T0] * 7 + [T0 + dt.timedelta(microseconds=1)] * 6 + [T0 + dt.timedelta(seconds=1)] * 4
+    )
     repository = OrderRepository(engine, clock=lambda: next(ticks))
     user = str(uuid.uuid4())
     placed = [(await repository.create(user, ITEMS, None))[0] for _ in range(17)]

@@ -32,7 +32,9 @@ async def assert_unavailable(client, user_headers) -> None:
     assert (await client.get("/healthz")).status == 200
 
 
-async def test_unreachable_database_is_503_and_unready(aiohttp_client, make_orders_settings, headers) -> None:
+async def test_unreachable_database_is_503_and_unready(
+    aiohttp_client, make_orders_settings, headers
+) -> None:
     url = f"postgresql://postgres@127.0.0.1:{closed_port()}/passgate"
     client = await aiohttp_client(create_app(make_orders_settings(url, migrate_on_start=False)))
     me = headers.user(str(uuid.uuid4()))

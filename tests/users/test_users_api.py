@@ -55,13 +55,19 @@ async def test_me_without_profile_is_404(users_client, headers) -> None:
     await assert_problem(response, 404)
 
 
-async def test_patch_changes_and_null_resets_the_display_name(users_client, provision, headers) -> None:
+async def test_patch_changes_and_null_resets_the_display_name(
+    users_client, provision, headers
+) -> None:
     user_id = await provision("carol", "Carol")
     me = headers.user(user_id)
-    response = await users_client.patch("/users/me", json={"display_name": "Carol C. ✨"}, headers=me)
+    response = await users_client.patch(
+        "/users/me", json={"display_name": "Carol C. ✨"}, headers=me
+    )
     assert response.status == 200
     assert (await response.json())["display_name"] == "Carol C. ✨"
-    assert (await (await users_client.get("/users/me", headers=me)).json())["display_name"] == "Carol C. ✨"
+    assert (await (await users_client.get("/users/me", headers=me)).json())[
+        "display_name"
+    ] == "Carol C. ✨"
 
     response = await users_client.patch("/users/me", json={"display_name": None}, headers=me)
     assert response.status == 200
@@ -72,7 +78,9 @@ async def test_patch_changes_and_null_resets_the_display_name(users_client, prov
 async def test_patch_needs_users_write(users_client, provision, headers) -> None:
     user_id = await provision("dave")
     response = await users_client.patch(
-        "/users/me", json={"display_name": "x"}, headers=headers.user(user_id, frozenset({"users:read"}))
+        "/users/me",
+        json={"display_name": "x"},
+        headers=headers.user(user_id, frozenset({"users:read"})),
     )
     await assert_problem(response, 403)
 
@@ -94,13 +102,15 @@ async def test_patch_needs_users_write(users_client, provision, headers) -> None
         pytest.param(b'{"display_name": "a\\u0085b"}', id="c1-control"),
         pytest.param(b'{"display_name": "\\ud800"}', id="lone-surrogate"),
         pytest.param(b'{"display_name": NaN}', id="nan"),
-        pytest.param(b'\xff\xfe', id="not-utf8"),
+        pytest.param(b"\xff\xfe", id="not-utf8"),
     ],
 )
 async def test_patch_rejects_invalid_bodies(users_client, provision, headers, body) -> None:
     user_id = await provision("erin")
     response = await users_client.patch(
-        "/users/me", data=body, headers={**headers.user(user_id), "Content-Type": "application/json"}
+        "/users/me",
+        data=body,
+        headers={**headers.user(user_id), "Content-Type": "application/json"},
     )
     await assert_problem(response, 400)
     assert metric(users_client, "users_profiles_updated_total") == 0
@@ -109,7 +119,9 @@ async def test_patch_rejects_invalid_bodies(users_client, provision, headers, bo
 async def test_patch_with_another_media_type_is_415(users_client, provision, headers) -> None:
     user_id = await provision("frank")
     response = await users_client.patch(
-        "/users/me", data="display_name=x", headers={**headers.user(user_id), "Content-Type": "text/plain"}
+        "/users/me",
+        data="display_name=x",
+        headers={**headers.user(user_id), "Content-Type": "text/plain"},
     )
     await assert_problem(response, 415)
 
@@ -118,7 +130,9 @@ async def test_patch_with_a_huge_body_is_413(users_client, provision, headers) -
     user_id = await provision("grace")
     body = b'{"display_name": "' + b"x" * 200_000 + b'"}'
     response = await users_client.patch(
-        "/users/me", data=body, headers={**headers.user(user_id), "Content-Type": "application/json"}
+        "/users/me",
+        data=body,
+        headers={**headers.user(user_id), "Content-Type": "application/json"},
     )
     await assert_problem(response, 413)
 
@@ -152,12 +166,16 @@ async def test_provisioning_is_idempotent(users_client, headers) -> None:
     user_id = str(uuid.uuid4())
     url = f"/internal/profiles/{user_id}"
     auth = headers.provisioner(user_id)
-    first = await users_client.put(url, json={"username": "judy", "display_name": "Judy"}, headers=auth)
+    first = await users_client.put(
+        url, json={"username": "judy", "display_name": "Judy"}, headers=auth
+    )
     assert first.status == 201
     profile = await first.json()
     assert profile["display_name"] == "Judy"
 
-    again = await users_client.put(url, json={"username": "judy", "display_name": "Other"}, headers=auth)
+    again = await users_client.put(
+        url, json={"username": "judy", "display_name": "Other"}, headers=auth
+    )
     assert again.status == 200
     assert await again.json() == profile  # the stored profile, unchanged
 
@@ -166,7 +184,9 @@ async def test_provisioning_is_idempotent(users_client, headers) -> None:
 
     other_id = str(uuid.uuid4())
     taken = await users_client.put(
-        f"/internal/profiles/{other_id}", json={"username": "judy"}, headers=headers.provisioner(other_id)
+        f"/internal/profiles/{other_id}",
+        json={"username": "judy"},
+        headers=headers.provisioner(other_id),
     )
     await assert_problem(taken, 409)
     assert metric(users_client, "users_profiles_created_total") == 1

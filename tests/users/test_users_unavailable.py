@@ -14,7 +14,9 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-async def test_unreachable_database_is_503_and_unready(aiohttp_client, make_users_settings, headers) -> None:
+async def test_unreachable_database_is_503_and_unready(
+    aiohttp_client, make_users_settings, headers
+) -> None:
     url = f"postgresql://postgres@127.0.0.1:{closed_port()}/passgate"
     client = await aiohttp_client(create_app(make_users_settings(url, migrate_on_start=False)))
     response = await client.get("/users/me", headers=headers.user(str(uuid.uuid4())))
