@@ -72,3 +72,22 @@ def decode(
             "verify_iat": False,
         },
     )
+
+
+async def add_client(client: TestClient, client_id: str, scope: str) -> str:
+    """Create a machine client the way create-client does; returns its secret."""
+    from services.auth.keys import CLOCK, REPOSITORY
+    from services.auth.tokens import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
+
+    app = client.server.app
+    secret = new_secret(CLIENT_SECRET_PREFIX)
+    await app[REPOSITORY].create_client(client_id, opaque_hash(secret), scope, app[CLOCK]())
+    return secret
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    import base64
+    from urllib.parse import quote_plus
+
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
