@@ -1,0 +1,100 @@
+"""Mint many distinct valid access tokens with auth's own key-loading and minting code.
+
+Logging in 100,000 times would cost 100,000 Argon2 hashes; instead the bench loads the
+stack's signing keys the way the auth service does (KeyRing over the key directory) and
+signs with auth's TokenService, so the tokens are exactly what auth issues. Only the bench
+does this, with the key directory of the throwaway stack it started.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+_SERVICE = None  # the TokenService of a pool worker
+
+
+def token_service(auth_env: Mapping[str, str]):  # -> services.auth.tokens.TokenService
+    from services.auth.settings import AuthSettings
+    from services.auth.signing_keys import KeyRing
+    from services.auth.tokens import TokenService
+
+    settings = AuthSettings.from_env(auth_env)
+    ring = KeyRing(settings.signing_keys_dir, dt.timedelta(seconds=settings.key_retention))
+    ring.load()
+    # access_token() needs only the settings, the key ring and the clock.
+    return TokenService(settings, ring, repository=None, clock=lambda: dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+
+
+def _init_worker(auth_env: Mapping[str, str]) -> None:
+    global _SERVICE
+    _SERVICE = token_service(auth_env)
+
+
+def _mint_batch(count: int) -> list[str]:
+    from services.auth.scopes import role_scopes
+    from services.auth.tokens import FIRST_PARTY_CLIENT_ID
+
+    assert _SERVICE is not None
+    scopes = role_scopes("user")
+    # A distinct subject per token: 100,000 tokens are 100,000 different users.
+    return [
+        _SERVICE.access_token(str(uuid.uuid4()), scopes, FIRST_PARTY_CLIENT_ID).access_token
+        for _ in range(count)
+    ]
+
+
+def mint_tokens(auth_env: Mapping[str, str], count: int, *, workers: int = 2) -> list[str]:
+    """`count` distinct tokens for distinct users (RSA signing: about 0.3 ms each, so
+    spread over `workers` processes)."""
+    batch = 2000
+    sizes = [min(batch, count - start) for start in range(0, count, batch)]
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(dict(auth_env),)) as pool:
+        return [token for tokens in pool.map(_mint_batch, sizes) for token in tokens]
+
+
+def write_tokens(path: Path, tokens: list[str]) -> Path:
+    path.write_text("\n".join(tokens) + "\n")
+    return path
+
+
+def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
+    """Bytes one verified-token cache entry and one rate-limit bucket take in the gateway,
+    measured with tracemalloc on real tokens, built the way the gateway builds them
+    (gateway.tokens caches Identity + expiry + kid by token text; gateway.ratelimit keeps
+    one bucket per route and caller)."""
+    import collections
+    import tracemalloc
+
+    import jwt
+
+    from common.identity import Identity
+    from gateway.ratelimit import MemoryBuckets
+    from gateway.routes import RateLimit
+    from gateway.tokens import _Verified
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        cache: collections.OrderedDict[str, object] = collections.OrderedDict()
+        for token in tokens:
+            text = token.encode().decode()  # a fresh string, as read from a request header
+            claims = jwt.decode(text, options={"verify_signature": False})
+            identity = Identity(subject=claims["sub"], scopes=frozenset(claims["scope"].split()),
+                                client_id=claims.get("client_id"), token_id=claims["jti"])
+            cache[text] = _Verified(identity, float(claims["exp"]) + 30.0, "kid")
+        entry = (tracemalloc.get_traced_memory()[0] - base) / len(tokens)
+        base = tracemalloc.get_traced_memory()[0]
+        buckets = MemoryBuckets(clock=lambda: 0.0)
+        limit = RateLimit(600, 60.0, 120)
+        for claims_token in tokens:
+            sub = jwt.decode(claims_token, options={"verify_signature": False})["sub"]
+            buckets.take(f"orders-list:sub:{sub}", limit)
+        bucket = (tracemalloc.get_traced_memory()[0] - base) / len(tokens)
+        del cache, buckets
+    finally:
+        tracemalloc.stop()
+    return entry, bucket

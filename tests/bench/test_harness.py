@@ -1,0 +1,116 @@
+"""Quick checks of the bench harness (no load is generated): /proc readings, the table,
+the summary of a profile, the Python load generator against a tiny local server."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from aiohttp import web
+
+from bench import procstat
+from bench.loadgen import parse_summary
+from bench.profile import summarise_raw
+from bench.pyload import build_request, run_load
+from bench.report import Target, fmt, markdown_table, targets_table
+from bench.summary import render, targets
+
+
+def test_cpu_seconds_of_this_process_grows_with_work() -> None:
+    before = procstat.cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:  # bounded: 50 ms of CPU
+        pass
+    after = procstat.cpu_seconds(os.getpid())
+    # 50 ms of CPU shows up, to the clock tick (10 ms), in utime + stime.
+    assert after - before >= 0.02
+
+
+def test_rss_and_tree_of_this_process() -> None:
+    assert procstat.rss_bytes(os.getpid()) > 1 << 20
+    assert procstat.descendants(os.getpid())[0] == os.getpid()
+    assert procstat.parent_pid(os.getpid()) == os.getppid()
+
+
+def test_markdown_table_formats_numbers_and_escapes_pipes() -> None:
+    table = markdown_table(["a", "b"], [("x|y", 1234.5), ("z", 0.123)])
+    assert table.splitlines() == [
+        "| a | b |",
+        "|---|---|",
+        "| x\\|y | 1,234 |",
+        "| z | 0.12 |",
+    ]
+    assert fmt(None) == "n/a" and fmt(12.345) == "12.3" and fmt(100000) == "100,000"
+
+
+def test_targets_verdicts() -> None:
+    rows = targets_table([
+        Target("ratio", 0.6, 0.5, True, "×"),
+        Target("cpu", 180.0, 150, False, " µs"),
+        Target("missing", None, 1.4, True),
+    ])
+    assert "| ratio | 0.60× | ≥ 0.50× | met |" in rows
+    assert "| cpu | 180 µs | ≤ 150 µs | NOT met |" in rows
+    assert "not measured" in rows
+
+
+def _run(rps: float, p99_us: float, cpu: dict[str, float]) -> dict:
+    return {"throughput_rps": rps, "errors": 0, "latency_us": {"p50": p99_us / 2, "p99": p99_us},
+            "cpu_us_per_request": cpu, "rss_mb": {}, "foreign_cpu_on_sut_core_pct": 1.0}
+
+
+def test_render_computes_ratios_from_raw_figures() -> None:
+    data = {
+        "runs": {
+            "direct": _run(10000, 5000, {"orders": 80}),
+            "gateway": _run(5000, 10000, {"gateway": 120, "orders": 80}),
+            "session lookup (Redis)": _run(2500, 20000, {"session proxy": 200, "orders": 80}),
+            "GETs, no login storm": _run(5000, 10000, {"gateway": 120}),
+            "GETs during a 50-login storm (x)": _run(4000, 30000, {"gateway": 120}),
+        },
+        "extra": {},
+    }
+    found = {t.name.split(" ")[0]: t for t in targets(data)}
+    assert found["through-gateway"].measured == 0.5 and found["through-gateway"].met
+    assert found["throughput"].measured == 2.0
+    assert found["GET"].measured == 3.0 and found["GET"].met is False
+    assert "## Targets (issue 9)" in render(data)
+
+
+def test_wrk_and_pyload_summaries_parse() -> None:
+    assert parse_summary('Running 1s test\nBENCH_JSON {"requests": 3}\n') == {"requests": 3}
+    assert parse_summary('{"requests": 4}\n') == {"requests": 4}
+
+
+def test_profile_summary_groups_by_area() -> None:
+    raw = (
+        "run (/x/asyncio/base_events.py);handle (/work/main/gateway/app.py);"
+        "decode (/venv/site-packages/jwt/api_jwt.py) 3\n"
+        "run (/x/asyncio/base_events.py);inc (/venv/site-packages/prometheus_client/metrics.py) 1\n"
+    )
+    summary = summarise_raw(raw)
+    assert summary["samples"] == 4
+    areas = {a["name"]: a["pct"] for a in summary["by_area"]}
+    assert areas["token verification (PyJWT, cryptography)"] == 75.0
+
+
+def test_build_request_is_http11() -> None:
+    raw = build_request("GET", "http://127.0.0.1:1/orders?limit=5", {"Authorization": "Bearer t"})
+    assert raw == b"GET /orders?limit=5 HTTP/1.1\r\nHost: 127.0.0.1:1\r\nAuthorization: Bearer t\r\n\r\n"
+
+
+async def test_python_load_generator_sends_each_request_once(aiohttp_server) -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers["Authorization"])
+        return web.json_response({"ok": True}, status=200 if len(seen) % 2 else 401)
+
+    app = web.Application()
+    app.router.add_get("/orders", handler)
+    server = await aiohttp_server(app)
+    url = f"http://127.0.0.1:{server.port}/orders"
+    requests = [build_request("GET", url, {"Authorization": f"Bearer {i}"}) for i in range(20)]
+    result = await run_load(url, concurrency=4, duration=10, requests=requests, once=True)
+    assert result["requests"] == 20 and result["http_errors"] == 10
+    assert sorted(seen) == sorted(f"Bearer {i}" for i in range(20))
