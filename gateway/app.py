@@ -111,6 +111,10 @@ def _client_ctx(
             auto_decompress=False,
             skip_auto_headers=("Accept-Encoding", "User-Agent", "Accept"),
         )
+        # aiohttp resends an idempotent request once when a connection drops after it was
+        # sent. The gateway must never send a request to a backend twice on its own: its
+        # only retry is its own, after a connect failure. No public switch exists for this.
+        session._retry_connection = False
         metrics = app[METRICS]
         jwks = JwksClient(
             settings.jwks_url,
