@@ -10,7 +10,8 @@ import { Session } from "./session.js";
 const gateway = config.gateway.replace(/\/+$/, "");
 const session = new Session(gateway);
 const ALL_SCOPES = ["users:read", "users:write", "orders:read", "orders:write"];
-const STANDARD_PROBLEM_FIELDS = new Set(["type", "title", "status", "detail", "request_id", "trace_id", "instance"]);
+// Shown on their own (or, for retry_after, as a countdown) rather than in the list of extras.
+const STANDARD_PROBLEM_FIELDS = new Set(["type", "title", "status", "detail", "request_id", "trace_id", "instance", "retry_after"]);
 
 // ---------------------------------------------------------------------------------------------
 // Notices: one place that explains what happened, errors included.
@@ -123,7 +124,7 @@ function startCountdown(notice, seconds) {
       clearInterval(noticeTimer);
       return;
     }
-    label.textContent = `${left} s`;
+    label.textContent = left >= 120 ? `${Math.floor(left / 60)} min ${left % 60} s` : `${left} s`;
     for (const button of pausedButtons) button.disabled = true;
   };
   tick();
@@ -331,7 +332,7 @@ function itemRow() {
   const remove = h("button", { type: "button", class: "link", "aria-label": "Remove this line", onclick: () => {
     if (byId("order-items").children.length > 1) row.remove();
     updateTotal();
-  } }, "remove");
+  } }, "×");
   const row = h("tr", { class: "item" },
     h("td", {}, h("input", { name: "sku", class: "sku", placeholder: "e.g. BOOK-42", maxlength: "64", required: true, "aria-label": "SKU" })),
     h("td", {}, h("input", { name: "quantity", class: "quantity", type: "number", min: "1", max: "1000", value: "1", required: true, "aria-label": "Quantity" })),
