@@ -1,0 +1,126 @@
+"""The routes file: validated at load with clear messages, and linted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.routes import RoutesError, lint, load_routes, parse_routes
+
+PROJECT = Path(__file__).resolve().parents[2]
+BASE = {
+    "scopes": ["orders:read"],
+    "upstreams": {"orders": {"replicas": ["http://127.0.0.1:8083"]}},
+}
+
+
+def parse(*routes: dict, **top) -> object:
+    return parse_routes({**BASE, **top, "routes": list(routes)}, source="test.yaml", overrides={})
+
+
+def route(**fields) -> dict:
+    return {"name": "orders", "path": "/orders", "methods": ["GET"], "upstream": "orders", **fields}
+
+
+def test_packaged_routes_file_loads() -> None:
+    table = load_routes(PROJECT / "gateway" / "routes.yaml")
+    names = {r.name for r in table.routes}
+    assert {"auth", "well-known", "users-me-read", "orders-cancel"} <= names
+    assert not [f for f in lint(table) if f[0] == "error"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"methods": ["GET", "TRACE"]}, "TRACE is never routed"),
+        ({"methods": ["OPTIONS"]}, "CORS preflight"),
+        ({"methods": ["BREW"]}, "'BREW' is not one of"),
+        ({"path": "/internal/profiles/{id}"}, "/internal/* is never routed"),
+        ({"path": "/metrics"}, "reserved"),
+        ({"path": "/orders/../x"}, "segment '..'"),
+        ({"path": "/orders/{id:.*}"}, "segment"),
+        ({"path": "/*"}, "segment '*'"),
+        ({"upstream": "payments"}, "'payments' is not defined under upstreams"),
+        ({"auth": "public", "scopes": ["orders:read"]}, "cannot require scopes"),
+        ({"auth": "maybe"}, "auth: must be"),
+        ({"timeout": 0}, "timeout: must be a number"),
+        ({"max_body_bytes": -1}, "max_body_bytes"),
+        ({"rate_limit": {"requests": 0}}, "rate_limit.requests"),
+        ({"forward_basic_auth": True}, "only a public route"),
+        ({"colour": "blue"}, "unknown key(s) colour"),
+    ],
+)
+def test_invalid_route_is_refused_with_a_clear_message(fields: dict, message: str) -> None:
+    with pytest.raises(RoutesError) as error:
+        parse(route(**fields))
+    assert message in str(error.value)
+    assert "test.yaml: routes[0] (orders)" in str(error.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(RoutesError) as error:
+        parse(route(methods=["TRACE"]), route(name="b", upstream="nope"))
+    assert len(error.value.problems) == 2
+
+
+def test_duplicate_method_and_path_is_refused() -> None:
+    with pytest.raises(RoutesError, match="already routed by 'orders'"):
+        parse(route(), route(name="again", path="/orders"))
+
+
+def test_replica_urls_are_checked_and_overridable() -> None:
+    with pytest.raises(RoutesError, match="no path, query or user"):
+        parse_routes({**BASE, "upstreams": {"orders": {"replicas": ["http://h:1/api"]}},
+                      "routes": [route()]}, source="t", overrides={})
+    table = parse_routes({**BASE, "routes": [route()]}, source="t",
+                         overrides={"orders": ("http://10.0.0.1:80", "http://10.0.0.2:80/")})
+    assert table.upstreams["orders"].replicas == ("http://10.0.0.1:80", "http://10.0.0.2:80")
+    with pytest.raises(RoutesError, match="PASSGATE_UPSTREAM_PAYMENTS: names no upstream"):
+        parse_routes({**BASE, "routes": [route()]}, source="t", overrides={"payments": ("http://x:1",)})
+
+
+def test_lint_reports_unissuable_scopes_and_public_routes() -> None:
+    table = parse(route(scopes=["orders:delete"]), route(name="pub", path="/p/*", auth="public"))
+    findings = lint(table, cors_origins=("*",), cors_allow_credentials=True)
+    errors = [m for level, m in findings if level == "error"]
+    notes = [m for level, m in findings if level == "note"]
+    assert any("orders:delete" in m and "no issued token" in m for m in errors)
+    assert any("CORS" in m for m in errors)
+    assert any("'pub'" in m and "needs no token" in m for m in notes)
+
+
+def _lint(tmp_path: Path, document: dict, env: dict | None = None) -> subprocess.CompletedProcess:
+    path = tmp_path / "routes.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "lint", str(path)],
+        cwd=PROJECT, capture_output=True, text=True, timeout=30,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+def test_lint_command_passes_a_good_file(tmp_path: Path) -> None:
+    good = _lint(tmp_path, {**BASE, "routes": [route(scopes=["orders:read"])]})
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "0 error(s)" in good.stdout
+
+
+def test_lint_command_fails_on_errors(tmp_path: Path, monkeypatch, capsys) -> None:
+    from gateway.__main__ import main
+
+    for name in ("PASSGATE_CORS_ORIGINS", "PASSGATE_CORS_ALLOW_CREDENTIALS", "PASSGATE_ROUTES_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "routes": [route(name="x", upstream="y")]}))
+    assert main(["lint", str(path)]) == 1
+    assert "'y' is not defined under upstreams" in capsys.readouterr().out
+    path.write_text(yaml.safe_dump({**BASE, "routes": [route(scopes=["nope"])]}))
+    monkeypatch.setenv("PASSGATE_CORS_ORIGINS", "*")
+    monkeypatch.setenv("PASSGATE_CORS_ALLOW_CREDENTIALS", "true")
+    assert main(["lint", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "no issued token can carry" in out and "PASSGATE_CORS_ORIGINS='*'" in out
