@@ -40,6 +40,11 @@ def env_map(container: Obj) -> dict[str, Obj]:
     return {item["name"]: item for item in container.get("env", [])}
 
 
+def secret_volumes(workload: Obj) -> set[str]:
+    """Names of the Secrets a workload mounts as volumes."""
+    return {v["secret"]["secretName"] for v in pod_spec(workload).get("volumes", []) if "secret" in v}
+
+
 def matches(selector: Obj | None, labels: dict[str, str]) -> bool:
     """Evaluate a LabelSelector (matchLabels and matchExpressions) against labels."""
     if selector is None:

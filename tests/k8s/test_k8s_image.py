@@ -14,7 +14,7 @@ import venv
 from pathlib import Path
 
 import pytest
-from conftest import COMPONENTS, REPO
+from k8s_render import COMPONENTS, REPO
 from k8s_objects import by_name, containers
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"

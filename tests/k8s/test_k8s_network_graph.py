@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from conftest import NAMESPACE
+from k8s_render import NAMESPACE
 from k8s_netpol import Endpoint, Port, allowed_edges, external, pod
 from k8s_objects import containers, of_kind, pod_labels, workloads
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import COMPONENTS, NAMESPACE
-from k8s_objects import by_name, containers, env_map, matches, of_kind, pod_labels, pod_spec, workloads
+from k8s_render import COMPONENTS, NAMESPACE
+from k8s_objects import (
+    by_name, containers, env_map, matches, of_kind, pod_labels, pod_spec, secret_volumes, workloads,
+)
 
 APP = "app.kubernetes.io/name"
 
@@ -206,10 +208,6 @@ def test_topology_spread(overlay):
             assert constraint["labelSelector"]["matchLabels"] == {APP: name}
 
 
-def _secret_volumes(workload: dict) -> set[str]:
-    return {v["secret"]["secretName"] for v in pod_spec(workload).get("volumes", []) if "secret" in v}
-
-
 def _projected_secrets(workload: dict) -> set[str]:
     found = set()
     for volume in pod_spec(workload).get("volumes", []):
@@ -224,7 +222,7 @@ def test_only_auth_mounts_signing_keys(overlay):
     _, objects = overlay
     mounting = [
         w["metadata"]["name"] for w in workloads(objects)
-        if "auth-signing-keys" in _secret_volumes(w) | _projected_secrets(w)
+        if "auth-signing-keys" in secret_volumes(w) | _projected_secrets(w)
     ]
     assert mounting == ["auth"]
     for workload in workloads(objects):
@@ -278,7 +276,7 @@ def test_referenced_secrets_are_the_documented_ones(overlay):
     name, objects = overlay
     referenced = set()
     for workload in workloads(objects):
-        referenced |= _secret_volumes(workload)
+        referenced |= secret_volumes(workload)
         for container in containers(workload, init=True):
             for item in container.get("env", []):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")

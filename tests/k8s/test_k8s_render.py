@@ -9,7 +9,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import K8S, REPO
+from k8s_render import K8S, REPO
 from k8s_objects import by_name
 
 # The newest release kubernetes-validate ships schemas for; strict mode rejects unknown fields.

@@ -9,9 +9,8 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import K8S, NAMESPACE, kubectl_binary
-from test_k8s_policies import _secret_volumes
-from k8s_objects import containers, workloads
+from k8s_render import K8S, NAMESPACE, kubectl_binary
+from k8s_objects import containers, secret_volumes, workloads
 
 SCRIPT = K8S / "create-secrets.sh"
 
@@ -32,7 +31,7 @@ def run_script(overlay: str, tmp_path, **extra: str) -> subprocess.CompletedProc
 def referenced(objects) -> set[str]:
     names = set()
     for workload in workloads(objects):
-        names |= _secret_volumes(workload)
+        names |= secret_volumes(workload)
         for container in containers(workload, init=True):
             for item in container.get("env", []):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
