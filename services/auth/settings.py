@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
@@ -40,13 +41,13 @@ class Argon2Settings:
 
     @classmethod
     def from_env(cls, env: Env) -> Argon2Settings:
-        parallelism = env_int(env, "PASSGATE_ARGON2_PARALLELISM", cls.parallelism, minimum=1, maximum=64)
+        parallelism = env_int(env, "PASSGATE_ARGON2_PARALLELISM", _default(cls, "parallelism"), minimum=1, maximum=64)
         return cls(
-            time_cost=env_int(env, "PASSGATE_ARGON2_TIME_COST", cls.time_cost, minimum=1, maximum=100),
+            time_cost=env_int(env, "PASSGATE_ARGON2_TIME_COST", _default(cls, "time_cost"), minimum=1, maximum=100),
             memory_cost=env_int(
                 env,
                 "PASSGATE_ARGON2_MEMORY_COST",
-                cls.memory_cost,
+                _default(cls, "memory_cost"),
                 minimum=8 * parallelism,  # Argon2's own floor: 8 KiB per lane
                 maximum=4 * 1024 * 1024,
             ),
@@ -107,45 +108,45 @@ class AuthSettings:
     def from_env(cls, env: Env) -> AuthSettings:
         users_url = env_str(env, "PASSGATE_USERS_URL", "").rstrip("/") or None
         redis_url = env_str(env, "PASSGATE_REDIS_URL", "") or None
-        absolute = env_int(env, "PASSGATE_REFRESH_ABSOLUTE_TTL", cls.refresh_absolute_ttl, minimum=60)
+        absolute = env_int(env, "PASSGATE_REFRESH_ABSOLUTE_TTL", _default(cls, "refresh_absolute_ttl"), minimum=60)
         return cls(
             server=ServerSettings.from_env(env, service="auth", default_port=DEFAULT_PORT),
-            database_url=env_str(env, "PASSGATE_DATABASE_URL", cls.database_url),
+            database_url=env_str(env, "PASSGATE_DATABASE_URL", _default(cls, "database_url")),
             migrate_on_start=env_bool(env, "PASSGATE_MIGRATE_ON_START", True),
-            issuer=env_str(env, "PASSGATE_ISSUER", cls.issuer).rstrip("/"),
-            audience=env_str(env, "PASSGATE_AUDIENCE", cls.audience),
+            issuer=env_str(env, "PASSGATE_ISSUER", _default(cls, "issuer")).rstrip("/"),
+            audience=env_str(env, "PASSGATE_AUDIENCE", _default(cls, "audience")),
             access_token_ttl=env_int(
                 env,
                 "PASSGATE_ACCESS_TOKEN_TTL",
-                cls.access_token_ttl,
+                _default(cls, "access_token_ttl"),
                 minimum=ACCESS_TOKEN_TTL_MIN,
                 maximum=ACCESS_TOKEN_TTL_MAX,
             ),
             refresh_absolute_ttl=absolute,
             refresh_idle_ttl=env_int(
-                env, "PASSGATE_REFRESH_IDLE_TTL", min(cls.refresh_idle_ttl, absolute), minimum=60
+                env, "PASSGATE_REFRESH_IDLE_TTL", min(_default(cls, "refresh_idle_ttl"), absolute), minimum=60
             ),
-            signing_keys_dir=env_path(env, "PASSGATE_SIGNING_KEYS_DIR", str(cls.signing_keys_dir)),
+            signing_keys_dir=env_path(env, "PASSGATE_SIGNING_KEYS_DIR", str(_default(cls, "signing_keys_dir"))),
             generate_keys=env_bool(env, "PASSGATE_GENERATE_KEYS", False),
-            key_publish_lead=env_int(env, "PASSGATE_KEY_PUBLISH_LEAD", cls.key_publish_lead, minimum=0),
-            jwks_max_age=env_int(env, "PASSGATE_JWKS_MAX_AGE", cls.jwks_max_age, minimum=0, maximum=86400),
-            token_leeway=env_int(env, "PASSGATE_TOKEN_LEEWAY", cls.token_leeway, minimum=0, maximum=300),
+            key_publish_lead=env_int(env, "PASSGATE_KEY_PUBLISH_LEAD", _default(cls, "key_publish_lead"), minimum=0),
+            jwks_max_age=env_int(env, "PASSGATE_JWKS_MAX_AGE", _default(cls, "jwks_max_age"), minimum=0, maximum=86400),
+            token_leeway=env_int(env, "PASSGATE_TOKEN_LEEWAY", _default(cls, "token_leeway"), minimum=0, maximum=300),
             key_reload_interval=float(
-                env_int(env, "PASSGATE_KEY_RELOAD_INTERVAL", int(cls.key_reload_interval), minimum=1)
+                env_int(env, "PASSGATE_KEY_RELOAD_INTERVAL", int(_default(cls, "key_reload_interval")), minimum=1)
             ),
             login_max_failures=env_int(
-                env, "PASSGATE_LOGIN_MAX_FAILURES", cls.login_max_failures, minimum=1
+                env, "PASSGATE_LOGIN_MAX_FAILURES", _default(cls, "login_max_failures"), minimum=1
             ),
             login_max_failures_per_address=env_int(
                 env,
                 "PASSGATE_LOGIN_MAX_FAILURES_PER_ADDRESS",
-                cls.login_max_failures_per_address,
+                _default(cls, "login_max_failures_per_address"),
                 minimum=1,
             ),
             login_failure_window=env_int(
-                env, "PASSGATE_LOGIN_FAILURE_WINDOW", cls.login_failure_window, minimum=1
+                env, "PASSGATE_LOGIN_FAILURE_WINDOW", _default(cls, "login_failure_window"), minimum=1
             ),
-            login_lockout=env_int(env, "PASSGATE_LOGIN_LOCKOUT", cls.login_lockout, minimum=1),
+            login_lockout=env_int(env, "PASSGATE_LOGIN_LOCKOUT", _default(cls, "login_lockout"), minimum=1),
             users_url=users_url,
             redis_url=redis_url,
             trusted_proxies=parse_networks(
@@ -154,6 +155,11 @@ class AuthSettings:
             ),
             argon2=Argon2Settings.from_env(env),
         )
+
+
+def _default(cls: type, name: str) -> Any:
+    # With slots=True the class attribute is a slot descriptor; the default is on the field.
+    return cls.__dataclass_fields__[name].default  # type: ignore[attr-defined]
 
 
 def parse_networks(values: tuple[str, ...], name: str) -> tuple[IpNetwork, ...]:

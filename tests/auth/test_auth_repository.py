@@ -1,0 +1,113 @@
+"""The repository on SQLite and PostgreSQL: accounts, families, rotation, failure counters."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from common.db import create_engine, migrate
+from services.auth.app import MIGRATIONS_DIR
+from services.auth.repository import AuthRepository, RotationStatus, UsernameTakenError
+from tests.auth.helpers import START
+
+HOUR = dt.timedelta(hours=1)
+
+
+@pytest.fixture
+async def repository(database_url):
+    engine = create_engine(database_url)
+    await migrate(engine, MIGRATIONS_DIR)
+    try:
+        yield AuthRepository(engine)
+    finally:
+        await engine.dispose()
+
+
+async def family(repository: AuthRepository, family_id: str = "f1", token_hash: str = "t1") -> None:
+    await repository.create_family(
+        family_id=family_id,
+        account_id="a1",
+        client_id="passgate",
+        scope="orders:read",
+        token_hash=token_hash,
+        now=START,
+        expires_at=START + 10 * HOUR,
+        idle_expires_at=START + HOUR,
+    )
+
+
+async def test_accounts(repository: AuthRepository) -> None:
+    account = await repository.create_account("a1", "alice", "$argon2id$x", "user", START)
+    with pytest.raises(UsernameTakenError):
+        await repository.create_account("a2", "alice", "$argon2id$y", "user", START)
+    assert await repository.account_by_username("alice") == account
+    assert (await repository.account_by_id("a1")).created_at == START
+    assert await repository.set_role("alice", "admin")
+    assert not await repository.set_role("nobody", "admin")
+    assert not await repository.upgrade_password_hash("a1", "$stale", "$new")
+    assert await repository.upgrade_password_hash("a1", "$argon2id$x", "$argon2id$z")
+    await family(repository)
+    assert await repository.change_password("a1", "$argon2id$z", "$argon2id$w", START)
+    assert await repository.family_revoked("f1")
+    await repository.delete_account("a1")
+    assert await repository.account_by_id("a1") is None
+
+
+async def test_rotation_statuses(repository: AuthRepository) -> None:
+    await repository.create_account("a1", "alice", "h", "user", START)
+    await family(repository)
+    decide = lambda grant: grant.scope  # noqa: E731
+    assert (await repository.rotate_refresh_token("nope", "x", START, HOUR, decide)).status is RotationStatus.UNKNOWN
+    rotated = await repository.rotate_refresh_token("t1", "t2", START, HOUR, decide)
+    assert rotated.status is RotationStatus.ROTATED and rotated.decision == "orders:read"
+    expired = await repository.rotate_refresh_token("t2", "t3", START + 2 * HOUR, HOUR, decide)
+    assert expired.status is RotationStatus.EXPIRED
+    reused = await repository.rotate_refresh_token("t1", "t4", START, HOUR, decide)
+    assert reused.status is RotationStatus.REUSED
+    assert (await repository.rotate_refresh_token("t2", "t5", START, HOUR, decide)).status is RotationStatus.REVOKED
+
+
+async def test_a_refusing_decision_spends_nothing(repository: AuthRepository) -> None:
+    await repository.create_account("a1", "alice", "h", "user", START)
+    await family(repository)
+
+    def refuse(grant):
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        await repository.rotate_refresh_token("t1", "t2", START, HOUR, refuse)
+    ok = await repository.rotate_refresh_token("t1", "t2", START, HOUR, lambda grant: None)
+    assert ok.status is RotationStatus.ROTATED
+
+
+async def test_concurrent_rotation_has_one_winner(repository: AuthRepository) -> None:
+    await repository.create_account("a1", "alice", "h", "user", START)
+    await family(repository)
+    results = await asyncio.gather(
+        *(repository.rotate_refresh_token("t1", f"n{i}", START, HOUR, lambda g: None) for i in range(5))
+    )
+    statuses = [result.status for result in results]
+    assert statuses.count(RotationStatus.ROTATED) == 1
+    # The first loser detects reuse and revokes the family; later ones find it revoked.
+    assert RotationStatus.REUSED in statuses
+    assert set(statuses) <= {RotationStatus.ROTATED, RotationStatus.REUSED, RotationStatus.REVOKED}
+
+
+async def test_failure_counters_lock_and_expire(repository: AuthRepository) -> None:
+    window, lockout = dt.timedelta(minutes=5), dt.timedelta(minutes=10)
+    for _ in range(2):
+        await repository.record_failure([("k", 3), ("addr", 10)], START, window, lockout)
+    assert await repository.locked_until(["k", "addr"], START) is None
+    await repository.record_failure([("k", 3), ("addr", 10)], START, window, lockout)
+    assert await repository.locked_until(["k", "addr"], START) == START + lockout
+    await repository.clear_failures("k", START)  # a running lockout survives a clear
+    assert await repository.locked_until(["k"], START) == START + lockout
+    assert await repository.locked_until(["k"], START + lockout) is None
+
+
+async def test_concurrent_failures_are_all_counted(repository: AuthRepository) -> None:
+    window, lockout = dt.timedelta(minutes=5), dt.timedelta(minutes=10)
+    await asyncio.gather(*(repository.record_failure([("k", 6)], START, window, lockout) for _ in range(6)))
+    assert await repository.locked_until(["k"], START) == START + lockout
