@@ -117,15 +117,18 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait for a graceful exit, SIGKILL if it does not come. Returns the exit code."""
+        self.signal(signal.SIGTERM)
+        return self.reap(timeout)
+
+    def reap(self, timeout: float = 15.0) -> int | None:
+        """Wait for an exit already asked for (SIGTERM sent); SIGKILL after the timeout."""
         if self.process is None:
             return None
-        if self.running:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         return self.process.returncode
 
     def kill(self) -> int | None:

@@ -18,7 +18,7 @@ import asyncpg
 from devstack.processes import ManagedProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("users", "orders", "auth")  # start order: auth provisions profiles at users
+SERVICES = ("users", "orders", "auth")
 FRONTEND_DIR = ROOT / "frontend"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -161,15 +161,15 @@ class Stack:
         return ManagedProcess(name, args, env, ready_url, log, ROOT)
 
     def _groups(self) -> Iterator[list[ManagedProcess]]:
-        """Processes in start order; each group is ready before the next starts (users
-        before auth, which provisions profiles there; auth before the gateways, whose
-        readiness needs its key set)."""
+        """Processes in start order; each group is ready before the next starts. The services
+        start together (auth needs users only when someone registers); the gateways after
+        them, since a gateway's readiness needs auth's key set."""
         host = self.config.host
+        services = []
         for service in SERVICES:
-            group = []
             for index in range(self.config.replicas):
                 port = self.config.ports.port(service, index)
-                group.append(
+                services.append(
                     self._process(
                         f"{service}-{index + 1}",
                         ["-m", f"services.{service}"],
@@ -177,7 +177,7 @@ class Stack:
                         f"http://{host}:{port}/readyz",
                     )
                 )
-            yield group
+        yield services
         gateways = []
         for index in range(self.config.gateways):
             port = self.config.ports.port("gateway", index)
@@ -246,6 +246,12 @@ class Stack:
         """The public base URL of one process (a gateway's public port, a replica's port)."""
         return self._urls[name]
 
+    def remove(self, name: str) -> int | None:
+        """Stop one process (if it runs) and forget it: revive() and stop() no longer see it."""
+        code = self.process(name).stop()
+        del self.processes[name]
+        return code
+
     def kill(self, name: str) -> int | None:
         """SIGKILL one process (a crash: no drain, in-flight requests are cut). Returns its code."""
         return self.process(name).kill()
@@ -261,30 +267,20 @@ class Stack:
         self.process(name).restart(timeout)
 
     def revive(self, timeout: float = 60.0) -> list[str]:
-        """Start again every process that is not running, in start order (all dead replicas
-        of one component together, then wait for them); returns their names."""
-        order = {name: i for i, name in enumerate(self._start_order())}
-        dead = sorted(
-            (process for process in self.processes.values() if not process.running),
-            key=lambda process: order.get(process.name, len(order)),
+        """Start again every process that is not running: dead services together, then dead
+        gateways (then frontends), each tier ready before the next. Returns their names."""
+        dead = [process for process in self.processes.values() if not process.running]
+        tiers = (
+            [p for p in dead if not p.name.startswith(("gateway", "frontend"))],
+            [p for p in dead if p.name.startswith("gateway")],
+            [p for p in dead if p.name.startswith("frontend")],
         )
-        revived: list[str] = []
-        components = []
-        for process in dead:
-            component = process.name.rsplit("-", 1)[0]
-            if component not in components:
-                components.append(component)
-        for component in components:
-            group = [process for process in dead if process.name.rsplit("-", 1)[0] == component]
-            for process in group:
+        for tier in tiers:
+            for process in tier:
                 process.start()
-            for process in group:
+            for process in tier:
                 process.wait_ready(timeout)
-                revived.append(process.name)
-        return revived
-
-    def _start_order(self) -> list[str]:
-        return [process.name for group in self._groups() for process in group]
+        return [process.name for tier in tiers for process in tier]
 
     def spawn(
         self, component: str, name: str, env: Mapping[str, str] | None = None, timeout: float = 60.0
@@ -314,11 +310,17 @@ class Stack:
         return process
 
     def stop(self) -> dict[str, int | None]:
-        """Stop gateways first (no new traffic), then the services. Returns exit codes
-        (of the last run, for a process that had already exited)."""
-        codes = {}
-        for name in sorted(self.processes, key=lambda n: (not n.startswith(("frontend", "gateway")), n)):
-            codes[name] = self.processes[name].stop()
+        """Stop the gateways and frontends first (no new traffic), then the services; the
+        processes of each tier stop together. Returns exit codes (of the last run, for a
+        process that had already exited)."""
+        codes: dict[str, int | None] = {}
+        front = sorted(n for n in self.processes if n.startswith(("frontend", "gateway")))
+        back = sorted(n for n in self.processes if n not in front)
+        for tier in (front, back):
+            for name in tier:
+                self.processes[name].signal(signal.SIGTERM)
+            for name in tier:
+                codes[name] = self.processes[name].reap()
         return codes
 
     async def _create_databases(self) -> None:
