@@ -65,8 +65,11 @@ def drive_traffic(stack: Stack) -> Traffic:
     username = f"obs-{uuid.uuid4().hex[:12]}"
     created = expect(
         201,
-        http("POST", f"{gw}/auth/register",
-             json_body={"username": username, "password": PASSWORD, "display_name": "Obs"}),
+        http(
+            "POST",
+            f"{gw}/auth/register",
+            json_body={"username": username, "password": PASSWORD, "display_name": "Obs"},
+        ),
         "register",
     )
     tokens = expect(
@@ -74,9 +77,15 @@ def drive_traffic(stack: Stack) -> Traffic:
         http("POST", f"{gw}/auth/login", json_body={"username": username, "password": PASSWORD}),
         "login",
     )
-    expect(401, http("POST", f"{gw}/auth/login",
-                     json_body={"username": username, "password": "not the password at all"}),
-           "login with a wrong password")
+    expect(
+        401,
+        http(
+            "POST",
+            f"{gw}/auth/login",
+            json_body={"username": username, "password": "not the password at all"},
+        ),
+        "login with a wrong password",
+    )
     auth = bearer(tokens["access_token"])
     expect(200, http("GET", f"{gw}/users/me", headers=auth), "GET /users/me")
     expect(401, http("GET", f"{gw}/orders"), "GET /orders without a token")
@@ -88,15 +97,23 @@ def drive_traffic(stack: Stack) -> Traffic:
         http("POST", f"{gw}/auth/refresh", json_body={"refresh_token": tokens["refresh_token"]}),
         "refresh",
     )
-    expect(401, http("POST", f"{gw}/auth/refresh", json_body={"refresh_token": tokens["refresh_token"]}),
-           "replayed refresh token")
+    expect(
+        401,
+        http("POST", f"{gw}/auth/refresh", json_body={"refresh_token": tokens["refresh_token"]}),
+        "replayed refresh token",
+    )
     return Traffic(
         username=username,
         user_id=created["id"],
         access_token=tokens["access_token"],
         refresh_token=rotated["refresh_token"],
-        secrets=[PASSWORD, tokens["access_token"], tokens["refresh_token"],
-                 rotated["access_token"], rotated["refresh_token"]],
+        secrets=[
+            PASSWORD,
+            tokens["access_token"],
+            tokens["refresh_token"],
+            rotated["access_token"],
+            rotated["refresh_token"],
+        ],
     )
 
 
@@ -153,7 +170,9 @@ def fake_pods(stack: Stack) -> list[dict[str, Any]]:
     the pod's labels and annotations as __meta_ labels), so the Kubernetes job's own
     relabelling decides what is scraped, where, and with which `service` label."""
 
-    def pod(address: str, port: str | None, labels: dict[str, str], scrape: str = "true") -> dict[str, Any]:
+    def pod(
+        address: str, port: str | None, labels: dict[str, str], scrape: str = "true"
+    ) -> dict[str, Any]:
         meta = {
             "__meta_kubernetes_namespace": K8S_NAMESPACE,
             "__meta_kubernetes_pod_name": f"pod-{uuid.uuid4().hex[:8]}",
@@ -162,7 +181,9 @@ def fake_pods(stack: Stack) -> list[dict[str, Any]]:
         }
         if port is not None:
             meta["__meta_kubernetes_pod_annotation_prometheus_io_port"] = port
-        meta.update({f"__meta_kubernetes_pod_label_{name}": value for name, value in labels.items()})
+        meta.update(
+            {f"__meta_kubernetes_pod_label_{name}": value for name, value in labels.items()}
+        )
         return {"targets": [address], "labels": meta}
 
     def port_of(name: str) -> str:
@@ -176,11 +197,19 @@ def fake_pods(stack: Stack) -> list[dict[str, Any]]:
         # A pod labelled with plain `app` only.
         pod(host_port(stack.url("users")), port_of("users"), {"app": "users"}),
         # Both labels: app.kubernetes.io/name wins.
-        pod(host_port(stack.url("orders")), port_of("orders"),
-            {"app_kubernetes_io_name": "orders", "app": "orders-v1"}),
+        pod(
+            host_port(stack.url("orders")),
+            port_of("orders"),
+            {"app_kubernetes_io_name": "orders", "app": "orders-v1"},
+        ),
         # Not Passgate, and a Passgate pod that opted out: neither may be scraped.
         pod(f"127.0.0.1:{free_port()}", None, {"app_kubernetes_io_name": "redis"}),
-        pod(host_port(stack.url("users")), port_of("users"), {"app_kubernetes_io_name": "users"}, scrape="false"),
+        pod(
+            host_port(stack.url("users")),
+            port_of("users"),
+            {"app_kubernetes_io_name": "users"},
+            scrape="false",
+        ),
     ]
 
 
@@ -204,7 +233,10 @@ def prometheus_config(stack: Stack) -> dict[str, Any]:
 
 @pytest.fixture(scope="package")
 def prometheus(
-    prometheus_binary: str, obs_stack: Stack, traffic: Traffic, tmp_path_factory: pytest.TempPathFactory
+    prometheus_binary: str,
+    obs_stack: Stack,
+    traffic: Traffic,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[PrometheusApi]:
     """A real Prometheus on a free loopback port, scraping the stack every second."""
     workdir: Path = tmp_path_factory.mktemp("prometheus")
@@ -227,9 +259,12 @@ def prometheus(
         )
     api = PrometheusApi(f"http://127.0.0.1:{port}")
     try:
+
         def ready() -> bool | None:
             if process.poll() is not None:
-                raise AssertionError(f"prometheus exited {process.returncode}:\n{log_path.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"prometheus exited {process.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
             try:
                 return True if http("GET", api.base_url + "/-/ready", timeout=1)[0] == 200 else None
             except OSError:

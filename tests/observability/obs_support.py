@@ -1,4 +1,4 @@
-"""Helpers of the observability tests: the deploy/ artifacts, plain HTTP, PromQL names, Prometheus."""
+"""Helpers of the observability tests: deploy/ artifacts, plain HTTP, PromQL names, Prometheus."""
 
 from __future__ import annotations
 
@@ -70,7 +70,9 @@ def require_binary(name: str) -> str:
     pytest.skip(message)
 
 
-def run(args: list[str], *, cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], *, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         args, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60, check=False
     )
@@ -128,8 +130,21 @@ _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\
 _IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)")
 _KEYWORDS = frozenset(
-    {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-     "bool", "offset", "inf", "nan"}
+    {
+        "and",
+        "or",
+        "unless",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "offset",
+        "inf",
+        "nan",
+    }
 )
 
 
@@ -145,7 +160,7 @@ def metric_names(expr: str) -> set[str]:
         before = text[match.start() - 1] if match.start() else " "
         if before.isdigit() or before == ".":  # the exponent of 1e3, the tail of 0x1f
             continue
-        if text[match.end():].lstrip().startswith("("):  # a function call
+        if text[match.end() :].lstrip().startswith("("):  # a function call
             continue
         if match.group().lower() in _KEYWORDS:
             continue

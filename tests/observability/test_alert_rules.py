@@ -9,6 +9,7 @@ from obs_support import (
     ALERTS,
     ALERTS_TEST,
     COMPONENTS,
+    DEPLOY,
     GUIDE,
     KUBERNETES_CONFIG,
     LOCAL_CONFIG,
@@ -16,6 +17,8 @@ from obs_support import (
     load_yaml,
     run,
 )
+
+KUSTOMIZATION = DEPLOY / "k8s" / "base" / "kustomization.yaml"
 
 ALERTS_THE_BRIEF_ASKS_FOR = {
     "PassgateHigh5xxRatio",
@@ -68,9 +71,7 @@ def test_local_scrape_config_is_valid_and_covers_the_make_run_ports(promtool: st
     result = run([promtool, "check", "config", LOCAL_CONFIG.name], cwd=LOCAL_CONFIG.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     (job,) = load_yaml(LOCAL_CONFIG)["scrape_configs"]
-    targets = {
-        group["labels"]["service"]: group["targets"] for group in job["static_configs"]
-    }
+    targets = {group["labels"]["service"]: group["targets"] for group in job["static_configs"]}
     assert targets == {
         "gateway": ["127.0.0.1:9080"],  # the admin port: /metrics is not on the public port
         "auth": ["127.0.0.1:8081"],
@@ -86,7 +87,10 @@ def test_kubernetes_scrape_config_is_valid(promtool: str, tmp_path) -> None:
     against real processes in test_prometheus_scrape.py."""
     config = load_yaml(KUBERNETES_CONFIG)
     (job,) = config["scrape_configs"]
-    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    (discovery,) = job["kubernetes_sd_configs"]
+    kustomization = load_yaml(KUSTOMIZATION)
+    assert discovery["role"] == "pod"
+    assert discovery["namespaces"]["names"] == [kustomization["namespace"]]
     job.pop("kubernetes_sd_configs")
     job["static_configs"] = [{"targets": ["10.0.0.1:8080"]}]
     config["rule_files"] = [str(ALERTS)]

@@ -85,8 +85,9 @@ def test_the_guide_explains_every_panel_and_every_metric_the_dashboard_reads() -
 def test_metric_names_are_read_from_promql() -> None:
     """The name extraction the live check relies on, on the shapes the dashboard uses."""
     expr = (
-        'histogram_quantile(0.99, sum by (service, le) (rate(http_server_request_duration_seconds_bucket'
-        '{service=~"$service", route!~"/metrics|/healthz"}[$__rate_interval]))) > 1e3 '
-        'and on (service) sum without (instance) (up{job="x"} offset 5m) / ignoring(le) group_left foo:bar'
+        "histogram_quantile(0.99, sum by (service, le) (rate("
+        'http_server_request_duration_seconds_bucket{service=~"$service", route!~"/metrics"}'
+        "[$__rate_interval]))) > 1e3 and on (service) "
+        'sum without (instance) (up{job="x"} offset 5m) / ignoring(le) group_left foo:bar'
     )
     assert metric_names(expr) == {"http_server_request_duration_seconds_bucket", "up", "foo:bar"}

@@ -27,13 +27,17 @@ def test_promtool_check_metrics(promtool: str, expositions: dict[str, str], comp
 def test_request_metrics_are_labelled_by_route_template(
     expositions: dict[str, str], component: str
 ) -> None:
-    families = {family.name: family for family in text_string_to_metric_families(expositions[component])}
+    families = {
+        family.name: family for family in text_string_to_metric_families(expositions[component])
+    }
     requests = families["http_server_requests"]
     assert requests.type == "counter"
     assert families["http_server_request_duration_seconds"].type == "histogram"
     assert families["http_server_requests_in_flight"].type == "gauge"
     assert "process_cpu_seconds" in families and "process_resident_memory_bytes" in families
-    served = [s for s in requests.samples if s.labels["route"] not in ("/metrics", "/healthz", "/readyz")]
+    served = [
+        s for s in requests.samples if s.labels["route"] not in ("/metrics", "/healthz", "/readyz")
+    ]
     assert served, f"{component} counted no request but scrapes and probes"
     for sample in requests.samples:
         assert set(sample.labels) == {"route", "method", "status_class"}, sample

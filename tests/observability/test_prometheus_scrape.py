@@ -10,8 +10,8 @@ from obs_support import (
     SCRAPE_SERIES,
     PrometheusApi,
     Traffic,
-    all_queries,
     alert_rules,
+    all_queries,
     exposed_names,
     grafana_to_promql,
     http,
@@ -83,18 +83,25 @@ def test_request_rate_and_auth_failures_via_the_query_api(
         http("GET", f"{gw}/users/me", headers=auth)
         http("GET", f"{gw}/orders", headers=auth)
         http("GET", f"{gw}/orders")
-        http("POST", f"{gw}/auth/login", json_body={"username": traffic.username, "password": "wrong wrong wrong"})
-        values = prometheus.values(
-            f'sum by (service) (rate(http_server_requests_total{{job="passgate", {SERVED}}}[10s])) > 0'
+        http(
+            "POST",
+            f"{gw}/auth/login",
+            json_body={"username": traffic.username, "password": "wrong wrong wrong"},
         )
+        served = f'http_server_requests_total{{job="passgate", {SERVED}}}'
+        values = prometheus.values(f"sum by (service) (rate({served}[10s])) > 0")
         return values if set(values) == set(COMPONENTS) else None
 
     rate = poll(rates, timeout=30, interval=0.5, what="a request rate on all four services")
     assert all(value > 0 for value in rate.values()), rate
 
-    failures = prometheus.values('sum(gateway_auth_failures_total{job="passgate", reason="missing_token"})')
+    failures = prometheus.values(
+        'sum(gateway_auth_failures_total{job="passgate", reason="missing_token"})'
+    )
     assert failures.get("", 0) >= 1, failures
-    logins = prometheus.values('sum(auth_logins_total{job="passgate", result="invalid_credentials"})')
+    logins = prometheus.values(
+        'sum(auth_logins_total{job="passgate", result="invalid_credentials"})'
+    )
     assert logins.get("", 0) >= 1, logins
 
 

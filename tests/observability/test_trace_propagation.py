@@ -15,7 +15,16 @@ from devstack.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-ACCESS_FIELDS = {"ts", "level", "service", "request_id", "trace_id", "route", "status", "duration_ms"}
+ACCESS_FIELDS = {
+    "ts",
+    "level",
+    "service",
+    "request_id",
+    "trace_id",
+    "route",
+    "status",
+    "duration_ms",
+}
 
 
 def log_lines(stack: Stack, process: str) -> list[dict[str, Any]]:
@@ -51,10 +60,16 @@ def test_traceparent_reaches_the_backend_logs(obs_stack: Stack, traffic: Traffic
     assert status == 200, body[:300]
     request_id = headers["X-Request-Id"]
 
-    gateway = poll(lambda: lines_with_trace(obs_stack, "gateway-1", trace_id), timeout=10,
-                   what=f"trace {trace_id} in the gateway's log")
-    users = poll(lambda: lines_with_trace(obs_stack, "users-1", trace_id), timeout=10,
-                 what=f"trace {trace_id} in the users service's log")
+    gateway = poll(
+        lambda: lines_with_trace(obs_stack, "gateway-1", trace_id),
+        timeout=10,
+        what=f"trace {trace_id} in the gateway's log",
+    )
+    users = poll(
+        lambda: lines_with_trace(obs_stack, "users-1", trace_id),
+        timeout=10,
+        what=f"trace {trace_id} in the users service's log",
+    )
 
     # The gateway forwards its request id too, so one id ties the two processes' lines.
     assert {entry.get("request_id") for entry in gateway} == {request_id}, gateway
@@ -81,8 +96,11 @@ def test_problem_body_carries_the_callers_trace_id(obs_stack: Stack) -> None:
     problem = json.loads(body)
     assert problem["trace_id"] == trace_id
     assert problem["request_id"] == headers["X-Request-Id"]
-    gateway = poll(lambda: lines_with_trace(obs_stack, "gateway-1", trace_id), timeout=10,
-                   what=f"trace {trace_id} in the gateway's log")
+    gateway = poll(
+        lambda: lines_with_trace(obs_stack, "gateway-1", trace_id),
+        timeout=10,
+        what=f"trace {trace_id} in the gateway's log",
+    )
     assert any(entry.get("status") == 401 for entry in gateway), gateway
 
 
