@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.stack import PortPlan, Stack, StackConfig
+from services.auth.signing_keys import read_key_set
 
 
 @pytest.fixture(scope="package")
@@ -15,9 +18,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir: Path = tmp_path_factory.mktemp("e2e-stack")
     config = StackConfig(
         data_dir=data_dir,
-        ports=PortPlan.free(),
+        ports=PortPlan.free(frontends=3),
         # Low Argon2 cost keeps registration quick here; production keeps the library default.
-        env={"auth": {"PASSGATE_ARGON2_PROFILE": "test"}},
+        env={"auth": {"PASSGATE_ARGON2_TIME_COST": "1", "PASSGATE_ARGON2_MEMORY_COST": "8192"}},
     )
     stack = Stack(config)
     stack.start()
@@ -26,3 +29,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         codes = stack.stop()
         assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
+
+
+@pytest.fixture(scope="package")
+def signing_key(stack: Stack) -> tuple[rsa.RSAPrivateKey, str]:
+    """The key auth signs with now, read from its key directory as an operator could."""
+    keys = read_key_set(stack.config.data_dir / "keys")
+    now = dt.datetime.now(dt.UTC)
+    key = max((k for k in keys if k.signs_at(now)), key=lambda k: (k.not_before, k.created_at))
+    return key.private_key, key.kid

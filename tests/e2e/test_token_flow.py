@@ -183,7 +183,7 @@ async def test_client_sent_identity_headers_cannot_impersonate(stack: Stack) -> 
 
 @pytest.mark.parametrize("path", ["/orders", "/users/me", "/auth/login"])
 async def test_cors_preflight_from_allowed_origin_needs_no_token(stack: Stack, path: str) -> None:
-    origin = "http://localhost:3000"
+    origin = stack.allowed_origins[0]
     async with aiohttp.ClientSession() as session:
         async with session.options(
             stack.gateway_url + path,
@@ -198,15 +198,12 @@ async def test_cors_preflight_from_allowed_origin_needs_no_token(stack: Stack, p
 
 
 async def test_cors_refuses_unlisted_origin_and_labels_errors(stack: Stack) -> None:
+    allowed, refused = stack.allowed_origins[1], stack.frontend_origins[2]
     async with aiohttp.ClientSession() as session:
-        async with session.get(
-            f"{stack.gateway_url}/orders", headers={"Origin": "http://evil.example"}
-        ) as response:
+        async with session.get(f"{stack.gateway_url}/orders", headers={"Origin": refused}) as response:
             assert response.status == 401
             assert "Access-Control-Allow-Origin" not in response.headers
-        async with session.get(
-            f"{stack.gateway_url}/orders", headers={"Origin": "http://localhost:3000"}
-        ) as response:
+        async with session.get(f"{stack.gateway_url}/orders", headers={"Origin": allowed}) as response:
             await assert_problem(response, 401)
-            assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+            assert response.headers["Access-Control-Allow-Origin"] == allowed
             assert "Origin" in ", ".join(response.headers.getall("Vary", []))
