@@ -28,7 +28,13 @@ from common.settings import SettingsError
 from common.timestamps import rfc3339, utc_now
 from services.auth.app import MIGRATIONS_DIR, create_app
 from services.auth.repository import AuthRepository
-from services.auth.scopes import ROLES, SUPPORTED_SCOPES, InvalidScopeError, format_scope, parse_scope
+from services.auth.scopes import (
+    ROLES,
+    SUPPORTED_SCOPES,
+    InvalidScopeError,
+    format_scope,
+    parse_scope,
+)
 from services.auth.settings import AuthSettings
 from services.auth.signing_keys import KeySetError, rotate
 from services.auth.tokens import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
@@ -37,13 +43,18 @@ _CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.auth", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m services.auth", description=__doc__.split("\n")[0]
+    )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve HTTP (the default)")
     commands.add_parser("migrate", help="apply database migrations and exit")
     rotate_parser = commands.add_parser("rotate-keys", help="add a new signing key")
     rotate_parser.add_argument(
-        "--lead", type=int, default=None, help="seconds before it signs (default PASSGATE_KEY_PUBLISH_LEAD)"
+        "--lead",
+        type=int,
+        default=None,
+        help="seconds before it signs (default PASSGATE_KEY_PUBLISH_LEAD)",
     )
     client = commands.add_parser("create-client", help="create a machine client")
     client.add_argument("client_id")
@@ -90,7 +101,15 @@ def _rotate_keys(settings: AuthSettings, lead: int | None) -> int:
     except KeySetError as error:
         print(f"rotate-keys: {error}", file=sys.stderr)
         return 1
-    print(json.dumps({"kid": key.kid, "published_at": rfc3339(key.created_at), "signs_from": rfc3339(key.not_before)}))
+    print(
+        json.dumps(
+            {
+                "kid": key.kid,
+                "published_at": rfc3339(key.created_at),
+                "signs_from": rfc3339(key.not_before),
+            }
+        )
+    )
     return 0
 
 
@@ -125,7 +144,10 @@ async def _create_client(repository: AuthRepository, client_id: str, scope: str)
         print(f"create-client: {error}", file=sys.stderr)
         return 2
     if not scopes <= SUPPORTED_SCOPES:
-        print(f"create-client: unknown scopes: {format_scope(scopes - SUPPORTED_SCOPES)}", file=sys.stderr)
+        print(
+            f"create-client: unknown scopes: {format_scope(scopes - SUPPORTED_SCOPES)}",
+            file=sys.stderr,
+        )
         return 2
     if await repository.client(client_id) is not None:
         print(f"create-client: {client_id!r} exists", file=sys.stderr)
@@ -133,7 +155,9 @@ async def _create_client(repository: AuthRepository, client_id: str, scope: str)
     secret = new_secret(CLIENT_SECRET_PREFIX)
     await repository.create_client(client_id, opaque_hash(secret), format_scope(scopes), utc_now())
     # The only time the secret is shown: only its hash is stored.
-    print(json.dumps({"client_id": client_id, "client_secret": secret, "scope": format_scope(scopes)}))
+    print(
+        json.dumps({"client_id": client_id, "client_secret": secret, "scope": format_scope(scopes)})
+    )
     return 0
 
 

@@ -117,7 +117,9 @@ class Accounts:
             # Parameters were raised since this hash was made: upgrade it while we hold
             # the password (the only moment we ever do).
             new_hash = await self.passwords.hash(password)
-            if await self.repository.upgrade_password_hash(account.id, account.password_hash, new_hash):
+            if await self.repository.upgrade_password_hash(
+                account.id, account.password_hash, new_hash
+            ):
                 _LOGGER.info("password hash upgraded", extra={"account_id": account.id})
         return account
 
@@ -134,6 +136,8 @@ class Accounts:
             raise InvalidCredentialsError()
         check_policy(account.username, new)
         new_hash = await self.passwords.hash(new)
-        if not await self.repository.change_password(account.id, account.password_hash, new_hash, now):
+        if not await self.repository.change_password(
+            account.id, account.password_hash, new_hash, now
+        ):
             raise PasswordUnchangedError()
         _LOGGER.info("password changed; sessions revoked", extra={"account_id": account.id})

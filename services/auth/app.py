@@ -129,7 +129,9 @@ async def key_ring_ctx(app: web.Application) -> AsyncIterator[None]:
             try:
                 if await loop.run_in_executor(None, ring.changed):
                     await loop.run_in_executor(None, ring.load)
-                    _LOGGER.info("signing keys reloaded", extra={"kids": [k.kid for k in ring.keys]})
+                    _LOGGER.info(
+                        "signing keys reloaded", extra={"kids": [k.kid for k in ring.keys]}
+                    )
             except Exception as error:  # keep serving with the keys we have
                 _LOGGER.error("signing keys not reloaded: %s", error)
 

@@ -10,13 +10,13 @@ from common.errors import Problem, too_many_requests
 from common.identity import require_identity
 from common.keys import REQUEST_ID, TRACE
 from common.validation import invalid_request
-from services.auth.bodies import read_body
 from services.auth.accounts import (
     InvalidCredentialsError,
     LoginThrottledError,
     PasswordUnchangedError,
     ProvisioningError,
 )
+from services.auth.bodies import read_body
 from services.auth.keys import (
     ACCOUNTS,
     CLOCK,
@@ -95,7 +95,9 @@ async def login(request: web.Request) -> web.Response:
         )
     except LoginThrottledError as error:
         metrics.logins.labels("throttled").inc()
-        raise too_many_requests(error.retry_after, "too many failed logins; try again later") from None
+        raise too_many_requests(
+            error.retry_after, "too many failed logins; try again later"
+        ) from None
     except InvalidCredentialsError:
         metrics.logins.labels("invalid_credentials").inc()
         raise _invalid_credentials() from None
@@ -163,7 +165,9 @@ async def change_password(request: web.Request) -> web.Response:
             account, body["current_password"], body["new_password"]
         )
     except LoginThrottledError as error:
-        raise too_many_requests(error.retry_after, "too many failed attempts; try again later") from None
+        raise too_many_requests(
+            error.retry_after, "too many failed attempts; try again later"
+        ) from None
     except InvalidCredentialsError:
         raise _invalid_credentials("the current password is incorrect") from None
     except PasswordPolicyError as error:

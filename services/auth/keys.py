@@ -10,15 +10,7 @@ from common.timestamps import Clock
 from common.validation import OpenApiDocument
 
 if TYPE_CHECKING:
-    from services.auth.accounts import Accounts
-    from services.auth.metrics import AuthMetrics
-    from services.auth.passwords import Passwords
-    from services.auth.provisioning import ProfileProvisioner
-    from services.auth.repository import AuthRepository
-    from services.auth.settings import AuthSettings
-    from services.auth.signing_keys import KeyRing
-    from services.auth.throttle import LoginThrottle
-    from services.auth.tokens import TokenService
+    pass
 
 SETTINGS = web.AppKey("auth_settings", "AuthSettings")
 CLOCK = web.AppKey("clock", Clock)

@@ -17,7 +17,10 @@ class AuthMetrics:
             "auth_logins", "Password logins, by result.", ["result"], registry=registry
         )
         self.tokens_issued = Counter(
-            "auth_tokens_issued", "Access tokens issued, by grant type.", ["grant_type"], registry=registry
+            "auth_tokens_issued",
+            "Access tokens issued, by grant type.",
+            ["grant_type"],
+            registry=registry,
         )
         self.refresh_rotations = Counter(
             "auth_refresh_rotations", "Refresh tokens spent and replaced.", registry=registry

@@ -65,7 +65,9 @@ async def read_form(request: web.Request, document: OpenApiDocument) -> dict[str
     if any(list(error.absolute_path) == ["scope"] for error in errors):
         raise OAuthError("invalid_scope", "scope is malformed")
     if errors:
-        raise OAuthError("invalid_request", "grant_type, or refresh_token for its grant, is missing or malformed")
+        raise OAuthError(
+            "invalid_request", "grant_type, or refresh_token for its grant, is missing or malformed"
+        )
     return values
 
 

@@ -7,7 +7,6 @@ The users service answers 201 (created) or 200 (already there): the call is idem
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import aiohttp
@@ -53,6 +52,6 @@ class ProfileProvisioner:
                 if response.status in (200, 201):
                     return True
                 _LOGGER.warning("profile provisioning refused", extra={"status": response.status})
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             _LOGGER.warning("profile provisioning failed", extra={"error": type(error).__name__})
         return False

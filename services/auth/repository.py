@@ -296,7 +296,9 @@ class AuthRepository:
             decision = decide(grant)
             spent = await connection.execute(
                 refresh_tokens.update()
-                .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.spent_at.is_(None))
+                .where(
+                    refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.spent_at.is_(None)
+                )
                 .values(spent_at=now)
             )
             if spent.rowcount != 1:  # a concurrent use spent it first
@@ -334,7 +336,9 @@ class AuthRepository:
         async with self.engine.connect() as connection:
             revoked_at = (
                 await connection.execute(
-                    sa.select(refresh_families.c.revoked_at).where(refresh_families.c.id == family_id)
+                    sa.select(refresh_families.c.revoked_at).where(
+                        refresh_families.c.id == family_id
+                    )
                 )
             ).scalar()
         return revoked_at is not None
@@ -416,7 +420,9 @@ class AuthRepository:
                 )
                 row = (
                     await connection.execute(
-                        sa.select(login_failures).where(login_failures.c.key == key).with_for_update()
+                        sa.select(login_failures)
+                        .where(login_failures.c.key == key)
+                        .with_for_update()
                     )
                 ).one()
                 failures, started = row.failures + 1, row.window_started_at
@@ -424,7 +430,11 @@ class AuthRepository:
                     failures, started = 1, now
                 values: dict[str, object] = {"failures": failures, "window_started_at": started}
                 if failures >= limit:
-                    values = {"failures": 0, "window_started_at": now, "locked_until": now + lockout}
+                    values = {
+                        "failures": 0,
+                        "window_started_at": now,
+                        "locked_until": now + lockout,
+                    }
                 await connection.execute(
                     login_failures.update().where(login_failures.c.key == key).values(**values)
                 )
@@ -435,6 +445,9 @@ class AuthRepository:
             await connection.execute(
                 login_failures.delete().where(
                     login_failures.c.key == key,
-                    sa.or_(login_failures.c.locked_until.is_(None), login_failures.c.locked_until <= now),
+                    sa.or_(
+                        login_failures.c.locked_until.is_(None),
+                        login_failures.c.locked_until <= now,
+                    ),
                 )
             )

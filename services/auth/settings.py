@@ -41,9 +41,13 @@ class Argon2Settings:
 
     @classmethod
     def from_env(cls, env: Env) -> Argon2Settings:
-        parallelism = env_int(env, "PASSGATE_ARGON2_PARALLELISM", _default(cls, "parallelism"), minimum=1, maximum=64)
+        parallelism = env_int(
+            env, "PASSGATE_ARGON2_PARALLELISM", _default(cls, "parallelism"), minimum=1, maximum=64
+        )
         return cls(
-            time_cost=env_int(env, "PASSGATE_ARGON2_TIME_COST", _default(cls, "time_cost"), minimum=1, maximum=100),
+            time_cost=env_int(
+                env, "PASSGATE_ARGON2_TIME_COST", _default(cls, "time_cost"), minimum=1, maximum=100
+            ),
             memory_cost=env_int(
                 env,
                 "PASSGATE_ARGON2_MEMORY_COST",
@@ -88,10 +92,13 @@ class AuthSettings:
     def __post_init__(self) -> None:
         if not ACCESS_TOKEN_TTL_MIN <= self.access_token_ttl <= ACCESS_TOKEN_TTL_MAX:
             raise SettingsError(
-                f"PASSGATE_ACCESS_TOKEN_TTL must be {ACCESS_TOKEN_TTL_MIN}-{ACCESS_TOKEN_TTL_MAX} seconds"
+                f"PASSGATE_ACCESS_TOKEN_TTL must be "
+                f"{ACCESS_TOKEN_TTL_MIN}-{ACCESS_TOKEN_TTL_MAX} seconds"
             )
         if self.refresh_idle_ttl > self.refresh_absolute_ttl:
-            raise SettingsError("PASSGATE_REFRESH_IDLE_TTL must not exceed PASSGATE_REFRESH_ABSOLUTE_TTL")
+            raise SettingsError(
+                "PASSGATE_REFRESH_IDLE_TTL must not exceed PASSGATE_REFRESH_ABSOLUTE_TTL"
+            )
         if self.key_publish_lead < self.jwks_max_age:
             raise SettingsError(
                 "PASSGATE_KEY_PUBLISH_LEAD must be at least PASSGATE_JWKS_MAX_AGE, or a gateway "
@@ -108,7 +115,9 @@ class AuthSettings:
     def from_env(cls, env: Env) -> AuthSettings:
         users_url = env_str(env, "PASSGATE_USERS_URL", "").rstrip("/") or None
         redis_url = env_str(env, "PASSGATE_REDIS_URL", "") or None
-        absolute = env_int(env, "PASSGATE_REFRESH_ABSOLUTE_TTL", _default(cls, "refresh_absolute_ttl"), minimum=60)
+        absolute = env_int(
+            env, "PASSGATE_REFRESH_ABSOLUTE_TTL", _default(cls, "refresh_absolute_ttl"), minimum=60
+        )
         return cls(
             server=ServerSettings.from_env(env, service="auth", default_port=DEFAULT_PORT),
             database_url=env_str(env, "PASSGATE_DATABASE_URL", _default(cls, "database_url")),
@@ -124,15 +133,35 @@ class AuthSettings:
             ),
             refresh_absolute_ttl=absolute,
             refresh_idle_ttl=env_int(
-                env, "PASSGATE_REFRESH_IDLE_TTL", min(_default(cls, "refresh_idle_ttl"), absolute), minimum=60
+                env,
+                "PASSGATE_REFRESH_IDLE_TTL",
+                min(_default(cls, "refresh_idle_ttl"), absolute),
+                minimum=60,
             ),
-            signing_keys_dir=env_path(env, "PASSGATE_SIGNING_KEYS_DIR", str(_default(cls, "signing_keys_dir"))),
+            signing_keys_dir=env_path(
+                env, "PASSGATE_SIGNING_KEYS_DIR", str(_default(cls, "signing_keys_dir"))
+            ),
             generate_keys=env_bool(env, "PASSGATE_GENERATE_KEYS", False),
-            key_publish_lead=env_int(env, "PASSGATE_KEY_PUBLISH_LEAD", _default(cls, "key_publish_lead"), minimum=0),
-            jwks_max_age=env_int(env, "PASSGATE_JWKS_MAX_AGE", _default(cls, "jwks_max_age"), minimum=0, maximum=86400),
-            token_leeway=env_int(env, "PASSGATE_TOKEN_LEEWAY", _default(cls, "token_leeway"), minimum=0, maximum=300),
+            key_publish_lead=env_int(
+                env, "PASSGATE_KEY_PUBLISH_LEAD", _default(cls, "key_publish_lead"), minimum=0
+            ),
+            jwks_max_age=env_int(
+                env,
+                "PASSGATE_JWKS_MAX_AGE",
+                _default(cls, "jwks_max_age"),
+                minimum=0,
+                maximum=86400,
+            ),
+            token_leeway=env_int(
+                env, "PASSGATE_TOKEN_LEEWAY", _default(cls, "token_leeway"), minimum=0, maximum=300
+            ),
             key_reload_interval=float(
-                env_int(env, "PASSGATE_KEY_RELOAD_INTERVAL", int(_default(cls, "key_reload_interval")), minimum=1)
+                env_int(
+                    env,
+                    "PASSGATE_KEY_RELOAD_INTERVAL",
+                    int(_default(cls, "key_reload_interval")),
+                    minimum=1,
+                )
             ),
             login_max_failures=env_int(
                 env, "PASSGATE_LOGIN_MAX_FAILURES", _default(cls, "login_max_failures"), minimum=1
@@ -144,9 +173,14 @@ class AuthSettings:
                 minimum=1,
             ),
             login_failure_window=env_int(
-                env, "PASSGATE_LOGIN_FAILURE_WINDOW", _default(cls, "login_failure_window"), minimum=1
+                env,
+                "PASSGATE_LOGIN_FAILURE_WINDOW",
+                _default(cls, "login_failure_window"),
+                minimum=1,
             ),
-            login_lockout=env_int(env, "PASSGATE_LOGIN_LOCKOUT", _default(cls, "login_lockout"), minimum=1),
+            login_lockout=env_int(
+                env, "PASSGATE_LOGIN_LOCKOUT", _default(cls, "login_lockout"), minimum=1
+            ),
             users_url=users_url,
             redis_url=redis_url,
             trusted_proxies=parse_networks(

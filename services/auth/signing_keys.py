@@ -132,7 +132,7 @@ def read_metadata(directory: Path) -> list[dict[str, Any]]:
         raise KeySetError(f"{path} cannot be read: {type(error).__name__}") from None
     entries = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
-        raise KeySetError(f"{path} must hold {{\"keys\": [...]}}")
+        raise KeySetError(f'{path} must hold {{"keys": [...]}}')
     return entries
 
 

@@ -36,7 +36,9 @@ def address_key(address: str) -> str:
         subject = address
     else:
         # One IPv6 host usually owns a whole /64: count the prefix, not each address.
-        subject = str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+        subject = (
+            str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
+        )
     return hashlib.sha256(f"address:{subject}".encode()).hexdigest()
 
 
@@ -84,7 +86,7 @@ class LoginThrottle(abc.ABC):
     async def succeeded(self, key: str, now: dt.datetime) -> None:
         """Forget the failures of `key` (the account; never the address)."""
 
-    async def ping(self) -> None:
+    async def ping(self) -> None:  # noqa: B027 - optional hook; the database has its own check
         """Raise when the shared store is unreachable (a readiness check)."""
 
     async def close(self) -> None:

@@ -91,7 +91,10 @@ class TokenService:
             "client_id": client_id,
         }
         token = jwt.encode(
-            claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": ACCESS_TOKEN_TYPE}
+            claims,
+            key.private_key,
+            algorithm=ALGORITHM,
+            headers={"kid": key.kid, "typ": ACCESS_TOKEN_TYPE},
         )
         return TokenResponse(token, ttl, claims["scope"])
 
@@ -110,7 +113,9 @@ class TokenService:
             token_hash=opaque_hash(refresh_token),
             now=now,
             expires_at=expires_at,
-            idle_expires_at=min(now + dt.timedelta(seconds=self.settings.refresh_idle_ttl), expires_at),
+            idle_expires_at=min(
+                now + dt.timedelta(seconds=self.settings.refresh_idle_ttl), expires_at
+            ),
         )
         access = self.access_token(account_id, scopes, FIRST_PARTY_CLIENT_ID)
         return dataclasses.replace(access, refresh_token=refresh_token)
@@ -139,7 +144,9 @@ class TokenService:
         if rotation.status is not RotationStatus.ROTATED:
             raise RefreshError(rotation.status)
         assert rotation.grant is not None and rotation.decision is not None
-        access = self.access_token(rotation.grant.account_id, rotation.decision, rotation.grant.client_id)
+        access = self.access_token(
+            rotation.grant.account_id, rotation.decision, rotation.grant.client_id
+        )
         return dataclasses.replace(access, refresh_token=new_token)
 
     async def revoke(self, refresh_token: str) -> None:

@@ -32,7 +32,9 @@ class FakeClock:
 
 
 async def register(client: TestClient, username: str = "alice", password: str = PASSWORD) -> str:
-    response = await client.post("/auth/register", json={"username": username, "password": password})
+    response = await client.post(
+        "/auth/register", json={"username": username, "password": password}
+    )
     assert response.status == 201, await response.text()
     return (await response.json())["id"]
 
@@ -53,7 +55,11 @@ def identity_headers(user_id: str, scopes: str = USER_SCOPES) -> dict[str, str]:
 
 
 def decode(
-    token: str, jwks: dict[str, Any], *, audience: str = "passgate", issuer: str = "http://gateway.test"
+    token: str,
+    jwks: dict[str, Any],
+    *,
+    audience: str = "passgate",
+    issuer: str = "http://gateway.test",
 ) -> dict[str, Any]:
     """Verify a token against a JWK Set as a gateway would (wall-clock checks aside)."""
     header = jwt.get_unverified_header(token)

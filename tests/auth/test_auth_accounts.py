@@ -12,7 +12,9 @@ from services.auth.settings import Argon2Settings
 from tests.auth.helpers import PASSWORD, USER_SCOPES, decode, identity_headers, login, register
 
 
-async def test_register_provisions_the_profile_at_the_users_service(auth_client, users_service) -> None:
+async def test_register_provisions_the_profile_at_the_users_service(
+    auth_client, users_service
+) -> None:
     """Registration creates the account, then PUTs the profile with the provisioning identity."""
     client = await auth_client(users_url=users_service.url)
     response = await client.post(
@@ -35,7 +37,9 @@ async def test_register_provisions_the_profile_at_the_users_service(auth_client,
     assert PASSWORD not in str(call)
 
 
-async def test_failed_provisioning_removes_the_account_and_answers_503(auth_client, users_service) -> None:
+async def test_failed_provisioning_removes_the_account_and_answers_503(
+    auth_client, users_service
+) -> None:
     """An account never exists without its profile: 503, and the name is free again."""
     client = await auth_client(users_url=users_service.url)
     users_service.status = 500
@@ -43,7 +47,9 @@ async def test_failed_provisioning_removes_the_account_and_answers_503(auth_clie
     assert response.status == 503
     assert response.content_type == "application/problem+json"
     assert "Retry-After" in response.headers
-    login_response = await client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
+    login_response = await client.post(
+        "/auth/login", json={"username": "alice", "password": PASSWORD}
+    )
     assert login_response.status == 401
     users_service.status = 201
     await register(client)
@@ -56,7 +62,9 @@ async def test_unreachable_users_service_is_a_503(auth_client, unused_tcp_port) 
     assert response.status == 503
 
 
-async def test_register_rejects_taken_names_bad_input_and_the_username_as_password(auth_client) -> None:
+async def test_register_rejects_taken_names_bad_input_and_the_username_as_password(
+    auth_client,
+) -> None:
     client = await auth_client()
     await register(client)
     taken = await client.post("/auth/register", json={"username": "alice", "password": PASSWORD})
@@ -111,8 +119,14 @@ async def test_wrong_password_and_unknown_user_get_the_same_answer(auth_client) 
     client = await auth_client()
     await register(client)
     answers = []
-    for username, password in [("alice", "wrong password 123"), ("nobody", PASSWORD), ("NOT VALID!", "x")]:
-        response = await client.post("/auth/login", json={"username": username, "password": password})
+    for username, password in [
+        ("alice", "wrong password 123"),
+        ("nobody", PASSWORD),
+        ("NOT VALID!", "x"),
+    ]:
+        response = await client.post(
+            "/auth/login", json={"username": username, "password": password}
+        )
         body = await response.json(content_type=None)
         answers.append(
             (
@@ -126,7 +140,9 @@ async def test_wrong_password_and_unknown_user_get_the_same_answer(auth_client) 
     assert answers[0][0] == 401
 
 
-async def test_login_rehashes_a_hash_made_with_older_parameters(auth_client, make_settings, tmp_path) -> None:
+async def test_login_rehashes_a_hash_made_with_older_parameters(
+    auth_client, make_settings, tmp_path
+) -> None:
     """Raising the Argon2 cost upgrades each hash at its owner's next successful login."""
     client = await auth_client()
     await register(client)
@@ -137,7 +153,9 @@ async def test_login_rehashes_a_hash_made_with_older_parameters(auth_client, mak
     engine = create_engine(f"sqlite:///{tmp_path / 'auth.db'}")
     try:
         async with engine.connect() as connection:
-            stored = (await connection.execute(sa.text("SELECT password_hash FROM accounts"))).scalar()
+            stored = (
+                await connection.execute(sa.text("SELECT password_hash FROM accounts"))
+            ).scalar()
     finally:
         await engine.dispose()
     assert stored.startswith("$argon2id$") and "m=16,t=2,p=1" in stored
@@ -173,5 +191,7 @@ async def test_password_change_needs_identity_and_revokes_every_refresh_token(au
     for pair in (first, second):
         response = await client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
         assert response.status == 401
-    assert (await client.post("/auth/login", json={"username": "alice", "password": PASSWORD})).status == 401
+    assert (
+        await client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
+    ).status == 401
     await login(client, password="a new passphrase")

@@ -32,7 +32,11 @@ def test_defaults() -> None:
         ipaddress.ip_network("::1/128"),
     )
     # The production Argon2 cost is argon2-cffi's RFC 9106 low-memory profile.
-    assert (settings.argon2.time_cost, settings.argon2.memory_cost, settings.argon2.parallelism) == (3, 65536, 4)
+    assert (
+        settings.argon2.time_cost,
+        settings.argon2.memory_cost,
+        settings.argon2.parallelism,
+    ) == (3, 65536, 4)
 
 
 def test_overrides_and_validation() -> None:

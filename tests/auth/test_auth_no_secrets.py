@@ -5,7 +5,15 @@ from __future__ import annotations
 import logging
 
 from common.logging import JsonFormatter
-from tests.auth.helpers import PASSWORD, add_client, basic, decode, identity_headers, login, register
+from tests.auth.helpers import (
+    PASSWORD,
+    add_client,
+    basic,
+    decode,
+    identity_headers,
+    login,
+    register,
+)
 
 NEW_PASSWORD = "another long passphrase"
 
@@ -19,11 +27,15 @@ async def test_a_whole_session_leaves_no_secret_in_logs_or_metrics(
 
     user_id = await register(client)
     first = await login(client)
-    refreshed = await (await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})).json()
+    refreshed = await (
+        await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    ).json()
     reused = await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert reused.status == 401
     second = await login(client)
-    bad = await client.post("/auth/login", json={"username": "alice", "password": "wrong " + PASSWORD})
+    bad = await client.post(
+        "/auth/login", json={"username": "alice", "password": "wrong " + PASSWORD}
+    )
     assert bad.status == 401
     short = await client.post("/auth/register", json={"username": "bob", "password": "hunter2"})
     assert short.status == 400
@@ -35,13 +47,21 @@ async def test_a_whole_session_leaves_no_secret_in_logs_or_metrics(
     )
     assert changed.status == 204
     third = await login(client, password=NEW_PASSWORD)
-    assert (await client.post("/auth/logout", json={"refresh_token": third["refresh_token"]})).status == 204
+    assert (
+        await client.post("/auth/logout", json={"refresh_token": third["refresh_token"]})
+    ).status == 204
     client_secret = await add_client(client, "reporting", "orders:read")
     machine = await (
-        await client.post("/auth/token", data={"grant_type": "client_credentials"}, headers=basic("reporting", client_secret))
+        await client.post(
+            "/auth/token",
+            data={"grant_type": "client_credentials"},
+            headers=basic("reporting", client_secret),
+        )
     ).json()
     wrong_secret = await client.post(
-        "/auth/token", data={"grant_type": "client_credentials"}, headers=basic("reporting", client_secret + "x")
+        "/auth/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic("reporting", client_secret + "x"),
     )
     assert wrong_secret.status == 401
     jwks = await (await client.get("/.well-known/jwks.json")).json()
@@ -62,7 +82,12 @@ async def test_a_whole_session_leaves_no_secret_in_logs_or_metrics(
         assert secret not in logs
         assert secret not in metrics
         assert secret not in provisioning
-    for response_text in (await reused.text(), await bad.text(), await short.text(), await wrong_secret.text()):
+    for response_text in (
+        await reused.text(),
+        await bad.text(),
+        await short.text(),
+        await wrong_secret.text(),
+    ):
         for secret in secrets:
             assert secret not in response_text
     # And the metrics do record the session.

@@ -59,14 +59,18 @@ async def test_rotation_statuses(repository: AuthRepository) -> None:
     await repository.create_account("a1", "alice", "h", "user", START)
     await family(repository)
     decide = lambda grant: grant.scope  # noqa: E731
-    assert (await repository.rotate_refresh_token("nope", "x", START, HOUR, decide)).status is RotationStatus.UNKNOWN
+    assert (
+        await repository.rotate_refresh_token("nope", "x", START, HOUR, decide)
+    ).status is RotationStatus.UNKNOWN
     rotated = await repository.rotate_refresh_token("t1", "t2", START, HOUR, decide)
     assert rotated.status is RotationStatus.ROTATED and rotated.decision == "orders:read"
     expired = await repository.rotate_refresh_token("t2", "t3", START + 2 * HOUR, HOUR, decide)
     assert expired.status is RotationStatus.EXPIRED
     reused = await repository.rotate_refresh_token("t1", "t4", START, HOUR, decide)
     assert reused.status is RotationStatus.REUSED
-    assert (await repository.rotate_refresh_token("t2", "t5", START, HOUR, decide)).status is RotationStatus.REVOKED
+    assert (
+        await repository.rotate_refresh_token("t2", "t5", START, HOUR, decide)
+    ).status is RotationStatus.REVOKED
 
 
 async def test_a_refusing_decision_spends_nothing(repository: AuthRepository) -> None:
@@ -86,7 +90,10 @@ async def test_concurrent_rotation_has_one_winner(repository: AuthRepository) ->
     await repository.create_account("a1", "alice", "h", "user", START)
     await family(repository)
     results = await asyncio.gather(
-        *(repository.rotate_refresh_token("t1", f"n{i}", START, HOUR, lambda g: None) for i in range(5))
+        *(
+            repository.rotate_refresh_token("t1", f"n{i}", START, HOUR, lambda g: None)
+            for i in range(5)
+        )
     )
     statuses = [result.status for result in results]
     assert statuses.count(RotationStatus.ROTATED) == 1
@@ -109,5 +116,7 @@ async def test_failure_counters_lock_and_expire(repository: AuthRepository) -> N
 
 async def test_concurrent_failures_are_all_counted(repository: AuthRepository) -> None:
     window, lockout = dt.timedelta(minutes=5), dt.timedelta(minutes=10)
-    await asyncio.gather(*(repository.record_failure([("k", 6)], START, window, lockout) for _ in range(6)))
+    await asyncio.gather(
+        *(repository.record_failure([("k", 6)], START, window, lockout) for _ in range(6))
+    )
     assert await repository.locked_until(["k"], START) == START + lockout

@@ -19,13 +19,15 @@ async def test_login_narrows_and_refuses_to_widen(auth_client) -> None:
 
     for scope in ("orders:read admin", "profiles:provision", "everything"):
         response = await client.post(
-            "/auth/login", json={"username": "alice", "password": "correct horse battery", "scope": scope}
+            "/auth/login",
+            json={"username": "alice", "password": "correct horse battery", "scope": scope},
         )
         assert response.status == 400, scope
         assert response.content_type == "application/problem+json"
         assert (await response.json())["error"] == "invalid_scope"
     malformed = await client.post(
-        "/auth/login", json={"username": "alice", "password": "correct horse battery", "scope": "a  b"}
+        "/auth/login",
+        json={"username": "alice", "password": "correct horse battery", "scope": "a  b"},
     )
     assert malformed.status == 400
 
@@ -39,7 +41,8 @@ async def test_admins_get_the_admin_scope(auth_client) -> None:
     # A user may never ask for it.
     await register(client, "bob")
     response = await client.post(
-        "/auth/login", json={"username": "bob", "password": "correct horse battery", "scope": "admin"}
+        "/auth/login",
+        json={"username": "bob", "password": "correct horse battery", "scope": "admin"},
     )
     assert (await response.json())["error"] == "invalid_scope"
 
@@ -49,7 +52,8 @@ async def test_refresh_narrows_within_the_family_and_refuses_to_widen(auth_clien
     await register(client)
     pair = await login(client, scope="orders:read orders:write")
     widened = await client.post(
-        "/auth/refresh", json={"refresh_token": pair["refresh_token"], "scope": "orders:read users:read"}
+        "/auth/refresh",
+        json={"refresh_token": pair["refresh_token"], "scope": "orders:read users:read"},
     )
     assert widened.status == 400
     assert (await widened.json())["error"] == "invalid_scope"
@@ -80,7 +84,9 @@ async def test_refresh_follows_a_demotion(auth_client) -> None:
 async def test_client_credentials_narrow_and_refuse_to_widen(auth_client) -> None:
     client = await auth_client()
     secret = await add_client(client, "reporting", "orders:read users:read")
-    full = await client.post("/auth/token", data={"grant_type": "client_credentials"}, headers=basic("reporting", secret))
+    full = await client.post(
+        "/auth/token", data={"grant_type": "client_credentials"}, headers=basic("reporting", secret)
+    )
     assert full.status == 200
     body = await full.json()
     assert body["scope"] == "orders:read users:read" and "refresh_token" not in body
@@ -99,4 +105,7 @@ async def test_client_credentials_narrow_and_refuse_to_widen(auth_client) -> Non
         headers=basic("reporting", secret),
     )
     assert wide.status == 400
-    assert await wide.json() == {"error": "invalid_scope", "error_description": "not granted: orders:write"}
+    assert await wide.json() == {
+        "error": "invalid_scope",
+        "error_description": "not granted: orders:write",
+    }

@@ -46,7 +46,9 @@ async def test_the_service_refuses_to_start_without_keys_unless_told_to_generate
         await runner.setup()
     await runner.cleanup()
     assert not (tmp_path / "empty" / "keys.json").exists()
-    client = await aiohttp_client(create_app(make_settings(signing_keys_dir=tmp_path / "new", generate_keys=True)))
+    client = await aiohttp_client(
+        create_app(make_settings(signing_keys_dir=tmp_path / "new", generate_keys=True))
+    )
     keys = (await (await client.get("/.well-known/jwks.json")).json())["keys"]
     assert len(keys) == 1
 
@@ -100,7 +102,9 @@ async def test_key_rotation_publishes_first_signs_after_the_lead_and_retires_lat
     assert (keys_dir / f"{new.kid}.pem").exists()
 
 
-async def test_at_no_moment_does_a_key_sign_before_it_is_published(auth_client, clock, keys_dir) -> None:
+async def test_at_no_moment_does_a_key_sign_before_it_is_published(
+    auth_client, clock, keys_dir
+) -> None:
     client = await auth_client(key_publish_lead=LEAD, token_leeway=LEEWAY)
     ring = client.server.app[KEY_RING]
     await register(client)
@@ -119,7 +123,10 @@ async def test_replicas_follow_a_rotation_without_restart(auth_client, clock, ke
     client = await auth_client(key_reload_interval=0.02)
     new = rotate(keys_dir, clock(), lead=dt.timedelta(seconds=LEAD), retention=RETENTION)
     for _ in range(250):  # bounded: at most ~5 s
-        kids = {key["kid"] for key in (await (await client.get("/.well-known/jwks.json")).json())["keys"]}
+        kids = {
+            key["kid"]
+            for key in (await (await client.get("/.well-known/jwks.json")).json())["keys"]
+        }
         if new.kid in kids:
             break
         await asyncio.sleep(0.02)
@@ -140,7 +147,9 @@ async def test_no_active_key_is_a_503_not_a_500(auth_client, clock) -> None:
     client = await auth_client()
     await register(client)
     clock.now = START - dt.timedelta(days=2)  # before the only key's not_before
-    response = await client.post("/auth/login", json={"username": "alice", "password": "correct horse battery"})
+    response = await client.post(
+        "/auth/login", json={"username": "alice", "password": "correct horse battery"}
+    )
     assert response.status == 503
     ready = await client.get("/readyz")
     assert ready.status == 503

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from services.auth.settings import parse_networks
@@ -27,11 +26,15 @@ def comparable(status: int, headers, body: dict) -> tuple:
         status,
         headers.get("Content-Type"),
         headers.get("Retry-After"),
-        json.dumps({k: v for k, v in body.items() if k not in {"request_id", "trace_id"}}, sort_keys=True),
+        json.dumps(
+            {k: v for k, v in body.items() if k not in {"request_id", "trace_id"}}, sort_keys=True
+        ),
     )
 
 
-async def test_after_n_failures_login_is_429_for_existing_and_unknown_users_alike(auth_client, clock) -> None:
+async def test_after_n_failures_login_is_429_for_existing_and_unknown_users_alike(
+    auth_client, clock
+) -> None:
     """Three failures lock the name; then 429 + Retry-After, identical for both kinds of name."""
     client = await auth_client(login_max_failures=3, login_lockout=120)
     await register(client)
@@ -102,9 +105,17 @@ async def test_forwarded_addresses_count_only_from_trusted_proxies(auth_client) 
     [
         ("127.0.0.1", None, "127.0.0.1"),
         ("127.0.0.1", "203.0.113.7", "203.0.113.7"),
-        ("127.0.0.1", "198.51.100.1, 203.0.113.7", "203.0.113.7"),  # the left part is the client's word
+        (
+            "127.0.0.1",
+            "198.51.100.1, 203.0.113.7",
+            "203.0.113.7",
+        ),  # the left part is the client's word
         ("127.0.0.1", "203.0.113.7, 10.0.0.2", "203.0.113.7"),  # through two trusted proxies
-        ("198.51.100.9", "203.0.113.7", "198.51.100.9"),  # an untrusted peer cannot claim an address
+        (
+            "198.51.100.9",
+            "203.0.113.7",
+            "198.51.100.9",
+        ),  # an untrusted peer cannot claim an address
         ("127.0.0.1", "not-an-ip", "127.0.0.1"),
     ],
 )

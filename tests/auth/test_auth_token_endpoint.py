@@ -13,9 +13,19 @@ async def test_client_credentials_errors_follow_rfc6749(auth_client) -> None:
     secret = await add_client(client, "billing", "orders:read")
     cases = [
         ({}, {"grant_type": "client_credentials"}, 401, "invalid_client"),
-        (basic("billing", "pgs_wrong"), {"grant_type": "client_credentials"}, 401, "invalid_client"),
+        (
+            basic("billing", "pgs_wrong"),
+            {"grant_type": "client_credentials"},
+            401,
+            "invalid_client",
+        ),
         (basic("nobody", secret), {"grant_type": "client_credentials"}, 401, "invalid_client"),
-        ({"Authorization": "Basic %%%"}, {"grant_type": "client_credentials"}, 401, "invalid_client"),
+        (
+            {"Authorization": "Basic %%%"},
+            {"grant_type": "client_credentials"},
+            401,
+            "invalid_client",
+        ),
         (
             {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()},
             {"grant_type": "client_credentials"},
@@ -25,7 +35,12 @@ async def test_client_credentials_errors_follow_rfc6749(auth_client) -> None:
         (basic("billing", secret), {"grant_type": "password"}, 400, "unsupported_grant_type"),
         (basic("billing", secret), {}, 400, "invalid_request"),
         (basic("billing", secret), {"grant_type": "refresh_token"}, 400, "invalid_request"),
-        (basic("billing", secret), {"grant_type": "client_credentials", "scope": ""}, 400, "invalid_scope"),
+        (
+            basic("billing", secret),
+            {"grant_type": "client_credentials", "scope": ""},
+            400,
+            "invalid_scope",
+        ),
     ]
     for headers, form, status, error in cases:
         response = await client.post("/auth/token", data=form, headers=headers)
@@ -91,5 +106,7 @@ async def test_discovery_document(auth_client) -> None:
     assert body["token_endpoint"] == "http://gateway.test/auth/token"
     assert set(body["grant_types_supported"]) == {"client_credentials", "refresh_token"}
     assert body["id_token_signing_alg_values_supported"] == ["RS256"]
-    assert "admin" in body["scopes_supported"] and "profiles:provision" not in body["scopes_supported"]
+    assert (
+        "admin" in body["scopes_supported"] and "profiles:provision" not in body["scopes_supported"]
+    )
     client.server.app[OPENAPI].check("Discovery", body)  # matches its own published schema
