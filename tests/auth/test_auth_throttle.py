@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import secrets
+import uuid
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -127,18 +130,18 @@ def test_client_address(remote: str, forwarded: str | None, expected: str) -> No
     assert client_address(request, trusted) == expected
 
 
-async def test_redis_backend_is_shared_between_replicas(auth_client, redis_url, tmp_path) -> None:
+async def test_redis_backend_is_shared_between_replicas(auth_client, redis_url) -> None:
     """Two apps (two replicas) with one Redis: failures at one lock the name at the other."""
-    import redis.asyncio
-
-    flush = redis.asyncio.Redis.from_url(redis_url)
-    await flush.flushdb()
-    await flush.aclose()
+    # Redis outlives the test and is shared with other suites: fresh keys, no flushing.
+    name = f"shared-{uuid.uuid4().hex[:12]}"
+    address = {
+        "X-Forwarded-For": str(ipaddress.IPv4Address("198.18.0.0") + secrets.randbelow(2**17))
+    }
     first = await auth_client(redis_url=redis_url, login_max_failures=3)
     second = await auth_client(redis_url=redis_url, login_max_failures=3)
     for client in (first, second, first):
-        assert (await attempt(client, "shared-name")).status == 401
-    throttled = await attempt(second, "shared-name")
+        assert (await attempt(client, name, **address)).status == 401
+    throttled = await attempt(second, name, **address)
     assert throttled.status == 429
     assert 1 <= int(throttled.headers["Retry-After"]) <= 300
     ready = await second.get("/readyz")
