@@ -5,7 +5,7 @@
 import { config } from "./config.js";
 import { byId, h, replace, show } from "./dom.js";
 import { ApiError, NetworkError, onRequest, request } from "./http.js";
-import { Session } from "./session.js";
+import { refreshMargin, Session } from "./session.js";
 
 const gateway = config.gateway.replace(/\/+$/, "");
 const session = new Session(gateway);
@@ -251,6 +251,14 @@ session.subscribe((event) => {
 });
 
 let ticker = null;
+
+// Timers are throttled in background tabs and stop while a laptop sleeps: on coming back,
+// renew at once if the token is (nearly) expired instead of waiting for the late timer.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && session.loggedIn && session.secondsLeft <= refreshMargin(session.lifetime)) {
+    session.refresh().catch(() => {}); // failures arrive as session events
+  }
+});
 
 function enterSignedIn() {
   show(byId("signed-out"), false);
