@@ -293,3 +293,58 @@ async def test_sigterm_orders_finishes_in_flight_writes_and_exits_0(
 
 async def _at_least(measure, threshold: float) -> bool:
     return await measure() >= threshold
+
+
+# -- 3, made deterministic: a read in flight at a replica that dies ----------------------
+
+
+async def test_a_read_in_flight_at_a_killed_replica_is_answered_by_another(
+    stack: Stack, session: aiohttp.ClientSession, proxy: Controls
+) -> None:
+    """The load test (test_scale_out.py) can only hope to catch a read in flight at the
+    moment a replica dies; here one is held there on purpose. A gateway pools orders-1
+    (database behind the paused proxy) and a second replica on the direct database; a GET
+    is held inside orders-1, which is then killed (SIGKILL). GET is idempotent (RFC 9110
+    section 9.2.2): the gateway may and should answer it from the other replica."""
+    orders_1 = stack.replica_urls("orders")[0]
+    account = await new_account(session, stack.gateway_url)
+    async with session.post(
+        f"{stack.gateway_url}/orders", json={"items": ORDER_ITEMS}, headers=account.headers
+    ) as response:
+        assert response.status == 201
+        placed = (await response.json())["id"]
+    second = await asyncio.to_thread(
+        stack.spawn, "orders", "orders-direct", {"PASSGATE_DATABASE_URL": stack.database_url("orders")}
+    )
+    try:
+        await asyncio.to_thread(
+            stack.spawn,
+            "gateway",
+            "gateway-pair",
+            {"PASSGATE_UPSTREAM_ORDERS": f"{orders_1},{stack.process_url('orders-direct')}"},
+        )
+        gateway = stack.process_url("gateway-pair")
+
+        async def get_orders() -> tuple[int, bytes]:
+            async with session.get(f"{gateway}/orders", headers=account.headers) as response:
+                return response.status, await response.read()
+
+        async def held_in_orders_1() -> float:
+            metrics = await scrape(session, f"{orders_1}/metrics")
+            return sample_sum(metrics, "http_server_requests_in_flight") - 1  # minus this scrape
+
+        await proxy.pause()
+        # Round robin: of two reads, one goes to each replica; the one at orders-1 is held.
+        reads = [asyncio.ensure_future(get_orders()) for _ in range(2)]
+        await wait_for(lambda: _at_least(held_in_orders_1, 1), "a read held inside orders-1")
+        assert await asyncio.to_thread(stack.kill, "orders-1") == -9
+        await proxy.resume()
+        answers = await asyncio.wait_for(asyncio.gather(*reads), 30)
+        assert [status for status, _ in answers] == [200, 200], answers
+        assert all(placed in body.decode() for _, body in answers)
+    finally:
+        await proxy.resume()
+        for name in ("gateway-pair", "orders-direct"):
+            if name in stack.processes:
+                await asyncio.to_thread(stack.remove, name)
+    assert second.returncode == 0
