@@ -57,6 +57,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Database drivers log statements with their parameters at DEBUG, and parameters hold
+    # password and token hashes: keep them at INFO whatever the level asked for.
+    for name in ("aiosqlite", "asyncpg", "sqlalchemy"):
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
 
 
 class JsonAccessLogger(AbstractAccessLogger):
