@@ -12,6 +12,7 @@ from obs_support import (
     Traffic,
     alert_rules,
     all_queries,
+    dashboard_panels,
     exposed_names,
     grafana_to_promql,
     http,
@@ -58,18 +59,34 @@ def test_prometheus_scrapes_all_four_with_the_service_label(prometheus: Promethe
     poll(all_up, timeout=20, what="the four local targets to be up")
 
 
-def test_kubernetes_relabelling_scrapes_the_annotated_ports(prometheus: PrometheusApi) -> None:
+def test_kubernetes_relabelling_scrapes_the_annotated_ports(
+    prometheus: PrometheusApi, obs_stack: Stack
+) -> None:
     """Pods found as Kubernetes would find them: only the four Passgate pods that ask to be
-    scraped are, the gateway on its admin port, each with its `service` label."""
+    scraped are, each on its annotated port (the gateway's admin port), with its `service`."""
+    status, answer = prometheus.call("/api/v1/targets")
+    assert status == 200, answer
+    active = [t for t in answer["data"]["activeTargets"] if t["scrapePool"] == "passgate-pods"]
+    dropped = [
+        t
+        for t in answer["data"]["droppedTargets"]
+        if t["discoveredLabels"].get("job") == "passgate-pods"
+    ]
+    urls = {target["labels"]["service"]: target["scrapeUrl"] for target in active}
+    assert urls == {
+        component: obs_stack.url("gateway_admin" if component == "gateway" else component)
+        + "/metrics"
+        for component in COMPONENTS
+    }
+    assert len(active) == 4 and len(dropped) == 2, (active, dropped)
+    for target in active:
+        assert target["labels"]["namespace"] == "passgate" and target["labels"]["pod"], target
 
-    def pods_up() -> list[dict] | None:
-        pods = prometheus.query('up{job="passgate-pods"}')
-        return pods if pods and all(pod["value"][1] == "1" for pod in pods) else None
+    def pods_up() -> dict[str, float] | None:
+        up = prometheus.values('up{job="passgate-pods"} == 1')
+        return up if set(up) == set(COMPONENTS) else None
 
-    pods = poll(pods_up, timeout=20, what="the Kubernetes-style targets to be up")
-    assert sorted(pod["metric"]["service"] for pod in pods) == sorted(COMPONENTS)
-    for pod in pods:
-        assert pod["metric"]["namespace"] == "passgate" and pod["metric"]["pod"], pod
+    poll(pods_up, timeout=20, what="the Kubernetes-style targets to be scraped")
 
 
 def test_request_rate_and_auth_failures_via_the_query_api(
@@ -118,3 +135,56 @@ def test_alert_rules_are_loaded_and_evaluate_cleanly(prometheus: PrometheusApi) 
     assert {rule["name"] for rule in rules} == expected
     unhealthy = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
     assert not unhealthy
+
+
+# Panels the test traffic (register, logins, a refresh and its replay, GETs with and without a
+# token, an order placed and cancelled) must have put data on.
+PANELS_THE_TRAFFIC_FILLS = (
+    "Targets up",
+    "Healthy replicas by upstream",
+    "JWKS key-set age",
+    "Requests per second by route",
+    "Latency p50 / p95 / p99",
+    "Requests in flight",
+    "Upstream latency p95 by upstream",
+    "Upstream outcomes",
+    "Auth failures by reason",
+    "JWKS key-set age and keys",
+    "JWKS refresh results",
+    "Login outcomes",
+    "Refresh reuse detections",
+    "Tokens issued by grant type",
+    "Registrations",
+    "Password-hash duration p95",
+    "Orders placed and cancelled",
+    "Profiles created and updated",
+    "CPU",
+    "Resident memory",
+)
+
+
+def test_panels_show_the_traffic(prometheus: PrometheusApi, traffic: Traffic) -> None:
+    panels = {panel["title"]: panel for panel in dashboard_panels(load_dashboard())}
+    queries = [
+        (title, target["expr"])
+        for title in PANELS_THE_TRAFFIC_FILLS
+        for target in panels[title]["targets"]
+    ]
+
+    def empty() -> list[str] | None:
+        blank = [
+            f"{title}: {expr}"
+            for title, expr in queries
+            if not prometheus.query(grafana_to_promql(expr))
+        ]
+        return None if blank else []
+
+    try:
+        poll(empty, timeout=20, interval=0.5, what="every panel to show data")
+    except AssertionError:
+        blank = [
+            f"{title}: {expr}"
+            for title, expr in queries
+            if not prometheus.query(grafana_to_promql(expr))
+        ]
+        raise AssertionError("panels without data:\n" + "\n".join(blank)) from None
