@@ -58,8 +58,12 @@ class UpstreamPool:
         self._clock = clock
         self._next = 0
         self._ejections = metrics.upstream_ejections.labels(config.name)
-        self._retries = metrics.upstream_retries.labels(config.name)
-        self._duration = metrics.upstream_duration
+        self.retries = metrics.upstream_retries.labels(config.name)
+        self._metric = metrics.upstream_duration
+        self._duration = {
+            outcome: metrics.upstream_duration.labels(config.name, outcome)
+            for outcome in ("1xx", "2xx", "3xx", "4xx", "5xx", "connect_error", "timeout")
+        }
         metrics.upstream_healthy.labels(config.name).set_function(self.healthy_count)
 
     def healthy_count(self) -> int:
@@ -91,7 +95,10 @@ class UpstreamPool:
         replica.failures = 0
 
     def observe(self, outcome: str, seconds: float) -> None:
-        self._duration.labels(self.name, outcome).observe(seconds)
+        child = self._duration.get(outcome)
+        if child is None:  # a status class outside 1xx-5xx
+            child = self._duration[outcome] = self._metric.labels(self.name, outcome)
+        child.observe(seconds)
 
 
 class BodyTooLarge(Exception):
@@ -125,7 +132,7 @@ def _too_large(limit: int) -> Problem:
 class Proxy:
     """Sends a routed request to its upstream pool and relays the answer."""
 
-    def __init__(self, *, forwarded: ForwardedHeaders, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, forwarded: ForwardedHeaders) -> None:
         self.forwarded = forwarded
         self.session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
@@ -201,7 +208,7 @@ class Proxy:
                     other = pool.pick(exclude=replica)
                     if other is not None:
                         retried = True
-                        pool._retries.inc()
+                        pool.retries.inc()
                         replica = other
                         continue
                 raise Problem(

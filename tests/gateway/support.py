@@ -135,6 +135,13 @@ async def recording_handler(request: web.Request) -> web.StreamResponse:
         request.transport.close()
         return web.Response()
     body = await request.read()
+    if path.endswith("/stream-broken"):
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"x" * 65536)
+        assert request.transport is not None
+        request.transport.close()
+        return response
     if path.endswith("/stream-out"):
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)

@@ -268,3 +268,16 @@ async def test_backend_slow_does_not_block_others(make_stack) -> None:
         stack.client.get("/orders/1", headers=stack.bearer()),
     )
     assert (slow.status, fast.status) == (504, 200)
+
+
+async def test_upstream_breaking_off_a_streamed_answer_cuts_the_client(make_stack) -> None:
+    """Once streaming has begun no error status is possible: the client sees a broken body."""
+    import aiohttp
+
+    stack = await make_stack()
+    response = await stack.client.get("/orders/stream-broken", headers=stack.bearer())
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()
+    # The gateway itself is fine afterwards.
+    assert (await stack.client.get("/orders/1", headers=stack.bearer())).status == 200
