@@ -20,7 +20,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         data_dir=data_dir,
         ports=PortPlan.free(frontends=3),
         # Low Argon2 cost keeps registration quick here; production keeps the library default.
-        env={"auth": {"PASSGATE_ARGON2_TIME_COST": "1", "PASSGATE_ARGON2_MEMORY_COST": "8192"}},
+        env={
+            "auth": {
+                "PASSGATE_ARGON2_TIME_COST": "1",
+                "PASSGATE_ARGON2_MEMORY_COST": "8192",
+                # Key rotation is watched within seconds here instead of minutes.
+                "PASSGATE_JWKS_MAX_AGE": "1",
+                "PASSGATE_KEY_RELOAD_INTERVAL": "1",
+            },
+            "gateway": {"PASSGATE_JWKS_REFETCH_COOLDOWN": "1"},
+        },
     )
     stack = Stack(config)
     stack.start()
