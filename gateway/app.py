@@ -30,7 +30,7 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy, UpstreamPool
 from gateway.ratelimit import RateLimiter, policy_header
-from gateway.routes import RouteConfig, RouteTable, load_routes
+from gateway.routes import RouteConfig, load_routes
 from gateway.settings import GatewaySettings
 from gateway.tokens import TokenVerifier, authenticate
 
@@ -202,7 +202,3 @@ def _route_handler(
         return await proxy.forward(request, route, pool, identity_headers, forwarded_headers, extra)
 
     return handle
-
-
-def route_table(app: web.Application) -> RouteTable:
-    return app[ROUTE_TABLE]

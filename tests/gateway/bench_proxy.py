@@ -1,5 +1,8 @@
 """CPU per authenticated proxied request: `python tests/gateway/bench_proxy.py [requests]`.
 
+BENCH_COMMAND replaces `-m gateway` (e.g. tests/gateway/bench_floor_proxy.py, a bare
+aiohttp proxy, to see what any aiohttp gateway costs on the same machine).
+
 Starts the real gateway process (`python -m gateway`, token cache on, rate limits off for
 the measured route), with a trivial backend and a JWKS endpoint in this process, sends
 requests with one valid token from 16 concurrent workers, and reads the gateway
@@ -36,9 +39,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def backend(request: web.Request) -> web.Response:
@@ -83,8 +88,9 @@ async def main(n: int, log_level: str) -> None:
         "PASSGATE_ISSUER": ISSUER,
         "PASSGATE_AUDIENCE": AUDIENCE,
         "PASSGATE_LOG_LEVEL": log_level,
+        "UPSTREAM": back_url,
     }
-    process = subprocess.Popen([sys.executable, *os.environ.get("BENCH_PREFIX", "").split(), "-m", "gateway"], cwd=PROJECT, env=env,
+    process = subprocess.Popen([sys.executable, *os.environ.get("BENCH_COMMAND", "-m gateway").split()], cwd=PROJECT, env=env,
                                stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/users/me"
     headers = {"Authorization": f"Bearer {mint(key, FakeClock(time.time()))}"}
@@ -102,15 +108,17 @@ async def main(n: int, log_level: str) -> None:
             before = cpu_seconds(process.pid)
             started = time.perf_counter()
             await load(session, url, headers, n)
-            cpu = cpu_seconds(process.pid) - before
+            after = cpu_seconds(process.pid)
+            user, system = after[0] - before[0], after[1] - before[1]
             wall = time.perf_counter() - started
     finally:
         process.terminate()
         process.wait(10)
         await back_runner.cleanup()
         await jwks_runner.cleanup()
-    print(f"log level {log_level}: {n} requests, {n / wall:,.0f} req/s, "
-          f"gateway CPU {cpu / n * 1e6:.0f} us/request")
+    print(f"log level {log_level}: {n} requests, {n / wall:,.0f} req/s, gateway CPU "
+          f"{(user + system) / n * 1e6:.0f} us/request (user {user / n * 1e6:.0f}, "
+          f"kernel {system / n * 1e6:.0f})")
 
 
 if __name__ == "__main__":
