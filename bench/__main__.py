@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--redis-url", default=Options.redis_url)
     parser.add_argument("--results-dir", type=Path, default=Options.results_dir)
     parser.add_argument("--keep", action="store_true", help="keep the stack's data directory (logs)")
+    parser.add_argument("--wait-quiet", type=float, default=60.0,
+                        help="seconds to wait for a quiet machine before starting (60)")
     args = parser.parse_args(argv)
     options = Options(
         duration=args.duration,
@@ -47,7 +49,7 @@ def parse_args(argv: list[str] | None) -> Options:
     if args.quick:
         options = dataclasses.replace(options, duration=2.0, warmup=1.0, token_steps=(1000, 2000),
                                       profile_seconds=3.0)
-    return dataclasses.replace(options, keep=args.keep)
+    return dataclasses.replace(options, keep=args.keep, wait_quiet=args.wait_quiet)
 
 
 def main(argv: list[str] | None = None) -> int:

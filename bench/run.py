@@ -43,6 +43,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"  # the tests use /15
 PACKAGED_ROUTES = ROOT / "gateway" / "routes.yaml"
 # Rate limits far beyond what a bench can send: the limiter still runs on every request
 # (its cost is part of the gateway's), it just never refuses one.
+QUIET_PCT = 25.0  # a core busier than this before the start counts as noisy
 UNLIMITED = {"requests": 1_000_000_000, "per": 1, "burst": 1_000_000_000}
 
 
@@ -62,6 +63,7 @@ class Options:
     skip: frozenset[str] = frozenset()
     memory_phase_timeout: float = 150.0
     keep: bool = False
+    wait_quiet: float = 60.0
 
 
 @dataclasses.dataclass
@@ -265,6 +267,34 @@ class Bench:
             async with self.session.post(f"{gw}/orders", json=body, headers=self.bearer(self.token)) as r:
                 if r.status != 201:
                     raise RuntimeError(f"placing an order: {r.status} {await r.text()}")
+        async with self.session.get(f"{gw}/orders", headers=self.bearer(self.token)) as r:
+            if r.status != 200:
+                raise RuntimeError(f"listing orders: {r.status} {await r.text()}")
+            self.orders_body = await r.read()
+
+    def start_bare_backend(self) -> None:
+        """The bare backend answering with the orders backend's own body (bench.stub_backend)."""
+        body = self.data_dir / "orders-body.json"
+        body.write_bytes(self.orders_body)
+        port = free_port()
+        self.bare = ManagedProcess("bare-backend", ["-m", "bench.stub_backend", "--port", str(port),
+                                                    "--body-file", str(body)], {},
+                                   f"http://127.0.0.1:{port}/readyz",
+                                   self.data_dir / "logs" / "bare-backend.log", ROOT)
+        self.bare_url = f"http://127.0.0.1:{port}"
+        with self.on_sut():
+            self.bare.start()
+        self.cleanups.append(self.bare.stop)
+        self.bare.wait_ready(30)
+        self.extra["orders_body_bytes"] = len(self.orders_body)
+
+    @property
+    def bare_pid(self) -> int:
+        assert self.bare.pid is not None
+        return self.bare.pid
+
+    def bare_gateway_env(self, **extra: str) -> dict[str, str]:
+        return {"PASSGATE_UPSTREAM_ORDERS": self.bare_url, **extra}
 
     async def register(self, username: str) -> str:
         assert self.stack is not None and self.session is not None
@@ -314,21 +344,32 @@ class Bench:
 
     # -- scenarios ---------------------------------------------------------------------
 
-    async def direct_and_gateway(self) -> None:
+    async def orders_backend(self) -> None:
+        """Issue 9 item 1 as written: straight to the orders service, and through the gateway."""
         assert self.stack is not None
         orders = self.pid("orders-1")
-        await self.measure("direct", f"{self.stack.url('orders')}/orders",
+        await self.measure("direct to orders", f"{self.stack.url('orders')}/orders",
                            processes={"orders": [orders]}, headers=self.backend_headers())
-        await self.measure("gateway", f"{self.stack.gateway_url}/orders",
+        await self.measure("gateway → orders", f"{self.stack.gateway_url}/orders",
                            processes={"gateway": [self.pid("gateway-1")], "orders": [orders]},
                            headers=self.bearer(self.token))
 
+    async def bare_backend(self) -> None:
+        """The same pair with the bare backend: the gateway is then the bottleneck."""
+        assert self.stack is not None
+        await self.measure("direct to bare backend", f"{self.bare_url}/orders",
+                           processes={"backend": [self.bare_pid]}, headers=self.backend_headers())
+        await self.measure("gateway → bare", f"{self.stack.process_url('gateway-bare')}/orders",
+                           processes={"gateway": [self.pid("gateway-bare")], "backend": [self.bare_pid]},
+                           headers=self.bearer(self.token))
+
     async def token_cache_off(self) -> None:
-        pid = self.spawn_gateway("gateway-nocache", {"PASSGATE_TOKEN_CACHE_SIZE": "0"})
+        pid = self.spawn_gateway("gateway-nocache", self.bare_gateway_env(PASSGATE_TOKEN_CACHE_SIZE="0"))
         try:
             assert self.stack is not None
-            await self.measure("gateway, token cache off", f"{self.stack.process_url('gateway-nocache')}/orders",
-                               processes={"gateway": [pid], "orders": [self.pid("orders-1")]},
+            await self.measure("gateway → bare, token cache off",
+                               f"{self.stack.process_url('gateway-nocache')}/orders",
+                               processes={"gateway": [pid], "backend": [self.bare_pid]},
                                headers=self.bearer(self.token))
         finally:
             self.stop_process("gateway-nocache")
@@ -341,15 +382,15 @@ class Bench:
         nginx = Nginx(binary, self.data_dir / "nginx", free_port())
         headers = self.backend_headers()
         static = {k: v for k, v in headers.items() if k.startswith("X-User-")}
-        config = render_config(nginx.directory, port=nginx.port, upstream=self.stack.url("orders"),
+        config = render_config(nginx.directory, port=nginx.port, upstream=self.bare_url,
                                set_headers=static)
         with self.on_sut():
             nginx.start(config)
         try:
             pids = procstat.descendants(nginx.pid)
             self.extra["nginx"] = {"binary": binary, "processes": len(pids), "config": config}
-            await self.measure("nginx", f"{nginx.url}/orders",
-                               processes={"nginx": pids, "orders": [self.pid("orders-1")]})
+            await self.measure("nginx → bare", f"{nginx.url}/orders",
+                               processes={"nginx": pids, "backend": [self.bare_pid]})
         finally:
             nginx.stop()
 
@@ -395,7 +436,7 @@ class Bench:
                   f"{sum(samples) / len(samples):.0f} B (MEMORY USAGE)", flush=True)
 
             port, admin = free_port(), free_port()
-            env = dict(self.stack.process("gateway-1").env) | {
+            env = dict(self.stack.process("gateway-bare").env) | {
                 "PASSGATE_PORT": str(port),
                 "PASSGATE_ADMIN_PORT": str(admin),
                 "PASSGATE_BENCH_SESSION_REDIS_URL": self.o.redis_url,
@@ -409,11 +450,11 @@ class Bench:
             try:
                 proxy.wait_ready(60)
                 assert proxy.pid is not None
-                groups: dict[str, list[int]] = {"session proxy": [proxy.pid], "orders": [self.pid("orders-1")]}
+                groups: dict[str, list[int]] = {"session proxy": [proxy.pid], "backend": [self.bare_pid]}
                 redis_pid = find_process("redis-server")
                 if redis_pid is not None:
                     groups["redis (unpinned, shared)"] = [redis_pid]
-                await self.measure("session lookup (Redis)", f"http://127.0.0.1:{port}/orders",
+                await self.measure("session lookup (Redis) → bare", f"http://127.0.0.1:{port}/orders",
                                    processes=groups, headers=self.bearer(session_id))
             finally:
                 proxy.stop()
@@ -425,31 +466,32 @@ class Bench:
     async def scaling(self) -> None:
         assert self.stack is not None
         port = free_port()
-        env = {"PASSGATE_REUSE_PORT": "true", "PASSGATE_PORT": str(port)}
-        orders = self.pid("orders-1")
-        procstat.pin(orders, self.all_cores)
+        env = self.bare_gateway_env(PASSGATE_REUSE_PORT="true", PASSGATE_PORT=str(port))
+        backend = self.bare_pid
+        procstat.pin(backend, self.all_cores)
         try:
             one = self.spawn_gateway("gateway-rp-1", env | {"PASSGATE_ADMIN_PORT": str(free_port())}, self.all_cores)
             url = f"http://127.0.0.1:{port}/orders"
             await self.measure("1 gateway process (unpinned)", url, unpinned=True,
-                               processes={"gateway": [one], "orders": [orders]}, headers=self.bearer(self.token))
+                               processes={"gateway": [one], "backend": [backend]}, headers=self.bearer(self.token))
             two = self.spawn_gateway("gateway-rp-2", env | {"PASSGATE_ADMIN_PORT": str(free_port())}, self.all_cores)
             await self.measure("2 gateway processes, SO_REUSEPORT (unpinned)", url, unpinned=True,
-                               processes={"gateway": [one, two], "orders": [orders]},
+                               processes={"gateway": [one, two], "backend": [backend]},
                                headers=self.bearer(self.token))
         finally:
             for name in ("gateway-rp-2", "gateway-rp-1"):
                 with contextlib.suppress(KeyError):
                     self.stop_process(name)
-            procstat.pin(orders, self.sut_cores)
+            procstat.pin(backend, self.sut_cores)
 
     async def login_storm(self) -> None:
         assert self.stack is not None and self.session is not None
         users = [f"storm-{uuid.uuid4().hex[:10]}" for _ in range(self.o.storm_logins)]
-        await asyncio.gather(*(self.register(user) for user in users))
-        gw = self.stack.gateway_url
+        for start in range(0, len(users), 5):  # a few at a time: each is an Argon2 hash
+            await asyncio.gather(*(self.register(user) for user in users[start : start + 5]))
+        gw = self.stack.process_url("gateway-bare")
         url = f"{gw}/orders"
-        groups = {"gateway": [self.pid("gateway-1")], "orders": [self.pid("orders-1")],
+        groups = {"gateway": [self.pid("gateway-bare")], "backend": [self.bare_pid],
                   "auth": [self.pid("auth-1")]}
         storms: dict[str, Any] = {}
         await self.measure("GETs, no login storm", url, processes=groups, headers=self.bearer(self.token))
@@ -459,18 +501,22 @@ class Bench:
             for name in ("auth-1", "users-1"):
                 procstat.pin(self.pid(name), cores or self.all_cores)
             stop = asyncio.Event()
-            stats = {"ok": 0, "failed": 0, "latencies": []}
+            stats: dict[str, Any] = {"ok": 0, "failed": 0, "latencies": [], "statuses": {}}
 
             async def storm(user: str) -> None:
+                # Each of the 50 clients logs in again as soon as its last login answered:
+                # 50 logins are in flight for the whole measured window.
                 while not stop.is_set():
                     started = time.perf_counter()
                     try:
                         async with self.session.post(f"{gw}/auth/login",
                                                      json={"username": user, "password": PASSWORD}) as r:
                             await r.read()
-                            stats["ok" if r.status == 200 else "failed"] += 1
-                    except aiohttp.ClientError:
-                        stats["failed"] += 1
+                            status = str(r.status)
+                    except aiohttp.ClientError as error:
+                        status = type(error).__name__
+                    stats["ok" if status == "200" else "failed"] += 1
+                    stats["statuses"][status] = stats["statuses"].get(status, 0) + 1
                     stats["latencies"].append(time.perf_counter() - started)
 
             tasks = [asyncio.create_task(storm(user)) for user in users]
@@ -487,8 +533,9 @@ class Bench:
                 "logins_failed": stats["failed"],
                 "login_p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else None,
                 "login_max_ms": latencies[-1] * 1000 if latencies else None,
+                "statuses": stats["statuses"],
             }
-            print(f"  storm: {stats['ok']} logins ok, {stats['failed']} failed", flush=True)
+            print(f"  storm: {stats['ok']} logins ok, {stats['failed']} failed {stats['statuses']}", flush=True)
         for name in ("auth-1", "users-1"):
             procstat.pin(self.pid(name), self.all_cores)
         self.extra["login_storm"] = storms
@@ -503,7 +550,7 @@ class Bench:
             tokens = await asyncio.to_thread(mint_tokens, auth_env, total)
         self.extra["mint_seconds"] = time.monotonic() - started
         print(f"  minted in {self.extra['mint_seconds']:.0f} s", flush=True)
-        pid = self.spawn_gateway("gateway-mem", {})
+        pid = self.spawn_gateway("gateway-mem", self.bare_gateway_env())
         url = f"{self.stack.process_url('gateway-mem')}/orders"
         admin = self.stack.process("gateway-mem").env["PASSGATE_ADMIN_PORT"]
         warm = write_tokens(self.data_dir / "warm.txt", [self.token] * 500)
@@ -566,17 +613,27 @@ class Bench:
         spy = PySpy.find()
         if spy is None:
             raise RuntimeError("py-spy is not installed (pip install '.[bench]')")
-        pid = self.pid("gateway-1")
+        pid = self.pid("gateway-bare")
         out = self.data_dir / "gateway-profile.txt"
         print(f"- profiling the gateway (pid {pid}) with py-spy for {self.o.profile_seconds:.0f} s", flush=True)
         load = asyncio.create_task(self.loadgen.run(
-            f"{self.stack.gateway_url}/orders", concurrency=self.o.concurrency,
+            f"{self.stack.process_url('gateway-bare')}/orders", concurrency=self.o.concurrency,
             duration=self.o.profile_seconds + 2, headers=self.bearer(self.token)))
         await asyncio.sleep(1.0)
         await spy.record(pid, out, seconds=self.o.profile_seconds, cores=self.load_cores)
         await load
         self.extra["profile"] = summarise_raw(out.read_text())
         self.extra["profile_raw"] = out
+        # The orders backend too, for a shorter time: it decides the gateway → orders figures.
+        orders_out = self.data_dir / "orders-profile.txt"
+        seconds = max(2.0, self.o.profile_seconds / 2)
+        load = asyncio.create_task(self.loadgen.run(
+            f"{self.stack.url('orders')}/orders", concurrency=self.o.concurrency,
+            duration=seconds + 2, headers=self.backend_headers()))
+        await asyncio.sleep(1.0)
+        await spy.record(self.pid("orders-1"), orders_out, seconds=seconds, cores=self.load_cores)
+        await load
+        self.extra["profile_orders"] = summarise_raw(orders_out.read_text(), top=10)
 
     # -- the run -----------------------------------------------------------------------
 
@@ -597,7 +654,10 @@ class Bench:
             connector = aiohttp.TCPConnector(limit=200)
             async with aiohttp.ClientSession(connector=connector) as self.session:
                 await self.setup_user()
-                await self.scenario("gateway", self.direct_and_gateway)
+                self.start_bare_backend()
+                self.spawn_gateway("gateway-bare", self.bare_gateway_env())
+                await self.scenario("orders", self.orders_backend)
+                await self.scenario("gateway", self.bare_backend)
                 await self.scenario("cache-off", self.token_cache_off)
                 await self.scenario("nginx", self.nginx)
                 await self.scenario("session", self.session_lookup)
@@ -630,13 +690,24 @@ class Bench:
         }
 
     def machine_noise_sample(self, seconds: float = 2.0) -> dict[str, Any]:
-        """How busy the machine is before the bench starts: other people's tests share it."""
-        first, load = per_core_busy(), procstat.load_average()
-        time.sleep(seconds)
-        second = per_core_busy()
-        busy = {core: round((second[core] - first[core]) / seconds * 100, 1) for core in first}
+        """How busy the machine is before the bench starts (other people's tests share it);
+        waits up to `wait_quiet` seconds for every core to be under `QUIET_PCT` % busy."""
+        waited = 0.0
+        while True:
+            first, load = per_core_busy(), procstat.load_average()
+            time.sleep(seconds)
+            second = per_core_busy()
+            busy = {core: round((second[core] - first[core]) / seconds * 100, 1) for core in first}
+            if max(busy.values()) < QUIET_PCT or waited >= self.o.wait_quiet:
+                break
+            print(f"machine busy ({busy} %), waiting for it to quieten ...", flush=True)
+            time.sleep(5)
+            waited += 5 + seconds
         print(f"machine before start: cores busy {busy} %, load average {load}", flush=True)
-        return {"core_busy_pct": busy, "load_average": load}
+        if max(busy.values()) >= QUIET_PCT:
+            self.note(f"the machine was busy when the bench started ({busy} % per core): "
+                      "absolute figures are low; compare the ratios")
+        return {"core_busy_pct": busy, "load_average": load, "waited_s": waited}
 
     def cleanup_data(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -7,11 +7,15 @@ from typing import Any
 
 from bench.report import Target, fmt, markdown_table, targets_table
 
-GATEWAY = "gateway"
-DIRECT = "direct"
-CACHE_OFF = "gateway, token cache off"
-NGINX = "nginx"
-SESSION = "session lookup (Redis)"
+# Run names (bench.run): the orders backend pair, then everything on the bare backend.
+DIRECT_ORDERS = "direct to orders"
+GATEWAY_ORDERS = "gateway → orders"
+DIRECT = "direct to bare backend"
+GATEWAY = "gateway → bare"
+CACHE_OFF = "gateway → bare, token cache off"
+NGINX = "nginx → bare"
+SESSION = "session lookup (Redis) → bare"
+BACKENDS = ("orders", "backend")
 ONE = "1 gateway process (unpinned)"
 TWO = "2 gateway processes, SO_REUSEPORT (unpinned)"
 NO_STORM = "GETs, no login storm"
@@ -59,23 +63,29 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
     storm = storms[0] if storms else None
     memory = memory_figures(data)
     found = [
-        Target("through-gateway throughput / direct-to-backend (token cache on)",
+        Target("through-gateway throughput ÷ direct, orders backend (token cache on)",
+               _ratio(_rps(data, GATEWAY_ORDERS), _rps(data, DIRECT_ORDERS)), 0.5, True, "×",
+               "GET /orders through the gateway ÷ straight to the orders service (SQLite)"),
+        Target("through-gateway throughput ÷ direct, bare backend (token cache on)",
                _ratio(_rps(data, GATEWAY), _rps(data, DIRECT)), 0.5, True, "×",
-               "req/s through the gateway ÷ req/s straight to orders"),
-        Target("gateway CPU per authenticated proxied request",
+               "same request, a bare aiohttp backend returning the same body: the gateway is the bottleneck"),
+        Target("gateway CPU per authenticated proxied request (bare backend, gateway saturated)",
                _cpu(data, GATEWAY, "gateway"), 150, False, " µs",
-               "gateway process utime+stime ÷ requests, all middlewares"),
-        Target("throughput / session-lookup baseline",
+               "gateway process utime+stime ÷ requests, all middlewares and its access log"),
+        Target("gateway CPU per authenticated proxied request (orders backend)",
+               _cpu(data, GATEWAY_ORDERS, "gateway"), 150, False, " µs",
+               "same, at the lower rate the orders backend allows"),
+        Target("throughput ÷ session-lookup baseline",
                _ratio(_rps(data, GATEWAY), _rps(data, SESSION)), 1.5, True, "×",
                "same proxy path, Redis GET per request instead of a JWT"),
         Target("gateway RSS growth after all distinct tokens, within the bound",
                memory["growth_mb"] if memory else None,
                memory["bound_mb"] if memory else 0.0, False, " MB",
                "bound: token cache + rate-limit buckets at their caps (see Memory)"),
-        Target("GET p99 during a 50-login storm / without",
+        Target("GET p99 during a 50-login storm ÷ without",
                _ratio(_p99(data, storm), _p99(data, NO_STORM)) if storm else None, 2.0, False, "×",
                f"storm run: {storm.removeprefix(STORM_PREFIX).strip() if storm else 'n/a'}"),
-        Target("two gateway processes / one (SO_REUSEPORT)",
+        Target("two gateway processes ÷ one (SO_REUSEPORT)",
                _ratio(_rps(data, TWO), _rps(data, ONE)), 1.4, True, "×",
                "both unpinned on 2 cores, with the load generator and backend"),
     ]
@@ -83,12 +93,13 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
 
 
 def runs_table(data: Mapping[str, Any]) -> str:
-    direct = _rps(data, DIRECT)
     rows = []
     for name, run in data.get("runs", {}).items():
         cpu = run["cpu_us_per_request"]
-        proxy = next((k for k in cpu if k not in ("orders", "auth") and not k.startswith("redis")), None)
-        extra = ", ".join(f"{k} {v:.0f}" for k, v in cpu.items() if k not in (proxy, "orders"))
+        proxy = next((k for k in cpu if k not in (*BACKENDS, "auth") and not k.startswith("redis")), None)
+        backend = next((k for k in BACKENDS if k in cpu), None)
+        extra = ", ".join(f"{k} {v:.0f}" for k, v in cpu.items() if k not in (proxy, backend))
+        direct = _rps(data, DIRECT_ORDERS if backend == "orders" else DIRECT)
         rows.append((
             name,
             run["throughput_rps"],
@@ -97,14 +108,14 @@ def runs_table(data: Mapping[str, Any]) -> str:
             run["latency_us"]["p99"] / 1000,
             run["errors"],
             f"{proxy} {cpu[proxy]:.0f}" if proxy else "",
-            cpu.get("orders"),
+            f"{backend} {cpu[backend]:.0f}" if backend else "",
             extra,
             run["rss_mb"].get(proxy) if proxy else None,
             run["foreign_cpu_on_sut_core_pct"],
         ))
     return markdown_table(
-        ["run", "req/s", "÷ direct", "p50 ms", "p99 ms", "errors", "proxy CPU µs/req",
-         "orders CPU µs/req", "other CPU µs/req", "proxy RSS MB", "others on SUT core %"],
+        ["run", "req/s", "÷ direct (same backend)", "p50 ms", "p99 ms", "errors", "proxy CPU µs/req",
+         "backend CPU µs/req", "other CPU µs/req", "proxy RSS MB", "others on SUT core %"],
         rows,
     )
 
@@ -205,6 +216,13 @@ def render(data: Mapping[str, Any]) -> str:
                                  [(k, v["logins_ok"], v["logins_failed"], v["login_p50_ms"], v["login_max_ms"])
                                   for k, v in storm.items()]), ""]
     lines += ["## Where the gateway's time goes (py-spy)", "", profile_section(data), ""]
+    orders = data.get("extra", {}).get("profile_orders")
+    if orders:
+        lines += ["## Where the orders backend's time goes (py-spy, direct load)", "",
+                  markdown_table(["area", "%"], [(a["name"], a["pct"]) for a in orders["by_area"]]), "",
+                  markdown_table(["function (inclusive)", "%"],
+                                 [(a["name"], a["pct"]) for a in orders["top_inclusive"]
+                                  if "asyncio" not in a["name"]][:12]), ""]
     if data.get("notes") or data.get("errors"):
         lines += ["## Notes", ""]
         lines += [f"- {note}" for note in data.get("notes", [])]

@@ -62,19 +62,23 @@ def _run(rps: float, p99_us: float, cpu: dict[str, float]) -> dict:
 def test_render_computes_ratios_from_raw_figures() -> None:
     data = {
         "runs": {
-            "direct": _run(10000, 5000, {"orders": 80}),
-            "gateway": _run(5000, 10000, {"gateway": 120, "orders": 80}),
-            "session lookup (Redis)": _run(2500, 20000, {"session proxy": 200, "orders": 80}),
+            "direct to bare backend": _run(10000, 5000, {"backend": 80}),
+            "gateway → bare": _run(5000, 10000, {"gateway": 120, "backend": 80}),
+            "session lookup (Redis) → bare": _run(2500, 20000, {"session proxy": 200, "backend": 80}),
             "GETs, no login storm": _run(5000, 10000, {"gateway": 120}),
             "GETs during a 50-login storm (x)": _run(4000, 30000, {"gateway": 120}),
         },
         "extra": {},
     }
-    found = {t.name.split(" ")[0]: t for t in targets(data)}
-    assert found["through-gateway"].measured == 0.5 and found["through-gateway"].met
-    assert found["throughput"].measured == 2.0
-    assert found["GET"].measured == 3.0 and found["GET"].met is False
-    assert "## Targets (issue 9)" in render(data)
+    found = {t.name: t for t in targets(data)}
+    bare = found["through-gateway throughput ÷ direct, bare backend (token cache on)"]
+    assert bare.measured == 0.5 and bare.met
+    assert found["throughput ÷ session-lookup baseline"].measured == 2.0
+    storm = found["GET p99 during a 50-login storm ÷ without"]
+    assert storm.measured == 3.0 and storm.met is False
+    assert found["through-gateway throughput ÷ direct, orders backend (token cache on)"].met is None
+    text = render(data)
+    assert "## Targets (issue 9)" in text and "| gateway → bare | 5,000 | 0.50 |" in text
 
 
 def test_wrk_and_pyload_summaries_parse() -> None:
