@@ -14,7 +14,7 @@ import aiohttp
 import jwt
 
 from devstack.stack import ROOT, Stack
-from tests.e2e.flows import PASSWORD, assert_problem, bearer
+from tests.e2e.flows import PASSWORD, assert_problem, bearer, register_and_login
 
 
 def auth_command(stack: Stack, *args: str) -> dict:
@@ -105,3 +105,20 @@ async def test_client_credentials_token_is_held_to_its_scopes(stack: Stack) -> N
         ) as response:
             assert response.status == 401
             assert (await response.json())["error"] == "invalid_client"
+
+
+async def test_logout_everywhere_through_the_gateway(stack: Stack) -> None:
+    """With a token, logout-all revokes every refresh token of the caller; without one, 401."""
+    gw = stack.gateway_url
+    async with aiohttp.ClientSession() as session:
+        _, first = await register_and_login(session, gw)
+        async with session.post(f"{gw}/auth/logout-all") as response:
+            await assert_problem(response, 401)
+        async with session.post(
+            f"{gw}/auth/logout-all", headers=bearer(first["access_token"])
+        ) as response:
+            assert response.status == 204, await response.text()
+        async with session.post(
+            f"{gw}/auth/refresh", json={"refresh_token": first["refresh_token"]}
+        ) as response:
+            await assert_problem(response, 401)
