@@ -179,16 +179,19 @@ class Tally:
     # idempotency key -> order id, for every order a 2xx acknowledged
     acknowledged: dict[str, str] = dataclasses.field(default_factory=dict)
     retried_keys: int = 0
+    # the first answer of each kind of failed write, to say what failed and why
+    examples: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def failed_write(self, what: str) -> None:
+    def failed_write(self, what: str, example: str = "") -> None:
         self.write_failures[what] = self.write_failures.get(what, 0) + 1
+        self.examples.setdefault(what, example[:300])
 
     def summary(self) -> str:
         return (
             f"reads={self.reads} read_failures={len(self.read_failures)} "
             f"write_attempts={self.write_attempts} failed_attempts={sum(self.write_failures.values())} "
             f"{self.write_failures} orders_acknowledged={len(self.acknowledged)} "
-            f"keys_needing_retry={self.retried_keys}"
+            f"keys_needing_retry={self.retried_keys}\n  examples: {self.examples}"
         )
 
 
@@ -233,7 +236,7 @@ async def place_order(
                     return order
                 text = await response.text()
                 assert response.status not in (400, 401, 403, 409, 422), text
-                tally.failed_write(str(response.status))
+                tally.failed_write(str(response.status), f"via {base}: {text}")
         except (aiohttp.ClientError, TimeoutError) as error:
             tally.failed_write(type(error).__name__)
         await asyncio.sleep(min(0.05 * (attempt + 1), 0.5))
