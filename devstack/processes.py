@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,10 +15,31 @@ from pathlib import Path
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the OS picks it), for tests that start real processes."""
-    with socket.socket() as probe:
+    """A port nothing listens on now, for tests that start real processes.
+
+    Chosen below the kernel's ephemeral range: a port the OS hands out for bind(0) is also
+    what it hands out as the local port of outgoing connections, so between choosing it and
+    the child process binding it, any client connection on the machine could take it.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 20000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # everything tried was taken: let the OS choose
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 class ManagedProcess:
