@@ -59,3 +59,14 @@ def make_base_app(
 
 def add_metrics_route(app: web.Application, registry: CollectorRegistry) -> None:
     app.router.add_get("/metrics", make_aiohttp_handler(registry), name="metrics")
+
+
+def make_admin_app(public: web.Application) -> web.Application:
+    """The admin listener's app: /healthz, /readyz (the public app's checks) and /metrics."""
+    admin = web.Application(middlewares=[request_context_middleware, error_middleware])
+    admin[READINESS] = public[READINESS]
+    admin[REGISTRY] = public[REGISTRY]
+    admin.router.add_get("/healthz", healthz, name="healthz")
+    admin.router.add_get("/readyz", readyz, name="readyz")
+    add_metrics_route(admin, public[REGISTRY])
+    return admin

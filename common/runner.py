@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from common.app import make_admin_app
 from common.keys import READINESS
 from common.logging import JsonAccessLogger
 from common.settings import ServerSettings
@@ -16,6 +17,14 @@ from common.settings import ServerSettings
 _LOGGER = logging.getLogger(__name__)
 
 Listener = tuple[web.Application, str, int]
+
+
+def listeners(app: web.Application, settings: ServerSettings) -> list[Listener]:
+    """The public listener, plus the admin one (health and metrics) when it has a port."""
+    public = [(app, settings.host, settings.port)]
+    if settings.admin_port is None:
+        return public
+    return [*public, (make_admin_app(app), settings.admin_host, settings.admin_port)]
 
 
 async def serve(listeners: Sequence[Listener], settings: ServerSettings) -> None:

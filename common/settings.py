@@ -113,15 +113,23 @@ class ServerSettings:
     drain_seconds: float = 0.0
     shutdown_timeout: float = 10.0
     reuse_port: bool = False
+    # The admin listener serves /healthz, /readyz and /metrics apart from the API, so that
+    # a scraper can be let in without being able to reach the API. None: all on `port`.
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
 
     @classmethod
-    def from_env(cls, env: Env, *, service: str, default_port: int) -> ServerSettings:
+    def from_env(
+        cls, env: Env, *, service: str, default_port: int, default_admin_port: int | None = None
+    ) -> ServerSettings:
         level = env_str(env, "PASSGATE_LOG_LEVEL", "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError(f"PASSGATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+        host = env_str(env, "PASSGATE_HOST", "127.0.0.1")
+        admin_port = env.get("PASSGATE_ADMIN_PORT", "").strip()
         return cls(
             service=service,
-            host=env_str(env, "PASSGATE_HOST", "127.0.0.1"),
+            host=host,
             port=env_int(env, "PASSGATE_PORT", default_port, minimum=0, maximum=65535),
             log_level=level,
             drain_seconds=env_float(env, "PASSGATE_DRAIN_SECONDS", 0.0, minimum=0.0, maximum=300.0),
@@ -129,4 +137,10 @@ class ServerSettings:
                 env, "PASSGATE_SHUTDOWN_TIMEOUT", 10.0, minimum=0.0, maximum=600.0
             ),
             reuse_port=env_bool(env, "PASSGATE_REUSE_PORT", False),
+            admin_host=env_str(env, "PASSGATE_ADMIN_HOST", host),
+            admin_port=(
+                env_int(env, "PASSGATE_ADMIN_PORT", 0, minimum=0, maximum=65535)
+                if admin_port
+                else default_admin_port
+            ),
         )

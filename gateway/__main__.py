@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from common.logging import configure_logging
-from common.runner import run
+from common.runner import listeners, run
 from common.settings import SettingsError
-from gateway.app import create_admin_app, create_app
+from gateway.app import create_app
 from gateway.cors import CorsPolicy
 from gateway.routes import RoutesError, lint, load_routes
 from gateway.settings import GatewaySettings
@@ -56,15 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return lint_command(argv[1:])
     settings = GatewaySettings.from_env(os.environ)
     configure_logging("gateway", settings.server.log_level)
-    app = create_app(settings)
-    admin = create_admin_app(app)
-    run(
-        [
-            (app, settings.server.host, settings.server.port),
-            (admin, settings.admin_host, settings.admin_port),
-        ],
-        settings.server,
-    )
+    run(listeners(create_app(settings), settings.server), settings.server)
     return 0
 
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from common.app import add_metrics_route, make_base_app
-from common.context import request_context_middleware, user_id_var
-from common.errors import error_middleware, insufficient_scope, too_many_requests
-from common.health import healthz, readyz
+from common.app import make_base_app
+from common.context import user_id_var
+from common.errors import insufficient_scope, too_many_requests
 from common.keys import IDENTITY, READINESS, REGISTRY
 from gateway.cors import CorsPolicy, setup_cors
 from gateway.headers import ForwardedHeaders, request_hygiene_middleware
@@ -28,6 +27,8 @@ from gateway.keys import (
     VERIFIER,
 )
 from gateway.metrics import GatewayMetrics
+from gateway.openapi import PATH as OPENAPI_PATH
+from gateway.openapi import build_public_document, document_bytes, load_documents, service_documents
 from gateway.proxy import Proxy, UpstreamPool
 from gateway.ratelimit import RateLimiter, policy_header
 from gateway.routes import RouteConfig, load_routes
@@ -84,18 +85,20 @@ def create_app(
         handler = _route_handler(app, route, pools[route.upstream])
         for method in route.methods:
             cors.add(resource.add_route(method, handler))
+    document = build_public_document(table, load_documents(service_documents()))
+    app.router.add_get(OPENAPI_PATH, _static_json(document_bytes(document)), name="openapi")
     return app
 
 
-def create_admin_app(public: web.Application) -> web.Application:
-    """The admin app: /healthz, /readyz (the public app's checks) and /metrics (its registry)."""
-    admin = web.Application(middlewares=[request_context_middleware, error_middleware])
-    admin[READINESS] = public[READINESS]
-    admin[REGISTRY] = public[REGISTRY]
-    admin.router.add_get("/healthz", healthz, name="healthz")
-    admin.router.add_get("/readyz", readyz, name="readyz")
-    add_metrics_route(admin, public[REGISTRY])
-    return admin
+def _static_json(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /openapi.json: the public document, built once at start."""
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(
+            body=body, content_type="application/json", headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    return serve
 
 
 def _client_ctx(

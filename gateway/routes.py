@@ -24,7 +24,7 @@ ROUTABLE_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # and OPTIONS is the CORS preflight, answered by the gateway itself without a token.
 REFUSED_METHODS = {"TRACE": "TRACE is never routed", "CONNECT": "CONNECT is never routed",
                    "OPTIONS": "OPTIONS is answered by the gateway (CORS preflight)"}
-RESERVED_PATHS = ("/healthz", "/readyz", "/metrics")
+RESERVED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
 # Internal backend endpoints (profile provisioning ...) are reachable only inside the mesh.
 INTERNAL_PREFIX = "/internal"
 

@@ -42,10 +42,8 @@ class GatewaySettings:
     """Everything the gateway is configured with; defaults serve the local `make run`."""
 
     server: ServerSettings = dataclasses.field(
-        default_factory=lambda: ServerSettings(service="gateway", port=8080)
+        default_factory=lambda: ServerSettings(service="gateway", port=8080, admin_port=9080)
     )
-    admin_host: str = "127.0.0.1"
-    admin_port: int = 9080
     routes_file: Path = DEFAULT_ROUTES_FILE
     issuer: str = DEFAULT_ISSUER
     audience: str = DEFAULT_AUDIENCE
@@ -79,11 +77,12 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls, env: Env) -> GatewaySettings:
-        server = ServerSettings.from_env(env, service="gateway", default_port=8080)
+        # The gateway always has an admin listener: /metrics never goes on the public port.
+        server = ServerSettings.from_env(
+            env, service="gateway", default_port=8080, default_admin_port=9080
+        )
         return cls(
             server=server,
-            admin_host=env_str(env, "PASSGATE_ADMIN_HOST", server.host),
-            admin_port=env_int(env, "PASSGATE_ADMIN_PORT", 9080, minimum=0, maximum=65535),
             routes_file=Path(env_str(env, "PASSGATE_ROUTES_FILE", str(DEFAULT_ROUTES_FILE))),
             issuer=env_str(env, "PASSGATE_ISSUER", DEFAULT_ISSUER),
             audience=env_str(env, "PASSGATE_AUDIENCE", DEFAULT_AUDIENCE),

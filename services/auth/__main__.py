@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from common.db import create_engine, migrate
 from common.logging import configure_logging
-from common.runner import run
+from common.runner import listeners, run
 from common.settings import SettingsError
 from common.timestamps import rfc3339, utc_now
 from services.auth.app import MIGRATIONS_DIR, create_app
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "serve":
         configure_logging("auth", settings.server.log_level)
         app = create_app(settings)
-        run([(app, settings.server.host, settings.server.port)], settings.server)
+        run(listeners(app, settings.server), settings.server)
         return 0
     if command == "rotate-keys":
         return _rotate_keys(settings, args.lead)

@@ -24,6 +24,7 @@ from services.auth.accounts import Accounts
 from services.auth.keys import (
     ACCOUNTS,
     CLOCK,
+    EXTERNAL_SIGN_IN,
     KEY_RING,
     METRICS,
     OPENAPI,
@@ -34,7 +35,9 @@ from services.auth.keys import (
     THROTTLE,
     TOKENS,
 )
+from services.auth.external import ExternalSignIn
 from services.auth.metrics import AuthMetrics
+from services.auth.oidc import OidcClient
 from services.auth.passwords import Passwords
 from services.auth.provisioning import ProfileProvisioner
 from services.auth.repository import AuthRepository
@@ -63,11 +66,12 @@ def create_app(
         "auth",
         registry=registry,
         middlewares=[database_unavailable_middleware, signing_unavailable_middleware],
+        expose_metrics=settings.server.admin_port is None,
     )
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[OPENAPI] = OpenApiDocument.load(OPENAPI_PATH)
-    app[METRICS] = AuthMetrics(app[REGISTRY])
+    app[METRICS] = AuthMetrics(app[REGISTRY], tuple(p.id for p in settings.oidc.providers))
     app[KEY_RING] = KeyRing(settings.signing_keys_dir, dt.timedelta(seconds=settings.key_retention))
 
     def store(app: web.Application, engine: AsyncEngine) -> None:
@@ -86,6 +90,7 @@ def create_app(
             throttle_ctx,
             provisioner_ctx,
             services_ctx,
+            external_sign_in_ctx,
         ]
     )
     setup_routes(app)
@@ -194,3 +199,33 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         clock,
     )
     yield
+
+
+async def external_sign_in_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One client session for every configured OpenID Connect provider, when there are any.
+
+    Discovery and key sets are fetched on first use, not here: a provider that is down
+    must not stop auth from starting or serving password logins.
+    """
+    settings, clock = app[SETTINGS], app[CLOCK]
+    if not settings.oidc.providers:
+        yield
+        return
+    timeout = aiohttp.ClientTimeout(total=settings.oidc.http_timeout, connect=5.0)
+    async with aiohttp.ClientSession(
+        timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False
+    ) as session:
+        clients = {
+            provider.id: OidcClient(provider, settings.oidc, session, clock)
+            for provider in settings.oidc.providers
+        }
+        app[EXTERNAL_SIGN_IN] = ExternalSignIn(
+            settings.oidc,
+            clients,
+            app[REPOSITORY],
+            app[TOKENS],
+            app.get(PROVISIONER),
+            app[METRICS],
+            clock,
+        )
+        yield

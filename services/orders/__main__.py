@@ -11,7 +11,7 @@ import os
 
 from common.db import create_engine, migrate
 from common.logging import configure_logging
-from common.runner import run
+from common.runner import listeners, run
 from services.orders.app import MIGRATIONS_DIR, create_app
 from services.orders.settings import SERVICE, OrdersSettings
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_migrate(settings.database_url))
         return
     app = create_app(settings)
-    run([(app, settings.server.host, settings.server.port)], settings.server)
+    run(listeners(app, settings.server), settings.server)
 
 
 if __name__ == "__main__":

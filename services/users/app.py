@@ -32,7 +32,12 @@ def create_app(
 ) -> web.Application:
     # The base app's middlewares come first; ours is innermost: a lost database becomes a
     # 503 problem (and readiness false) instead of a 500.
-    app = make_base_app(SERVICE, registry=registry, middlewares=[database_unavailable_middleware])
+    app = make_base_app(
+        SERVICE,
+        registry=registry,
+        middlewares=[database_unavailable_middleware],
+        expose_metrics=settings.server.admin_port is None,
+    )
     app[OPENAPI] = OpenApiDocument.load(OPENAPI_PATH)
     app[METRICS] = UsersMetrics(app[REGISTRY])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.app import create_admin_app
+from common.app import make_admin_app
 from gateway.settings import GatewaySettings
 
 GATEWAY_METRICS = [
@@ -28,7 +28,7 @@ async def test_metrics_are_on_the_admin_app_only(make_stack, aiohttp_client) -> 
     assert (await stack.client.get("/users/me")).status == 401
     public = await stack.client.get("/metrics")
     assert public.status == 404
-    admin = await aiohttp_client(create_admin_app(stack.app))
+    admin = await aiohttp_client(make_admin_app(stack.app))
     response = await admin.get("/metrics")
     assert response.status == 200
     text = await response.text()
@@ -63,12 +63,12 @@ def test_settings_from_env() -> None:
             "PASSGATE_ROUTES_FILE": "/etc/passgate/routes.yaml",
         }
     )
-    assert settings.server.port == 18080 and settings.admin_port == 19080
+    assert settings.server.port == 18080 and settings.server.admin_port == 19080
     assert settings.upstream_overrides == {"users": ("http://10.0.0.1:8082", "http://10.0.0.2:8082")}
     assert settings.cors_origins == ("https://app.example.com", "https://*.example.org")
     assert settings.routes_file == Path("/etc/passgate/routes.yaml")
     defaults = GatewaySettings.from_env({})
-    assert defaults.server.port == 8080 and defaults.admin_port == 9080
+    assert defaults.server.port == 8080 and defaults.server.admin_port == 9080
     assert defaults.jwks_url == "http://127.0.0.1:8081/.well-known/jwks.json"
     assert defaults.leeway_seconds == 30 and defaults.algorithms == ("RS256",)
     assert defaults.redis_url is None
