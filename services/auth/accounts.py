@@ -99,9 +99,10 @@ class Accounts:
         if retry_after is not None:
             raise LoginThrottledError(retry_after)
         account = await self.repository.account_by_username(username)
-        # Unknown users are checked against a dummy hash: same work, same answer.
+        # Unknown users, and accounts that sign in only with an external provider, are
+        # checked against a dummy hash: same work, same answer.
         verification = await self.passwords.verify(
-            account.password_hash if account else None, password
+            account.password_hash if account and account.has_password else None, password
         )
         if account is None or not verification.ok:
             await self.throttle.failed(

@@ -160,6 +160,11 @@ async def change_password(request: web.Request) -> web.Response:
     account = await request.app[REPOSITORY].account_by_id(identity.subject)
     if account is None:
         raise Problem(403, "only user accounts have a password", kind="not-a-user")
+    if not account.has_password:
+        raise Problem(
+            409, "this account signs in with an external provider and has no password",
+            kind="no-password",
+        )
     try:
         await request.app[ACCOUNTS].change_password(
             account, body["current_password"], body["new_password"]

@@ -5,14 +5,30 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 LOGIN_RESULTS = ("success", "invalid_credentials", "throttled")
-GRANT_TYPES = ("password", "refresh_token", "client_credentials")
+GRANT_TYPES = ("password", "refresh_token", "client_credentials", "oidc")
 REGISTRATION_RESULTS = ("success", "conflict", "invalid", "provisioning_failed")
+# Sign-ins through an external OpenID Connect provider, by outcome.
+EXTERNAL_LOGIN_RESULTS = (
+    "success",
+    "created",
+    "linked",
+    "linked_by_email",
+    "invalid_state",
+    "denied",
+    "provider_unavailable",
+    "provider_misconfigured",
+    "provider_error",
+    "token_exchange_failed",
+    "id_token_invalid",
+    "identity_conflict",
+    "provisioning_failed",
+)
 # Argon2id at the RFC 9106 low-memory profile takes ~0.1-0.3 s; tests use far less.
 HASH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
 
 class AuthMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, providers: tuple[str, ...] = ()) -> None:
         self.logins = Counter(
             "auth_logins", "Password logins, by result.", ["result"], registry=registry
         )
@@ -40,6 +56,12 @@ class AuthMetrics:
         self.registrations = Counter(
             "auth_registrations", "Account registrations, by result.", ["result"], registry=registry
         )
+        self.external_logins = Counter(
+            "auth_external_logins",
+            "Sign-ins through an external OpenID Connect provider (configured ids), by result.",
+            ["provider", "result"],
+            registry=registry,
+        )
         # Every label value exists from the start, so rates and alerts see zeros, not gaps.
         for result in LOGIN_RESULTS:
             self.logins.labels(result)
@@ -49,3 +71,6 @@ class AuthMetrics:
             self.password_hash_duration.labels(operation)
         for result in REGISTRATION_RESULTS:
             self.registrations.labels(result)
+        for provider in providers:
+            for result in EXTERNAL_LOGIN_RESULTS:
+                self.external_logins.labels(provider, result)

@@ -71,9 +71,53 @@ login_failures = sa.Table(
     sa.Column("locked_until", UtcDateTime(), nullable=True),
 )
 
+external_identities = sa.Table(
+    "external_identities",
+    metadata,
+    sa.Column("issuer", sa.String(255), primary_key=True),
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("provider_id", sa.String(32), nullable=False),
+    sa.Column("verified_email", sa.String(320), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("last_login_at", UtcDateTime(), nullable=True),
+)
+
+oidc_flows = sa.Table(
+    "oidc_flows",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("provider_id", sa.String(32), nullable=False),
+    sa.Column("nonce", sa.String(128), nullable=False),
+    sa.Column("code_verifier", sa.String(128), nullable=False),
+    sa.Column("return_to", sa.Text, nullable=False),
+    sa.Column("binding_hash", sa.String(64), nullable=False),
+    sa.Column("link_account_id", sa.String(36), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+oidc_handoffs = sa.Table(
+    "oidc_handoffs",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(36), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("binding_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+# The password hash of an account that signs in only through an external provider: not an
+# Argon2 hash, so no password ever verifies against it (the /etc/shadow convention).
+NO_PASSWORD = "!"
+
 
 class UsernameTakenError(Exception):
     pass
+
+
+class IdentityTakenError(Exception):
+    """This issuer + subject is linked to an account already."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,6 +127,32 @@ class Account:
     password_hash: str = dataclasses.field(repr=False)
     role: str
     created_at: dt.datetime
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash != NO_PASSWORD
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExternalIdentity:
+    issuer: str
+    subject: str
+    account_id: str
+    provider_id: str
+    verified_email: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OidcFlow:
+    """What a sign-in started with, kept until its callback (once) or expiry."""
+
+    provider_id: str
+    nonce: str = dataclasses.field(repr=False)
+    code_verifier: str = dataclasses.field(repr=False)
+    return_to: str
+    binding_hash: str
+    link_account_id: str | None
+    expires_at: dt.datetime
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -160,6 +230,12 @@ class AuthRepository:
             )
             await connection.execute(
                 refresh_families.delete().where(refresh_families.c.account_id == account_id)
+            )
+            await connection.execute(
+                external_identities.delete().where(external_identities.c.account_id == account_id)
+            )
+            await connection.execute(
+                oidc_handoffs.delete().where(oidc_handoffs.c.account_id == account_id)
             )
             await connection.execute(accounts.delete().where(accounts.c.id == account_id))
 
@@ -451,3 +527,188 @@ class AuthRepository:
                     ),
                 )
             )
+
+    # -- external identities (OpenID Connect) -------------------------------------------
+
+    async def external_identity(self, issuer: str, subject: str) -> ExternalIdentity | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    sa.select(external_identities).where(
+                        external_identities.c.issuer == issuer,
+                        external_identities.c.subject == subject,
+                    )
+                )
+            ).first()
+        return _identity(row) if row else None
+
+    async def identities_with_verified_email(self, email: str) -> list[ExternalIdentity]:
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(external_identities)
+                    .where(external_identities.c.verified_email == email)
+                    .order_by(external_identities.c.created_at)
+                )
+            ).all()
+        return [_identity(row) for row in rows]
+
+    async def identities_of(self, account_id: str) -> list[ExternalIdentity]:
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    sa.select(external_identities)
+                    .where(external_identities.c.account_id == account_id)
+                    .order_by(external_identities.c.created_at)
+                )
+            ).all()
+        return [_identity(row) for row in rows]
+
+    async def link_identity(self, identity: ExternalIdentity, now: dt.datetime) -> None:
+        """Raises IdentityTakenError when the issuer + subject is linked already."""
+        try:
+            async with write_transaction(self.engine) as connection:
+                await connection.execute(_insert_identity(identity, now))
+        except exc.IntegrityError:
+            raise IdentityTakenError() from None
+
+    async def create_external_account(
+        self, account: Account, identity: ExternalIdentity, now: dt.datetime
+    ) -> None:
+        """The account and its first identity in one transaction: neither exists alone.
+
+        Raises UsernameTakenError or IdentityTakenError (told apart by a re-read).
+        """
+        try:
+            async with write_transaction(self.engine) as connection:
+                await connection.execute(
+                    accounts.insert().values(
+                        id=account.id,
+                        username=account.username,
+                        password_hash=account.password_hash,
+                        role=account.role,
+                        created_at=now,
+                        password_changed_at=now,
+                    )
+                )
+                await connection.execute(_insert_identity(identity, now))
+        except exc.IntegrityError:
+            if await self.external_identity(identity.issuer, identity.subject) is not None:
+                raise IdentityTakenError() from None
+            raise UsernameTakenError(account.username) from None
+
+    async def touch_identity(
+        self, identity: ExternalIdentity, verified_email: str | None, now: dt.datetime
+    ) -> None:
+        """Record a sign-in; the verified e-mail follows what the provider says now."""
+        async with write_transaction(self.engine) as connection:
+            await connection.execute(
+                external_identities.update()
+                .where(
+                    external_identities.c.issuer == identity.issuer,
+                    external_identities.c.subject == identity.subject,
+                )
+                .values(last_login_at=now, verified_email=verified_email)
+            )
+
+    # -- OpenID Connect sign-in flows and handoffs -------------------------------------
+
+    async def create_flow(self, state_hash: str, flow: OidcFlow, now: dt.datetime) -> None:
+        async with write_transaction(self.engine) as connection:
+            # Abandoned flows and handoffs go here, a few at a time, instead of in a job.
+            await connection.execute(oidc_flows.delete().where(oidc_flows.c.expires_at < now))
+            await connection.execute(
+                oidc_handoffs.delete().where(oidc_handoffs.c.expires_at < now)
+            )
+            await connection.execute(
+                oidc_flows.insert().values(
+                    state_hash=state_hash,
+                    provider_id=flow.provider_id,
+                    nonce=flow.nonce,
+                    code_verifier=flow.code_verifier,
+                    return_to=flow.return_to,
+                    binding_hash=flow.binding_hash,
+                    link_account_id=flow.link_account_id,
+                    created_at=now,
+                    expires_at=flow.expires_at,
+                )
+            )
+
+    async def take_flow(self, state_hash: str) -> OidcFlow | None:
+        """Remove and return the flow: a state is good for one callback, even a failed one."""
+        async with write_transaction(self.engine) as connection:
+            row = (
+                await connection.execute(
+                    sa.select(oidc_flows).where(oidc_flows.c.state_hash == state_hash)
+                )
+            ).first()
+            if row is None:
+                return None
+            deleted = await connection.execute(
+                oidc_flows.delete().where(oidc_flows.c.state_hash == state_hash)
+            )
+            if deleted.rowcount != 1:  # a concurrent callback took it first
+                return None
+        return OidcFlow(
+            row.provider_id,
+            row.nonce,
+            row.code_verifier,
+            row.return_to,
+            row.binding_hash,
+            row.link_account_id,
+            row.expires_at,
+        )
+
+    async def create_handoff(
+        self,
+        code_hash: str,
+        account_id: str,
+        binding_hash: str,
+        now: dt.datetime,
+        expires_at: dt.datetime,
+    ) -> None:
+        async with write_transaction(self.engine) as connection:
+            await connection.execute(
+                oidc_handoffs.insert().values(
+                    code_hash=code_hash,
+                    account_id=account_id,
+                    binding_hash=binding_hash,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+
+    async def take_handoff(self, code_hash: str) -> tuple[str, str, dt.datetime] | None:
+        """Remove and return (account_id, binding_hash, expires_at): one use, right or wrong."""
+        async with write_transaction(self.engine) as connection:
+            row = (
+                await connection.execute(
+                    sa.select(oidc_handoffs).where(oidc_handoffs.c.code_hash == code_hash)
+                )
+            ).first()
+            if row is None:
+                return None
+            deleted = await connection.execute(
+                oidc_handoffs.delete().where(oidc_handoffs.c.code_hash == code_hash)
+            )
+            if deleted.rowcount != 1:
+                return None
+        return row.account_id, row.binding_hash, row.expires_at
+
+
+def _identity(row: sa.Row) -> ExternalIdentity:  # type: ignore[type-arg]
+    return ExternalIdentity(
+        row.issuer, row.subject, row.account_id, row.provider_id, row.verified_email
+    )
+
+
+def _insert_identity(identity: ExternalIdentity, now: dt.datetime) -> sa.Insert:
+    return external_identities.insert().values(
+        issuer=identity.issuer,
+        subject=identity.subject,
+        account_id=identity.account_id,
+        provider_id=identity.provider_id,
+        verified_email=identity.verified_email,
+        created_at=now,
+        last_login_at=now,
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
+from services.auth.oidc_config import OidcSettings
 from common.settings import (
     Env,
     ServerSettings,
@@ -88,6 +89,7 @@ class AuthSettings:
         ipaddress.ip_network(cidr) for cidr in DEFAULT_TRUSTED_PROXIES
     )
     argon2: Argon2Settings = Argon2Settings()
+    oidc: OidcSettings = OidcSettings()
 
     def __post_init__(self) -> None:
         if not ACCESS_TOKEN_TTL_MIN <= self.access_token_ttl <= ACCESS_TOKEN_TTL_MAX:
@@ -188,6 +190,9 @@ class AuthSettings:
                 "PASSGATE_TRUSTED_PROXIES",
             ),
             argon2=Argon2Settings.from_env(env),
+            oidc=OidcSettings.from_env(
+                env, issuer=env_str(env, "PASSGATE_ISSUER", _default(cls, "issuer")).rstrip("/")
+            ),
         )
 
 

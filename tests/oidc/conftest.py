@@ -1,0 +1,180 @@
+"""Fixtures for external sign-in: the auth service (real create_app) configured with
+providers, a tiny users service, the controllable fake provider and the real one."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from common.settings import ServerSettings
+from common.timestamps import utc_now
+from services.auth.app import create_app
+from services.auth.keys import REPOSITORY
+from services.auth.oidc_config import OidcProvider, OidcSettings
+from services.auth.settings import AuthSettings
+from services.auth.signing_keys import ensure_key_set
+from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
+from tests.oidc import fake_provider as fake
+from tests.oidc.flow import APP_ORIGIN, CALLBACK_BASE
+from tests.oidc.node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider
+
+# Accounts of the real provider (any other login id is an account with a verified
+# <id>@example.test address).
+NODE_ACCOUNTS = {
+    "carol": {"email": "carol@example.test", "email_verified": True, "name": "Carol C."},
+    "carol-unverified": {"email": "carol@example.test", "email_verified": False, "name": "Not Carol"},
+}
+
+
+@dataclasses.dataclass
+class UsersStub:
+    calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    status: int = 201
+    url: str = ""
+
+
+@pytest.fixture
+async def users_service(aiohttp_server) -> UsersStub:
+    stub = UsersStub()
+
+    async def provision(request: web.Request) -> web.Response:
+        stub.calls.append({"user_id": request.match_info["user_id"], "body": await request.json()})
+        return web.json_response({}, status=stub.status)
+
+    app = web.Application()
+    app.router.add_put("/internal/profiles/{user_id}", provision)
+    server = await aiohttp_server(app)
+    stub.url = str(server.make_url("")).rstrip("/")
+    return stub
+
+
+@pytest.fixture(scope="session")
+def oidc_key_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("oidc-keys")
+    ensure_key_set(directory, START - dt.timedelta(days=3650), generate=True)
+    return directory
+
+
+def provider_config(
+    provider_id: str, issuer: str, client_id: str, secret_file: Path, **extra: Any
+) -> OidcProvider:
+    return OidcProvider(
+        id=provider_id,
+        name=extra.pop("name", provider_id.title()),
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=secret_file.read_text().strip(),
+        **extra,
+    )
+
+
+AuthFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def oidc_auth(
+    aiohttp_client, tmp_path: Path, oidc_key_template: Path, users_service: UsersStub
+) -> AuthFactory:
+    """start(providers, clock=...) -> a test client of the real auth app."""
+
+    async def start(providers: tuple[OidcProvider, ...], *, clock: Any = utc_now) -> TestClient:
+        keys = tmp_path / "keys"
+        if not keys.exists():
+            shutil.copytree(oidc_key_template, keys)
+        settings = AuthSettings(
+            server=ServerSettings(service="auth", port=0),
+            database_url=f"sqlite:///{tmp_path / 'auth.db'}",
+            signing_keys_dir=keys,
+            argon2=CHEAP_ARGON2,
+            issuer="http://gateway.test",
+            users_url=users_service.url,
+            oidc=OidcSettings(
+                providers=providers,
+                callback_base=CALLBACK_BASE,
+                return_origins=frozenset({APP_ORIGIN}),
+            ),
+        )
+        return await aiohttp_client(create_app(settings, clock=clock))
+
+    return start
+
+
+async def account_count(client: TestClient) -> int:
+    engine = client.server.app[REPOSITORY].engine
+    async with engine.connect() as connection:
+        return (await connection.execute(sa.text("SELECT count(*) FROM accounts"))).scalar()
+
+
+# -- the controllable provider --------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def fake_provider(aiohttp_server, clock: FakeClock) -> fake.FakeProvider:
+    provider = fake.FakeProvider(clock=clock)
+    server = await aiohttp_server(provider.app())
+    provider.issuer = str(server.make_url("")).rstrip("/")
+    return provider
+
+
+@pytest.fixture
+def secret_files(tmp_path: Path) -> dict[str, Path]:
+    files = {"fake": tmp_path / "fake-secret", "node": tmp_path / "node-secret"}
+    files["fake"].write_text(fake.CLIENT_SECRET + "\n")
+    files["node"].write_text(CLIENT_SECRET + "\n")
+    return files
+
+
+@pytest.fixture
+def fake_config(fake_provider, secret_files) -> Callable[..., OidcProvider]:
+    def make(provider_id: str = "fake", **extra: Any) -> OidcProvider:
+        return provider_config(
+            provider_id, fake_provider.issuer, fake.CLIENT_ID, secret_files["fake"], **extra
+        )
+
+    return make
+
+
+# -- the real provider ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def node_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProvider]:
+    redirect_uris = [f"{CALLBACK_BASE}/auth/oidc/{name}/callback" for name in ("local", "local-trusted")]
+    log = tmp_path_factory.mktemp("oidc-provider") / "provider.log"
+    provider = NodeProvider(redirect_uris, NODE_ACCOUNTS, log_path=log).start()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+@pytest.fixture
+def node_config(node_provider: NodeProvider, secret_files) -> Callable[..., OidcProvider]:
+    def make(provider_id: str = "local", **extra: Any) -> OidcProvider:
+        return provider_config(
+            provider_id, node_provider.issuer, CLIENT_ID, secret_files["node"], **extra
+        )
+
+    return make
+
+
+@pytest.fixture
+async def browserless() -> AsyncIterator[aiohttp.ClientSession]:
+    """A cookie-keeping HTTP client for the provider's pages (its cookies are on an IP)."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
