@@ -348,3 +348,32 @@ async def test_a_read_in_flight_at_a_killed_replica_is_answered_by_another(
             if name in stack.processes:
                 await asyncio.to_thread(stack.remove, name)
     assert second.returncode == 0
+
+
+async def test_sigterm_turns_readiness_false_first_while_still_serving(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """With a drain period, SIGTERM makes /readyz answer 503 at once while requests are still
+    served, so whoever balances load stops sending before the port closes. The drain here is
+    long (60 s) so that watching it is no race; the process is then killed, not waited for."""
+    process = await asyncio.to_thread(
+        stack.spawn,
+        "orders",
+        "orders-draining",
+        {"PASSGATE_DATABASE_URL": stack.database_url("orders"), "PASSGATE_DRAIN_SECONDS": "60"},
+    )
+    url = stack.process_url("orders-draining")
+    identity = Identity(str(uuid.uuid4()), USER_SCOPES, client_id="passgate-web").to_headers()
+    try:
+        assert await status_of(session, f"{url}/readyz") == 200
+        process.signal(signal.SIGTERM)
+        await wait_for(lambda: _status_is(session, f"{url}/readyz", 503), "readiness to turn false")
+        async with session.get(f"{url}/readyz") as response:
+            body = await assert_problem(response, 503)
+            assert body["detail"] == "shutting down"
+        async with session.get(f"{url}/orders", headers=identity) as response:
+            assert response.status == 200, "still serving while draining"
+        assert process.running
+    finally:
+        await asyncio.to_thread(stack.kill, "orders-draining")
+        await asyncio.to_thread(stack.remove, "orders-draining")
