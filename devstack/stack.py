@@ -124,7 +124,7 @@ class Stack:
             return self.config.postgres_url.rsplit("/", 1)[0] + f"/{self.config.database_prefix}_{service}"
         return f"sqlite:///{self.config.data_dir / f'{service}.db'}"
 
-    def _env(self, component: str, port: int) -> dict[str, str]:
+    def _env(self, component: str, port: int, index: int = 0) -> dict[str, str]:
         env = {
             "PASSGATE_HOST": self.config.host,
             "PASSGATE_PORT": str(port),
@@ -143,7 +143,10 @@ class Stack:
             env["PASSGATE_GENERATE_KEYS"] = "true"
             env["PASSGATE_USERS_URL"] = self.url("users")
         if component == "gateway":
-            env["PASSGATE_JWKS_URL"] = f"{self.url('auth')}/.well-known/jwks.json"
+            # Gateway i reads the key set from auth replica i (modulo): no single auth
+            # replica is every gateway's source of keys.
+            source = self.url("auth", index % self.config.replicas)
+            env["PASSGATE_JWKS_URL"] = f"{source}/.well-known/jwks.json"
             env["PASSGATE_CORS_ORIGINS"] = ",".join(self.allowed_origins)
             for service in SERVICES:
                 env[f"PASSGATE_UPSTREAM_{service.upper()}"] = ",".join(self.replica_urls(service))
@@ -182,7 +185,7 @@ class Stack:
         for index in range(self.config.gateways):
             port = self.config.ports.port("gateway", index)
             admin = self.config.ports.port("gateway_admin", index)
-            env = self._env("gateway", port) | {"PASSGATE_ADMIN_PORT": str(admin)}
+            env = self._env("gateway", port, index) | {"PASSGATE_ADMIN_PORT": str(admin)}
             gateways.append(
                 self._process(f"gateway-{index + 1}", ["-m", "gateway"], env, f"http://{host}:{admin}/readyz")
             )

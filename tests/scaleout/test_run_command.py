@@ -43,6 +43,9 @@ def test_the_scale_out_plan() -> None:
         env = plan[gateway]["env"]
         for service in services:
             assert env[f"PASSGATE_UPSTREAM_{service.upper()}"].split(",") == replica_urls[service]
+    # Each gateway reads the public keys from an auth replica, not all from the same one.
+    jwks = [plan[g]["env"]["PASSGATE_JWKS_URL"] for g in ("gateway-1", "gateway-2")]
+    assert [url.removesuffix("/.well-known/jwks.json") for url in jwks] == replica_urls["auth"][:2]
     # One issuer for the whole system: a token from any auth replica is valid at any gateway.
     issuers = {p["env"]["PASSGATE_ISSUER"] for n, p in plan.items() if n.startswith(("auth", "gateway"))}
     assert len(issuers) == 1
