@@ -107,6 +107,7 @@ def drive_traffic(stack: Stack) -> Traffic:
         user_id=created["id"],
         access_token=tokens["access_token"],
         refresh_token=rotated["refresh_token"],
+        refresh_tokens=[tokens["refresh_token"], rotated["refresh_token"]],
         secrets=[
             PASSWORD,
             tokens["access_token"],

@@ -56,6 +56,7 @@ class Traffic:
     user_id: str
     access_token: str
     refresh_token: str
+    refresh_tokens: list[str]
     secrets: list[str]
 
 
