@@ -13,6 +13,8 @@ set), so a repeated token costs a dictionary lookup instead of an RSA verificati
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import dataclasses
 import re
@@ -37,6 +39,11 @@ _DECODE_OPTIONS = {
     "verify_nbf": False,
     "verify_iat": False,
 }
+# RFC 7515 section 7.1: three base64url segments, no padding (section 2); the signature may
+# be empty so that an unsigned token is refused for its algorithm. PyJWT also takes trailing
+# '=' and ignores unused low bits, which would give one token many spellings, each a
+# different key for the cache, a deny list or a log search.
+_COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 # Claim values become upstream header values: visible ASCII only, bounded.
 _HEADER_SAFE = re.compile(r"^[\x21-\x7e]{1,256}$")
 _SCOPE_SAFE = re.compile(r"^[\x20-\x7e]{0,2048}$")
@@ -108,6 +115,8 @@ class TokenVerifier:
     async def _verify_signed(self, token: str, now: float) -> tuple[Identity, float, str]:
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenError("malformed", "the token is too long")
+        if not _COMPACT_JWS.match(token) or not all(map(_canonical, token.split("."))):
+            raise TokenError("malformed", "the token is not a well-formed JWT")
         try:
             header = jwt.get_unverified_header(token)
         except jwt_errors.InvalidTokenError:
@@ -186,6 +195,15 @@ class TokenVerifier:
             # profiles:provision, which only auth itself uses, inside the mesh).
             scopes &= self._known_scopes
         return Identity(subject=sub, scopes=scopes, client_id=client_id, token_id=jti)
+
+
+def _canonical(segment: str) -> bool:
+    """True when the segment is the one base64url spelling of its bytes."""
+    try:
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") == segment
 
 
 def bearer_token(request: web.Request) -> str | None:
