@@ -6,6 +6,7 @@ import { config } from "./config.js";
 import { byId, h, replace, show } from "./dom.js";
 import { ApiError, NetworkError, onRequest, request } from "./http.js";
 import { refreshMargin, Session } from "./session.js";
+import { setupExternal } from "./external.js";
 
 const gateway = config.gateway.replace(/\/+$/, "");
 const session = new Session(gateway);
@@ -513,6 +514,17 @@ async function start() {
   document.documentElement.style.setProperty("--hue", String(hues[hash % hues.length]));
   resetOrderForm();
   probeGateway();
+  // Back from an external provider: exchange the one-time code in the fragment for tokens.
+  const external = setupExternal({ gateway, session, action });
+  try {
+    const provider = await external.complete();
+    if (provider) {
+      showNotice("ok", `Signed in with ${provider}.`);
+      return;
+    }
+  } catch (error) {
+    showError(error, "Signing in with the provider");
+  }
   if (session.hasRefreshToken) {
     // A reload: the access token is gone with the old page; the tab's refresh token renews it.
     document.body.dataset.session = "restoring";

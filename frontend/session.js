@@ -80,6 +80,12 @@ export class Session {
     this.#emit({ type: "login" });
   }
 
+  /** Take a token response obtained elsewhere (an external sign-in's handoff). */
+  adopt(data) {
+    this.#accept(data);
+    this.#emit({ type: "login" });
+  }
+
   /** After a reload: trade the stored refresh token for a fresh access token. */
   async restore() {
     if (!this.hasRefreshToken) return false;
