@@ -4,6 +4,9 @@ through its query API."""
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import pytest
 from obs_support import (
     COMPONENTS,
@@ -188,3 +191,31 @@ def test_panels_show_the_traffic(prometheus: PrometheusApi, traffic: Traffic) ->
             if not prometheus.query(grafana_to_promql(expr))
         ]
         raise AssertionError("panels without data:\n" + "\n".join(blank)) from None
+
+
+def test_refresh_reuse_alert_fires_on_the_live_stack(
+    prometheus: PrometheusApi, obs_stack: Stack
+) -> None:
+    """The alert rules work on the real series, not only on promtool's: replaying a spent
+    refresh token makes PassgateRefreshTokenReuse fire, and nothing else fires."""
+    gw = obs_stack.gateway_url
+    username = f"obs-reuse-{uuid.uuid4().hex[:8]}"
+    password = "reuse horse battery staple"
+    body = {"username": username, "password": password}
+    assert http("POST", f"{gw}/auth/register", json_body=body)[0] == 201
+    status, _, raw = http("POST", f"{gw}/auth/login", json_body=body)
+    assert status == 200, raw[:300]
+    spent = json.loads(raw)["refresh_token"]
+    assert http("POST", f"{gw}/auth/refresh", json_body={"refresh_token": spent})[0] == 200
+
+    def firing() -> set[str] | None:
+        # Replayed until Prometheus has scraped the counter both before and after a reuse.
+        assert http("POST", f"{gw}/auth/refresh", json_body={"refresh_token": spent})[0] == 401
+        alerts = prometheus.query('ALERTS{alertstate="firing"}')
+        names = {alert["metric"]["alertname"] for alert in alerts}
+        return names if "PassgateRefreshTokenReuse" in names else None
+
+    names = poll(firing, timeout=20, interval=0.5, what="PassgateRefreshTokenReuse to fire")
+    assert names == {"PassgateRefreshTokenReuse"}, "a healthy stack fires no other alert"
+    pending = prometheus.query('ALERTS{alertstate="pending"}')
+    assert not pending, pending
