@@ -16,6 +16,9 @@ K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 NAMESPACE = "passgate"
 COMPONENTS = {"gateway": 8080, "auth": 8081, "users": 8082, "orders": 8083}
+# Each component's admin listener (PASSGATE_ADMIN_PORT, container port `admin`): /healthz,
+# /readyz and /metrics, and no API. The only port Prometheus may reach.
+ADMIN_PORTS = {"gateway": 9080, "auth": 9090, "users": 9090, "orders": 9090}
 
 
 def kubectl_binary() -> str:

@@ -21,6 +21,8 @@ NEIGHBOURS = [
     pod("prometheus", "monitoring", {APP: "prometheus"}, "10.244.9.2", [Port(9090)]),
     pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, "10.244.9.3",
         [Port(53, "UDP"), Port(53, "TCP")]),
+    # Right namespace, wrong labels: the monitoring namespace as such is not trusted.
+    pod("grafana", "monitoring", {APP: "grafana"}, "10.244.9.8", [Port(3000)]),
     # Right labels, wrong namespace: a namespace selector must be what lets these in.
     pod("fake-prometheus", "default", {APP: "prometheus"}, "10.244.9.4", [Port(9090)]),
     pod("fake-gateway", "default", {APP: "gateway"}, "10.244.9.5", [Port(8080)]),
@@ -39,10 +41,12 @@ EXTERNAL = [  # prod's managed stores (see overlays/prod/network-policies.yaml) 
 APPS = ("gateway", "auth", "users", "orders")
 COMMON_EDGES = {
     ("ingress-nginx", "gateway", 8080, "TCP"),
+    # Prometheus reaches each component's admin port (health and metrics) and no API port:
+    # backends trust X-User-* headers from whoever reaches their API.
     ("prometheus", "gateway", 9080, "TCP"),
-    ("prometheus", "auth", 8081, "TCP"),
-    ("prometheus", "users", 8082, "TCP"),
-    ("prometheus", "orders", 8083, "TCP"),
+    ("prometheus", "auth", 9090, "TCP"),
+    ("prometheus", "users", 9090, "TCP"),
+    ("prometheus", "orders", 9090, "TCP"),
     ("gateway", "auth", 8081, "TCP"),
     ("gateway", "users", 8082, "TCP"),
     ("gateway", "orders", 8083, "TCP"),

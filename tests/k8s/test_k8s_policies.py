@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from k8s_render import COMPONENTS, NAMESPACE
+from k8s_render import ADMIN_PORTS, COMPONENTS, NAMESPACE
 from k8s_objects import (
     by_name, containers, env_map, matches, of_kind, pod_labels, pod_spec, secret_volumes, workloads,
 )
 
 APP = "app.kubernetes.io/name"
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+MONITORING = "monitoring"
+API_PORTS = frozenset(COMPONENTS.values())
 
 
 def test_all_objects_in_the_namespace(overlay):
@@ -37,7 +40,9 @@ def test_one_deployment_service_account_per_component(overlay):
 
 
 def test_every_container_has_probes(overlay):
-    """Every container has liveness and readiness probes; ours use /healthz and /readyz."""
+    """Every container has liveness and readiness probes; ours use /healthz and /readyz on the
+    admin port (kubelet probes are not subject to NetworkPolicy, and the admin listener keeps
+    probe requests out of the API's request metrics)."""
     _, objects = overlay
     for workload in workloads(objects):
         name = workload["metadata"]["name"]
@@ -46,10 +51,11 @@ def test_every_container_has_probes(overlay):
             if name in COMPONENTS:
                 assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
                 assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+                assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
                 ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-                probe_port = ports[container["readinessProbe"]["httpGet"]["port"]]
-                # The gateway's health lives on its admin port, never the public one.
-                assert probe_port == (9080 if name == "gateway" else COMPONENTS[name])
+                for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    probe_port = ports[container[probe]["httpGet"]["port"]]
+                    assert probe_port == ADMIN_PORTS[name], (name, probe)
 
 
 def test_every_container_has_requests_and_limits(overlay):
@@ -147,8 +153,8 @@ def test_replicas_per_overlay(rendered):
 
 
 def test_service_ports_match_containers_and_settings(overlay):
-    """Each Service port targets a named container port; PASSGATE_PORT (and the gateway's
-    PASSGATE_ADMIN_PORT) equal those ports; the contract's port numbers hold."""
+    """Each Service port targets a named container port; PASSGATE_PORT and PASSGATE_ADMIN_PORT
+    equal the `http` and `admin` container ports; the contract's port numbers hold."""
     _, objects = overlay
     deployments = by_name(objects, "Deployment") | by_name(objects, "StatefulSet")
     for service in of_kind(objects, "Service"):
@@ -164,23 +170,128 @@ def test_service_ports_match_containers_and_settings(overlay):
         ports = {p["name"]: p["containerPort"] for p in server["ports"]}
         assert ports["http"] == number == int(env["PASSGATE_PORT"]["value"])
         assert env["PASSGATE_HOST"]["value"] == "0.0.0.0"
-        if name == "gateway":
-            assert ports["admin"] == int(env["PASSGATE_ADMIN_PORT"]["value"]) == 9080
+        assert ports["admin"] == int(env["PASSGATE_ADMIN_PORT"]["value"]) == ADMIN_PORTS[name]
+        assert ports["admin"] not in API_PORTS
+        # The admin listener must take the pod address too (probes and Prometheus use it).
+        assert env.get("PASSGATE_ADMIN_HOST", {"value": "0.0.0.0"})["value"] == "0.0.0.0", name
 
 
 def test_scrape_annotations_point_at_metrics_ports(overlay):
-    """Prometheus scrapes every component on the port serving /metrics; never the gateway's
-    public port."""
+    """Prometheus scrapes every component on its admin port, the only one serving /metrics;
+    never an API port."""
     _, objects = overlay
     for name, number in COMPONENTS.items():
         template = by_name(objects, "Deployment")[name]["spec"]["template"]
         notes = template["metadata"]["annotations"]
         assert notes["prometheus.io/scrape"] == "true"
         assert notes["prometheus.io/path"] == "/metrics"
-        expected = 9080 if name == "gateway" else number
-        assert int(notes["prometheus.io/port"]) == expected
-        ports = {p["containerPort"] for c in template["spec"]["containers"] for p in c["ports"]}
-        assert expected in ports
+        assert int(notes["prometheus.io/port"]) == ADMIN_PORTS[name] != number
+        ports = {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c["ports"]}
+        assert ports["admin"] == ADMIN_PORTS[name]
+
+
+def _may_admit_namespace(peer: dict, namespace: str) -> bool:
+    """Whether an ingress peer may admit pods of another namespace `namespace`, over-approximated:
+    an ipBlock may cover pod addresses (implementation-defined), and only the namespace's name
+    label is known, so selector terms on other namespace labels are assumed to match."""
+    if "ipBlock" in peer:
+        return True
+    if "namespaceSelector" not in peer:
+        return False  # a bare podSelector selects pods of the policy's own namespace
+    selector = peer["namespaceSelector"] or {}
+    on_name = {
+        "matchLabels": {k: v for k, v in (selector.get("matchLabels") or {}).items() if k == NS_NAME_LABEL},
+        "matchExpressions": [e for e in selector.get("matchExpressions") or [] if e["key"] == NS_NAME_LABEL],
+    }
+    return matches(on_name, {NS_NAME_LABEL: namespace})
+
+
+def _rule_port_numbers(rule_ports: list[dict] | None, selected: list[dict]) -> set[int] | None:
+    """The TCP port numbers a rule opens on the selected workloads' pods; None means all."""
+    if not rule_ports:
+        return None
+    named = {
+        p["name"]: p["containerPort"]
+        for w in selected for c in containers(w) for p in c.get("ports", [])
+        if "name" in p and p.get("protocol", "TCP") == "TCP"
+    }
+    numbers: set[int] = set()
+    for item in rule_ports:
+        if item.get("protocol", "TCP") != "TCP":
+            continue
+        port = item.get("port")
+        if port is None:
+            return None
+        if isinstance(port, str):
+            if port in named:
+                numbers.add(named[port])
+            continue
+        numbers.update(range(port, item.get("endPort", port) + 1))
+    return numbers
+
+
+def monitoring_api_admissions(policies: list[dict], all_workloads: list[dict]) -> list[tuple[str, int]]:
+    """(policy, rule index) of every ingress rule that admits the monitoring namespace (any pod
+    in it, whatever its labels) to an API port (8080-8083)."""
+    found = []
+    for policy in policies:
+        selected = [w for w in all_workloads if matches(policy["spec"]["podSelector"], pod_labels(w))]
+        for index, rule in enumerate(policy["spec"].get("ingress") or []):
+            peers = rule.get("from")
+            if peers and not any(_may_admit_namespace(peer, MONITORING) for peer in peers):
+                continue
+            numbers = _rule_port_numbers(rule.get("ports"), selected)
+            if numbers is None or numbers & API_PORTS:
+                found.append((policy["metadata"]["name"], index))
+    return found
+
+
+def test_monitoring_namespace_never_admitted_to_an_api_port(overlay):
+    """No NetworkPolicy rule lets the monitoring namespace reach 8080-8083: backends trust
+    X-User-* identity headers from whoever reaches their API, so a scraper gets admin ports only."""
+    _, objects = overlay
+    assert monitoring_api_admissions(of_kind(objects, "NetworkPolicy"), workloads(objects)) == []
+
+
+def _ingress_policy(*rules: dict) -> dict:
+    return {"kind": "NetworkPolicy", "metadata": {"name": "probe", "namespace": NAMESPACE},
+            "spec": {"podSelector": {"matchLabels": {APP: "auth"}}, "policyTypes": ["Ingress"],
+                     "ingress": list(rules)}}
+
+
+_PROMETHEUS = {"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: MONITORING}},
+               "podSelector": {"matchLabels": {APP: "prometheus"}}}
+_GATEWAY = {"podSelector": {"matchLabels": {APP: "gateway"}}}
+
+
+@pytest.mark.parametrize(
+    ("rule", "admits"),
+    [
+        pytest.param({"from": [_GATEWAY, _PROMETHEUS], "ports": [{"port": 8081}]}, True,
+                     id="shared-api-rule"),
+        pytest.param({"from": [_PROMETHEUS], "ports": [{"port": 9090}]}, False, id="admin-port"),
+        pytest.param({"from": [_PROMETHEUS], "ports": [{"port": "admin"}]}, False, id="named-admin"),
+        pytest.param({"from": [_PROMETHEUS], "ports": [{"port": "http"}]}, True, id="named-http"),
+        pytest.param({"from": [_PROMETHEUS]}, True, id="no-port-list"),
+        pytest.param({"from": [_PROMETHEUS], "ports": [{"protocol": "TCP"}]}, True, id="no-port"),
+        pytest.param({"from": [_PROMETHEUS], "ports": [{"port": 8000, "endPort": 8999}]}, True,
+                     id="port-range"),
+        pytest.param({"ports": [{"port": 8081}]}, True, id="any-source"),
+        pytest.param({"from": [{"namespaceSelector": {}}], "ports": [{"port": 8081}]}, True,
+                     id="every-namespace"),
+        pytest.param({"from": [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}],
+                      "ports": [{"port": 8081}]}, True, id="other-namespace-label"),
+        pytest.param({"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 8081}]}, True,
+                     id="ip-block"),
+        pytest.param({"from": [_GATEWAY], "ports": [{"port": 8081}]}, False, id="own-namespace-only"),
+        pytest.param({"from": [{"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: "ingress-nginx"}}}],
+                      "ports": [{"port": 8081}]}, False, id="another-namespace"),
+    ],
+)
+def test_monitoring_check_catches_what_it_must(rendered, rule, admits):
+    """The check above flags every rule shape that would let the monitoring namespace in."""
+    found = monitoring_api_admissions([_ingress_policy(rule)], workloads(rendered["prod"]))
+    assert bool(found) is admits
 
 
 def test_graceful_shutdown_fits_grace_period(overlay):
