@@ -34,6 +34,12 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("HTTP server (aiohttp web)", r"/aiohttp/|/multidict/|/yarl/"),
     ("event loop (asyncio)", r"/asyncio/|/uvloop/"),
 )
+# Innermost frames that mean "waiting", not working: a worker thread blocked on its queue
+# (py-spy does not always see these threads as idle).
+IDLE_LEAVES = frozenset({
+    ("_connection_worker_thread", "aiosqlite/core.py"),
+    ("_worker", "concurrent/futures/thread.py"),
+})
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*)\)$")
 
 
@@ -73,7 +79,7 @@ def summarise_raw(raw: str, *, top: int = 15) -> dict[str, Any]:
     by_area: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     self_time: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = waiting = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -81,6 +87,9 @@ def summarise_raw(raw: str, *, top: int = 15) -> dict[str, Any]:
         count = int(count_text)
         frames = [Frame.parse(part) for part in stack.split(";") if part.strip()]
         if not frames:
+            continue
+        if any(frames[-1].func == func and frames[-1].file.endswith(tail) for func, tail in IDLE_LEAVES):
+            waiting += count
             continue
         total += count
         leaf = frames[-1]
@@ -97,6 +106,7 @@ def summarise_raw(raw: str, *, top: int = 15) -> dict[str, Any]:
 
     return {
         "samples": total,
+        "waiting_samples_left_out": waiting,
         "by_area": share(by_area),
         "top_inclusive": share(inclusive, top * 2),
         "top_self": share(self_time, top),

@@ -24,10 +24,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from common.identity import Identity
-from common.logging import configure_logging
-from common.runner import run
 from common.settings import env_str
-from gateway.app import create_admin_app, create_app
+from gateway.app import create_app
 from gateway.keys import VERIFIER
 from gateway.settings import GatewaySettings
 from gateway.tokens import TokenError
@@ -70,19 +68,13 @@ def create_session_proxy(settings: GatewaySettings, redis_url: str, prefix: str)
 
 
 def main() -> int:
-    settings = GatewaySettings.from_env(os.environ)
-    configure_logging("session-proxy", settings.server.log_level)
-    app = create_session_proxy(
-        settings,
-        env_str(os.environ, "PASSGATE_BENCH_SESSION_REDIS_URL", "redis://127.0.0.1:6379/11"),
-        env_str(os.environ, "PASSGATE_BENCH_SESSION_PREFIX", "passgate-bench:session:"),
-    )
-    run(
-        [(app, settings.server.host, settings.server.port),
-         (create_admin_app(app), settings.admin_host, settings.admin_port)],
-        settings.server,
-    )
-    return 0
+    """Run exactly as `python -m gateway` does, with the app built by create_session_proxy."""
+    import gateway.__main__ as gateway_main
+
+    redis_url = env_str(os.environ, "PASSGATE_BENCH_SESSION_REDIS_URL", "redis://127.0.0.1:6379/11")
+    prefix = env_str(os.environ, "PASSGATE_BENCH_SESSION_PREFIX", "passgate-bench:session:")
+    gateway_main.create_app = lambda settings, **kw: create_session_proxy(settings, redis_url, prefix)  # type: ignore[assignment]
+    return int(gateway_main.main([]))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from aiohttp import web
 
 from bench import procstat
@@ -118,3 +119,29 @@ async def test_python_load_generator_sends_each_request_once(aiohttp_server) -> 
     result = await run_load(url, concurrency=4, duration=10, requests=requests, once=True)
     assert result["requests"] == 20 and result["http_errors"] == 10
     assert sorted(seen) == sorted(f"Bearer {i}" for i in range(20))
+
+
+@pytest.mark.redis
+async def test_session_store_answers_like_the_token_verifier(redis_url: str) -> None:
+    """The session baseline's lookup: a known id gives the stored identity, an unknown one
+    the gateway's 401 error."""
+    import json
+    import secrets
+
+    import redis.asyncio as aioredis
+
+    from bench.session_proxy import SessionStore
+    from gateway.tokens import TokenError
+
+    client = aioredis.Redis.from_url(redis_url)
+    prefix = f"passgate-bench-test:{secrets.token_hex(4)}:"
+    try:
+        await client.set(prefix + "sid", json.dumps({"sub": "u1", "scope": "orders:read", "client_id": "c"}), ex=60)
+        store = SessionStore(client, prefix)
+        identity = await store.verify("sid")
+        assert (identity.subject, identity.scopes, identity.client_id) == ("u1", frozenset({"orders:read"}), "c")
+        with pytest.raises(TokenError):
+            await store.verify("unknown")
+    finally:
+        await client.delete(prefix + "sid")
+        await client.aclose()
