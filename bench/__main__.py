@@ -16,7 +16,7 @@ from bench.report import write_results
 from bench.run import Bench, Options
 from bench.summary import render
 
-SCENARIOS = ("gateway", "cache-off", "nginx", "session", "scaling", "storm", "memory", "profile")
+SCENARIOS = ("orders", "gateway", "cache-off", "nginx", "floor", "session", "scaling", "storm", "memory", "profile")
 
 
 def parse_args(argv: list[str] | None) -> Options:

@@ -394,6 +394,24 @@ class Bench:
         finally:
             nginx.stop()
 
+    async def floor_proxy(self) -> None:
+        """A bare aiohttp proxy (bench.floor_proxy) in front of the same backend."""
+        port = free_port()
+        args = ["-m", "bench.floor_proxy", "--port", str(port), "--upstream", self.bare_url]
+        for name, value in self.backend_headers().items():
+            args += ["--header", f"{name}: {value}"]
+        proxy = ManagedProcess("floor-proxy", args, {}, f"http://127.0.0.1:{port}/readyz",
+                               self.data_dir / "logs" / "floor-proxy.log", ROOT)
+        with self.on_sut():
+            proxy.start()
+        try:
+            proxy.wait_ready(30)
+            assert proxy.pid is not None
+            await self.measure("bare aiohttp proxy → bare", f"http://127.0.0.1:{port}/orders",
+                               processes={"aiohttp proxy": [proxy.pid], "backend": [self.bare_pid]})
+        finally:
+            proxy.stop()
+
     async def session_lookup(self) -> None:
         import redis.asyncio as redis_asyncio
 
@@ -677,6 +695,7 @@ class Bench:
                 await self.scenario("gateway", self.bare_backend)
                 await self.scenario("cache-off", self.token_cache_off)
                 await self.scenario("nginx", self.nginx)
+                await self.scenario("floor", self.floor_proxy)
                 await self.scenario("session", self.session_lookup)
                 await self.scenario("scaling", self.scaling)
                 await self.scenario("memory", self.memory)

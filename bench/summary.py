@@ -15,6 +15,7 @@ GATEWAY = "gateway → bare"
 CACHE_OFF = "gateway → bare, token cache off"
 NGINX = "nginx → bare"
 SESSION = "session lookup (Redis) → bare"
+FLOOR = "bare aiohttp proxy → bare"
 BACKENDS = ("orders", "backend")
 ONE = "1 gateway process (unpinned)"
 TWO = "2 gateway processes, SO_REUSEPORT (unpinned)"
@@ -130,13 +131,17 @@ def derived_table(data: Mapping[str, Any]) -> str:
         ("signature verification cost (CPU µs/req, cache off − on)",
          off - on if off is not None and on is not None else None),
         ("gateway CPU per request ÷ nginx's", _ratio(on, nginx)),
+        ("gateway CPU per request ÷ a bare aiohttp proxy's", _ratio(on, _cpu(data, FLOOR, "aiohttp proxy"))),
+        ("bare aiohttp proxy CPU per request ÷ nginx's", _ratio(_cpu(data, FLOOR, "aiohttp proxy"), nginx)),
         ("gateway throughput ÷ nginx's", _ratio(_rps(data, GATEWAY), _rps(data, NGINX))),
         ("nginx throughput ÷ direct", _ratio(_rps(data, NGINX), _rps(data, DIRECT))),
         ("session proxy CPU µs/req (its process only)", session_cpu),
         ("session store memory per logged-in user (Redis, bytes)",
          sessions.get("used_memory_delta_bytes_per_session")),
         ("  (Redis MEMORY USAGE of one session key, bytes)", sessions.get("memory_usage_bytes_per_session")),
-        ("gateway memory per logged-in user (bytes)", 0),
+        ("gateway session state per logged-in user (bytes)", 0),
+        ("gateway per-caller rate-limit bucket (bytes; at most 100,000 kept, oldest forgotten)",
+         data.get("extra", {}).get("memory", {}).get("bucket_bytes")),
     ]
     return markdown_table(["derived figure", "value"], rows)
 
