@@ -52,6 +52,10 @@ class FakeProvider:
     codes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     authorizations: list[dict[str, str]] = dataclasses.field(default_factory=list)
     token_requests: int = 0
+    issued: list[str] = dataclasses.field(default_factory=list)  # every token it answered with
+    fetches: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Overrides merged into the discovery document (another issuer, no S256 ...).
+    discovery_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -62,6 +66,7 @@ class FakeProvider:
         return app
 
     async def discovery(self, request: web.Request) -> web.Response:
+        self.fetches["discovery"] = self.fetches.get("discovery", 0) + 1
         return web.json_response(
             {
                 "issuer": self.issuer,
@@ -73,10 +78,12 @@ class FakeProvider:
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "code_challenge_methods_supported": ["S256"],
                 "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                **self.discovery_overrides,
             }
         )
 
     async def jwks(self, request: web.Request) -> web.Response:
+        self.fetches["jwks"] = self.fetches.get("jwks", 0) + 1
         return web.json_response({"keys": [self.key.as_dict(private=False)]})
 
     async def authorize(self, request: web.Request) -> web.Response:
@@ -117,8 +124,10 @@ class FakeProvider:
         chosen = self.tamper(claims, header) if self.tamper else None
         key = chosen if isinstance(chosen, (RSAKey, OctKey)) else None
         id_token = jwt.encode(header, claims, key or self.key, algorithms=[header["alg"]])
+        access_token = secrets.token_urlsafe(16)
+        self.issued += [id_token, access_token]
         return web.json_response(
-            {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
+            {"access_token": access_token, "token_type": "Bearer",
              "expires_in": 300, "id_token": id_token},
             headers={"Cache-Control": "no-store"},
         )

@@ -6,16 +6,22 @@ state and replay cases run against it and against the real provider alike.
 
 from __future__ import annotations
 
+import logging
+
 from joserfc.jwk import RSAKey
+
+from tests.oidc import fake_provider as fake
 
 from tests.oidc.conftest import account_count
 from tests.oidc.flow import callback, exchange, fragment, sign_in_with_fake, start, visit_fake
 
 
 async def test_the_fake_flow_works_when_nothing_is_tampered_with(
-    oidc_auth, fake_config, fake_provider, clock, users_service
+    oidc_auth, fake_config, fake_provider, clock, users_service, caplog
 ) -> None:
-    """The control case for everything below: same provider, same steps, a user at the end."""
+    """The control case for everything below: same provider, same steps, a user at the end.
+    No secret of the flow reaches a log line."""
+    caplog.set_level(logging.INFO)  # what runs in production (DEBUG shows SQL parameters)
     client = await oidc_auth((fake_config(),), clock=clock)
     result, verifier = await sign_in_with_fake(client)
     assert set(result) == {"oidc_code", "oidc_provider"} and result["oidc_provider"] == "fake"
@@ -28,6 +34,28 @@ async def test_the_fake_flow_works_when_nothing_is_tampered_with(
     assert len(authorization["state"]) >= 43 and len(authorization["nonce"]) >= 43
     assert authorization["redirect_uri"] == "http://passgate.test/auth/oidc/fake/callback"
     assert authorization["scope"] == "openid email profile"
+    tokens = await response.json()
+    secrets = [
+        *fake_provider.issued,
+        *fake_provider.codes,
+        authorization["state"],
+        authorization["nonce"],
+        result["oidc_code"],
+        verifier,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        fake.CLIENT_SECRET,
+    ]
+    # aiohttp.access here is the test server's default access log, which prints query
+    # strings; the services' own (common.logging) logs the path without its query.
+    logged = "\n".join(
+        f"{record.getMessage()} {record.__dict__}"
+        for record in caplog.records
+        if record.name != "aiohttp.access"
+    )
+    assert "external sign-in" in logged
+    for secret in secrets:
+        assert secret not in logged
 
 
 async def _refused(client, users_service, reason: str) -> None:
