@@ -21,6 +21,7 @@ from common.keys import READINESS, REGISTRY
 from common.timestamps import Clock, utc_now
 from common.validation import OpenApiDocument
 from services.auth.accounts import Accounts
+from services.auth.external import ExternalSignIn
 from services.auth.keys import (
     ACCOUNTS,
     CLOCK,
@@ -35,7 +36,6 @@ from services.auth.keys import (
     THROTTLE,
     TOKENS,
 )
-from services.auth.external import ExternalSignIn
 from services.auth.metrics import AuthMetrics
 from services.auth.oidc import OidcClient
 from services.auth.passwords import Passwords

@@ -255,8 +255,8 @@ class ExternalSignIn:
         )
         self._outcome(provider, result)
         _LOGGER.info(
-            "external sign-in", extra={"provider": provider.id, "account_id": account.id,
-                                       "result": result}
+            "external sign-in",
+            extra={"provider": provider.id, "account_id": account.id, "result": result},
         )
         return f"{flow.return_to}#{urlencode({'oidc_code': handoff, 'oidc_provider': provider.id})}"
 

@@ -162,7 +162,8 @@ async def change_password(request: web.Request) -> web.Response:
         raise Problem(403, "only user accounts have a password", kind="not-a-user")
     if not account.has_password:
         raise Problem(
-            409, "this account signs in with an external provider and has no password",
+            409,
+            "this account signs in with an external provider and has no password",
             kind="no-password",
         )
     try:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from common.timestamps import Clock
 from common.validation import OpenApiDocument
-
-if TYPE_CHECKING:
-    pass
 
 SETTINGS = web.AppKey("auth_settings", "AuthSettings")
 CLOCK = web.AppKey("clock", Clock)

@@ -121,9 +121,7 @@ class OidcSettings:
             return_origins=frozenset(origins),
             flow_ttl=env_int(env, "PASSGATE_OIDC_FLOW_TTL", 600, minimum=30, maximum=3600),
             handoff_ttl=env_int(env, "PASSGATE_OIDC_HANDOFF_TTL", 60, minimum=5, maximum=600),
-            metadata_ttl=env_int(
-                env, "PASSGATE_OIDC_METADATA_TTL", 3600, minimum=0, maximum=86400
-            ),
+            metadata_ttl=env_int(env, "PASSGATE_OIDC_METADATA_TTL", 3600, minimum=0, maximum=86400),
             leeway=env_int(env, "PASSGATE_OIDC_LEEWAY", 60, minimum=0, maximum=300),
         )
 
@@ -187,18 +185,18 @@ def load_providers(path: Path, env: Env) -> tuple[OidcProvider, ...]:
     return tuple(providers)
 
 
-def _provider(
-    entry: Any, where: str, env: Env, problems: list[str]
-) -> OidcProvider | None:
+def _provider(entry: Any, where: str, env: Env, problems: list[str]) -> OidcProvider | None:
     if not isinstance(entry, dict):
         problems.append(f"{where}: must be a mapping")
         return None
     before = len(problems)
     unknown = sorted(str(key) for key in entry if key not in _PROVIDER_KEYS)
     if unknown:
-        hint = " (secrets go in client_secret_file or client_secret_env)" if (
-            "client_secret" in unknown
-        ) else ""
+        hint = (
+            " (secrets go in client_secret_file or client_secret_env)"
+            if ("client_secret" in unknown)
+            else ""
+        )
         problems.append(f"{where}: unknown key(s) {', '.join(unknown)}{hint}")
     provider_id = entry.get("id")
     if not isinstance(provider_id, str) or not _PROVIDER_ID.match(provider_id):

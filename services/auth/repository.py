@@ -617,9 +617,7 @@ class AuthRepository:
         async with write_transaction(self.engine) as connection:
             # Abandoned flows and handoffs go here, a few at a time, instead of in a job.
             await connection.execute(oidc_flows.delete().where(oidc_flows.c.expires_at < now))
-            await connection.execute(
-                oidc_handoffs.delete().where(oidc_handoffs.c.expires_at < now)
-            )
+            await connection.execute(oidc_handoffs.delete().where(oidc_handoffs.c.expires_at < now))
             await connection.execute(
                 oidc_flows.insert().values(
                     state_hash=state_hash,

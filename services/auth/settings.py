@@ -9,7 +9,6 @@ from typing import Any
 
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
-from services.auth.oidc_config import OidcSettings
 from common.settings import (
     Env,
     ServerSettings,
@@ -20,6 +19,7 @@ from common.settings import (
     env_path,
     env_str,
 )
+from services.auth.oidc_config import OidcSettings
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -89,7 +89,7 @@ class AuthSettings:
         ipaddress.ip_network(cidr) for cidr in DEFAULT_TRUSTED_PROXIES
     )
     argon2: Argon2Settings = Argon2Settings()
-    oidc: OidcSettings = OidcSettings()
+    oidc: OidcSettings = OidcSettings()  # noqa: RUF009 - frozen, so one shared default is safe
 
     def __post_init__(self) -> None:
         if not ACCESS_TOKEN_TTL_MIN <= self.access_token_ttl <= ACCESS_TOKEN_TTL_MAX:

@@ -12,14 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from common.settings import ServerSettings
 from common.timestamps import utc_now
 from services.auth.app import create_app
-from services.auth.keys import REPOSITORY
 from services.auth.oidc_config import OidcProvider, OidcSettings
 from services.auth.settings import AuthSettings
 from services.auth.signing_keys import ensure_key_set
@@ -32,7 +30,11 @@ from tests.oidc.node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider
 # <id>@example.test address).
 NODE_ACCOUNTS = {
     "carol": {"email": "carol@example.test", "email_verified": True, "name": "Carol C."},
-    "carol-unverified": {"email": "carol@example.test", "email_verified": False, "name": "Not Carol"},
+    "carol-unverified": {
+        "email": "carol@example.test",
+        "email_verified": False,
+        "name": "Not Carol",
+    },
 }
 
 
@@ -109,12 +111,6 @@ def oidc_auth(
     return start
 
 
-async def account_count(client: TestClient) -> int:
-    engine = client.server.app[REPOSITORY].engine
-    async with engine.connect() as connection:
-        return (await connection.execute(sa.text("SELECT count(*) FROM accounts"))).scalar()
-
-
 # -- the controllable provider --------------------------------------------------------
 
 
@@ -154,7 +150,9 @@ def fake_config(fake_provider, secret_files) -> Callable[..., OidcProvider]:
 
 @pytest.fixture(scope="session")
 def node_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProvider]:
-    redirect_uris = [f"{CALLBACK_BASE}/auth/oidc/{name}/callback" for name in ("local", "local-trusted")]
+    redirect_uris = [
+        f"{CALLBACK_BASE}/auth/oidc/{name}/callback" for name in ("local", "local-trusted")
+    ]
     log = tmp_path_factory.mktemp("oidc-provider") / "provider.log"
     provider = NodeProvider(redirect_uris, NODE_ACCOUNTS, log_path=log).start()
     try:

@@ -45,8 +45,12 @@ class FakeProvider:
     key: RSAKey = dataclasses.field(default_factory=lambda: _published_key())
     # The account the next authorization signs in as: its claims.
     account: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {"sub": "fake-user-1", "email": "one@example.test",
-                                 "email_verified": True, "name": "Fake One"}
+        default_factory=lambda: {
+            "sub": "fake-user-1",
+            "email": "one@example.test",
+            "email_verified": True,
+            "name": "Fake One",
+        }
     )
     tamper: Tamper | None = None
     codes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -127,7 +131,11 @@ class FakeProvider:
         access_token = secrets.token_urlsafe(16)
         self.issued += [id_token, access_token]
         return web.json_response(
-            {"access_token": access_token, "token_type": "Bearer",
-             "expires_in": 300, "id_token": id_token},
+            {
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "id_token": id_token,
+            },
             headers={"Cache-Control": "no-store"},
         )

@@ -7,12 +7,21 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from services.auth.keys import REPOSITORY
 
 CALLBACK_BASE = "http://passgate.test"
 APP_ORIGIN = "http://app.test"
 RETURN_TO = f"{APP_ORIGIN}/demo/"
+
+
+async def account_count(client: TestClient) -> int:
+    engine = client.server.app[REPOSITORY].engine
+    async with engine.connect() as connection:
+        return (await connection.execute(sa.text("SELECT count(*) FROM accounts"))).scalar()
 
 
 def new_binding() -> tuple[str, str]:
@@ -28,7 +37,8 @@ async def start(
     verifier, challenge = new_binding()
     path = f"/auth/oidc/{provider_id}/{'link' if link_headers else 'start'}"
     response = await client.post(
-        path, json={"return_to": RETURN_TO, "binding_challenge": challenge},
+        path,
+        json={"return_to": RETURN_TO, "binding_challenge": challenge},
         headers=link_headers or {},
     )
     assert response.status == 200, await response.text()
@@ -38,10 +48,12 @@ async def start(
 
 async def visit_fake(authorization_url: str) -> str:
     """The browser at the fake provider (which consents at once): the redirect back."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(authorization_url, allow_redirects=False) as response:
-            assert response.status == 302, await response.text()
-            return response.headers["Location"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(authorization_url, allow_redirects=False) as response,
+    ):
+        assert response.status == 302, await response.text()
+        return response.headers["Location"]
 
 
 async def callback(client: TestClient, redirect_url: str) -> aiohttp.ClientResponse:

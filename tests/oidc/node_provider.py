@@ -39,7 +39,9 @@ def ensure_installed() -> str:
     """The node binary, with oidc-provider installed from the lock file; or skip."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        unavailable("node and npm are needed for the OpenID Connect provider (apt-get install nodejs npm)")
+        unavailable(
+            "node and npm are needed for the OpenID Connect provider (apt-get install nodejs npm)"
+        )
     if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
         result = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
@@ -97,7 +99,9 @@ class NodeProvider:
         url = f"{self.issuer}/.well-known/openid-configuration"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the OpenID Connect provider exited ({self.process.returncode})")
+                raise RuntimeError(
+                    f"the OpenID Connect provider exited ({self.process.returncode})"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
                     if response.status == 200:

@@ -67,7 +67,10 @@ def test_no_providers_is_the_default() -> None:
     [
         ({"client_secret": "inline"}, "client_secret_file or client_secret_env"),
         ({"client_secret_env": "NOT_SET"}, "the client secret is empty"),
-        ({"client_secret_env": None, "client_secret_file": "/nonexistent/secret"}, "cannot be read"),
+        (
+            {"client_secret_env": None, "client_secret_file": "/nonexistent/secret"},
+            "cannot be read",
+        ),
         ({"issuer": "http://idp.example.com"}, "issuer must be an https URL"),
         ({"id": "Google!"}, "id must be"),
         ({"scopes": ["email"]}, "including openid"),
@@ -106,11 +109,11 @@ async def test_start_refuses_unknown_providers_and_foreign_return_pages(
     body = {"return_to": "http://app.test/", "binding_challenge": "A" * 43}
     assert (await client.post("/auth/oidc/nope/start", json=body)).status == 404
     for page in ("https://evil.example/", "http://app.test.evil.example/", "http://u@app.test/"):
-        response = await client.post(
-            "/auth/oidc/fake/start", json={**body, "return_to": page}
-        )
+        response = await client.post("/auth/oidc/fake/start", json={**body, "return_to": page})
         assert response.status == 400, page
-    bad_binding = await client.post("/auth/oidc/fake/start", json={**body, "binding_challenge": "x"})
+    bad_binding = await client.post(
+        "/auth/oidc/fake/start", json={**body, "binding_challenge": "x"}
+    )
     assert bad_binding.status == 400
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from tests.auth.helpers import PASSWORD, decode, identity_headers, login, register
-from tests.oidc.conftest import account_count
-from tests.oidc.flow import exchange, sign_in_with_fake, tokens_with_fake
+from tests.oidc.flow import account_count, exchange, sign_in_with_fake, tokens_with_fake
 
 
 async def _jwks(client) -> dict:
@@ -99,9 +98,7 @@ async def test_a_logged_in_user_links_a_provider_and_then_signs_in_with_it(
     assert await account_count(client) == 1 and len(users_service.calls) == provisioned
 
 
-async def test_linking_needs_a_user_token_with_users_write(
-    oidc_auth, fake_config, clock
-) -> None:
+async def test_linking_needs_a_user_token_with_users_write(oidc_auth, fake_config, clock) -> None:
     client = await oidc_auth((fake_config(),), clock=clock)
     body = {"return_to": "http://app.test/", "binding_challenge": "A" * 43}
     assert (await client.post("/auth/oidc/fake/link", json=body)).status == 401

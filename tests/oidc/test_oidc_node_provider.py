@@ -4,8 +4,7 @@ started on loopback), its login and consent pages driven over HTTP."""
 from __future__ import annotations
 
 from tests.auth.helpers import decode, identity_headers, register
-from tests.oidc.conftest import account_count
-from tests.oidc.flow import CALLBACK_BASE, callback, exchange, fragment, start
+from tests.oidc.flow import CALLBACK_BASE, account_count, callback, exchange, fragment, start
 from tests.oidc.interactions import sign_in_at_provider
 
 
@@ -98,5 +97,8 @@ async def test_linking_and_email_rules_with_a_real_provider(
         client, browserless, "local-trusted", "nina-at-idp", link_headers=identity_headers(nina)
     )
     assert await _subject(client, linked) == nina
-    assert await _subject(client, await _tokens(client, browserless, "local-trusted", "nina-at-idp")) == nina
+    assert (
+        await _subject(client, await _tokens(client, browserless, "local-trusted", "nina-at-idp"))
+        == nina
+    )
     assert await account_count(client) == 3

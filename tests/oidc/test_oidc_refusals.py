@@ -11,9 +11,15 @@ import logging
 from joserfc.jwk import RSAKey
 
 from tests.oidc import fake_provider as fake
-
-from tests.oidc.conftest import account_count
-from tests.oidc.flow import callback, exchange, fragment, sign_in_with_fake, start, visit_fake
+from tests.oidc.flow import (
+    account_count,
+    callback,
+    exchange,
+    fragment,
+    sign_in_with_fake,
+    start,
+    visit_fake,
+)
 
 
 async def test_the_fake_flow_works_when_nothing_is_tampered_with(
@@ -59,7 +65,7 @@ async def test_the_fake_flow_works_when_nothing_is_tampered_with(
 
 
 async def _refused(client, users_service, reason: str) -> None:
-    result, verifier = await sign_in_with_fake(client)
+    result, _ = await sign_in_with_fake(client)
     assert result == {"oidc_error": reason}
     assert await account_count(client) == 0
     assert users_service.calls == []
@@ -153,9 +159,7 @@ async def test_an_id_token_with_a_symmetric_algorithm_is_refused(
     await _refused(client, users_service, "id_token_invalid")
 
 
-async def test_a_wrong_state_is_refused(
-    oidc_auth, fake_config, clock, users_service
-) -> None:
+async def test_a_wrong_state_is_refused(oidc_auth, fake_config, clock, users_service) -> None:
     client = await oidc_auth((fake_config(),), clock=clock)
     url, _ = await start(client, "fake")
     redirect = await visit_fake(url)

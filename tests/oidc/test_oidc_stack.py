@@ -25,7 +25,9 @@ ARTIFACTS = ROOT / "test-artifacts" / "oidc"
 
 
 @pytest.fixture(scope="module")
-def provider_and_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProvider, Stack]]:
+def provider_and_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[NodeProvider, Stack]]:
     data_dir = tmp_path_factory.mktemp("oidc-stack")
     ports = PortPlan.free(frontends=3)
     gateway = f"http://127.0.0.1:{ports.gateway}"
@@ -116,7 +118,8 @@ def test_sign_in_with_the_provider_in_the_browser(provider_and_stack) -> None:
     urls: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
+            executable_path=str(CHROMIUM),
+            headless=True,
             args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic"],
         )
         try:
