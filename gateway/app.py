@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -87,6 +88,7 @@ def create_app(
             cors.add(resource.add_route(method, handler))
     document = build_public_document(table, load_documents(service_documents()))
     app.router.add_get(OPENAPI_PATH, _static_json(document_bytes(document)), name="openapi")
+    app.cleanup_ctx.append(_readiness_watch_ctx(list(pools.values())))
     return app
 
 
@@ -152,6 +154,24 @@ def _client_ctx(
             await session.close()
 
     return client_ctx
+
+
+def _readiness_watch_ctx(
+    pools: list[UpstreamPool],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def readiness_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Probe every upstream replica's readiness in the background, on the shared session."""
+        session = app[PROXY].session
+        assert session is not None, "the client session starts first"
+        tasks = [asyncio.create_task(pool.watch_readiness(session)) for pool in pools]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    return readiness_watch_ctx
 
 
 def _rate_limiter_ctx(

@@ -1,15 +1,22 @@
-"""Forwarding to upstream pools: round robin, ejection, one safe retry, streaming both ways.
+"""Forwarding to upstream pools: round robin, ejection, readiness, one retry, streaming.
 
 - Each upstream is a pool of replicas used in turn. A replica that fails to connect
   `eject_after` times in a row leaves the rotation for `eject_seconds`, then gets one
   more chance. With no replica left the answer is 503 at once, without trying.
-- Only a connect failure (the request never left the gateway) is retried, once, on
-  another replica, and only for idempotent methods (RFC 9110 section 9.2.2) whose body
-  was not read yet. A request that reached a backend is never sent twice.
+- Every replica's /readyz is probed every `health_interval` seconds; an unready one (a
+  draining process, one whose database is gone) gets no new requests while a ready one
+  is left. When none is ready, the not-ejected ones are used anyway (Envoy's "panic
+  mode"), so callers get the backends' own 503 answers rather than the gateway's.
+- One retry, on another replica: after a connect failure for any method (nothing left
+  the gateway, and the body was not read yet); after the connection broke before an
+  answer only for safe methods without a body (GET, HEAD: RFC 9110 section 9.2.1), which
+  cannot change anything when sent twice. A request with side effects that reached a
+  backend is never sent again: a client retries it, with an Idempotency-Key.
+- No replica reachable: 503 with Retry-After. A replica that broke off: 502.
 - The request body is streamed with the route's size limit counted as it flows (413);
   aiohttp's own client_max_size does not apply to a streamed body.
 - The route's timeout bounds the whole exchange: 504 when it runs out before the
-  response starts. Unreachable backends give 502.
+  response starts, 408 when the client's own body had not finished arriving by then.
 """
 
 from __future__ import annotations
@@ -31,19 +38,23 @@ from gateway.routes import RouteConfig, UpstreamConfig
 
 _LOGGER = logging.getLogger(__name__)
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 BUFFERED_RESPONSE_MAX = 256 * 1024  # smaller bodies are read whole: one write, no chunking
 STREAM_CHUNK = 64 * 1024
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# The replica closed or reset the connection before its answer began.
+_BROKEN_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 class Replica:
-    __slots__ = ("url", "failures", "ejected_until")
+    __slots__ = ("url", "failures", "ejected_until", "ready")
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.failures = 0
         self.ejected_until = 0.0
+        self.ready = True  # until a readiness probe says otherwise
 
 
 class UpstreamPool:
@@ -62,24 +73,55 @@ class UpstreamPool:
         self._metric = metrics.upstream_duration
         self._duration = {
             outcome: metrics.upstream_duration.labels(config.name, outcome)
-            for outcome in ("1xx", "2xx", "3xx", "4xx", "5xx", "connect_error", "timeout")
+            for outcome in ("1xx", "2xx", "3xx", "4xx", "5xx", "connect_error", "broken", "timeout")
         }
         metrics.upstream_healthy.labels(config.name).set_function(self.healthy_count)
 
     def healthy_count(self) -> int:
         now = self._clock()
-        return sum(1 for replica in self.replicas if replica.ejected_until <= now)
+        return sum(1 for r in self.replicas if r.ready and r.ejected_until <= now)
 
     def pick(self, exclude: Replica | None = None) -> Replica | None:
-        """The next replica in rotation that is not ejected (nor `exclude`), or None."""
+        """The next ready replica in rotation that is not ejected (nor `exclude`); failing
+        that the next one not ejected, ready or not; None when every one is ejected."""
         now = self._clock()
         count = len(self.replicas)
-        for _ in range(count):
-            replica = self.replicas[self._next]
-            self._next = (self._next + 1) % count
-            if replica is not exclude and replica.ejected_until <= now:
+        fallback: int | None = None
+        for offset in range(count):
+            index = (self._next + offset) % count
+            replica = self.replicas[index]
+            if replica is exclude or replica.ejected_until > now:
+                continue
+            if replica.ready:
+                self._next = (index + 1) % count
                 return replica
-        return None
+            if fallback is None:
+                fallback = index
+        if fallback is None:
+            return None
+        self._next = (fallback + 1) % count
+        return self.replicas[fallback]
+
+    async def watch_readiness(self, session: aiohttp.ClientSession) -> None:
+        """Probe every replica's /readyz forever, every health_interval seconds."""
+        timeout = aiohttp.ClientTimeout(total=min(HEALTH_TIMEOUT_SECONDS, self.config.health_interval))
+        while True:
+            await asyncio.gather(*(self._probe(session, r, timeout) for r in self.replicas))
+            await asyncio.sleep(self.config.health_interval)
+
+    async def _probe(
+        self, session: aiohttp.ClientSession, replica: Replica, timeout: aiohttp.ClientTimeout
+    ) -> None:
+        try:
+            async with session.get(f"{replica.url}/readyz", timeout=timeout) as response:
+                ready = response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            ready = False
+        if ready != replica.ready:
+            _LOGGER.info(
+                "upstream %s replica %s is %s", self.name, replica.url, "ready" if ready else "unready"
+            )
+            replica.ready = ready
 
     def connect_failed(self, replica: Replica) -> None:
         replica.failures += 1
@@ -112,6 +154,7 @@ class _StreamedBody:
         self._request = request
         self._limit = limit
         self.started = False
+        self.finished = False
         self.too_large = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -123,6 +166,12 @@ class _StreamedBody:
                 self.too_large = True
                 raise BodyTooLarge()
             yield chunk
+        self.finished = True
+
+    @property
+    def incomplete(self) -> bool:
+        """Passing on began but the client has not sent all of it yet."""
+        return self.started and not self.finished
 
 
 def _too_large(limit: int) -> Problem:
@@ -200,33 +249,47 @@ class Proxy:
             except _CONNECT_ERRORS:
                 pool.observe("connect_error", time.perf_counter() - started)
                 pool.connect_failed(replica)
-                if (
-                    not retried
-                    and request.method in IDEMPOTENT_METHODS
-                    and (body is None or not body.started)
-                ):
-                    other = pool.pick(exclude=replica)
-                    if other is not None:
-                        retried = True
-                        pool.retries.inc()
-                        replica = other
-                        continue
-                raise Problem(
-                    502, f"upstream {pool.name!r} is unreachable", kind="upstream-unreachable"
-                ) from None
+                # Nothing left the gateway, whatever the method.
+                unsent = body is None or not body.started
+                other = pool.pick(exclude=replica) if unsent and not retried else None
+                if other is None:
+                    raise Problem(
+                        503,
+                        f"no replica of upstream {pool.name!r} could be reached; retry shortly",
+                        kind="upstream-unavailable",
+                        headers={"Retry-After": "1"},
+                    ) from None
             except (BodyTooLarge, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                elapsed = time.perf_counter() - started
                 if body is not None and body.too_large:
                     raise _too_large(route.max_body_bytes) from None
                 if isinstance(exc, asyncio.TimeoutError):
-                    pool.observe("timeout", time.perf_counter() - started)
+                    pool.observe("timeout", elapsed)
+                    if body is not None and body.incomplete:
+                        # The client's body was still arriving: its fault, not the upstream's
+                        # (RFC 9110 section 15.5.9); a slow POST never turns into a 5xx.
+                        raise Problem(
+                            408,
+                            f"the request body did not arrive within {route.timeout:g} s",
+                            kind="request-timeout",
+                        ) from None
                     raise Problem(
                         504, f"upstream {pool.name!r} did not answer in time", kind="upstream-timeout"
                     ) from None
-                pool.observe("5xx", time.perf_counter() - started)
-                raise Problem(
-                    502, f"upstream {pool.name!r} failed to answer", kind="upstream-failed"
-                ) from None
-            break
+                pool.observe("broken", elapsed)
+                # Sent, then the connection broke: only a safe request may go again.
+                safe = request.method in SAFE_METHODS and body is None
+                broken = isinstance(exc, _BROKEN_ERRORS)
+                other = pool.pick(exclude=replica) if broken and safe and not retried else None
+                if other is None:
+                    raise Problem(
+                        502, f"upstream {pool.name!r} failed to answer", kind="upstream-failed"
+                    ) from None
+            else:
+                break
+            retried = True
+            pool.retries.inc()
+            replica = other
         pool.connected(replica)
         pool.observe(f"{upstream.status // 100}xx", time.perf_counter() - started)
         try:

@@ -34,7 +34,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 _TOP_KEYS = {"scopes", "defaults", "upstreams", "routes"}
 _DEFAULT_KEYS = {"timeout", "max_body_bytes", "rate_limit"}
-_UPSTREAM_KEYS = {"replicas", "eject_after", "eject_seconds", "connect_timeout"}
+_UPSTREAM_KEYS = {"replicas", "eject_after", "eject_seconds", "connect_timeout", "health_interval"}
 _ROUTE_KEYS = {"name", "path", "methods", "upstream", "auth", "scopes"} | _DEFAULT_KEYS | {
     "forward_basic_auth"
 }
@@ -70,6 +70,8 @@ class UpstreamConfig:
     eject_after: int = 3
     eject_seconds: float = 10.0
     connect_timeout: float = 2.0
+    # Seconds between readiness probes (GET /readyz) of each replica.
+    health_interval: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -213,6 +215,7 @@ class _Parser:
                 ("eject_after", 100, True),
                 ("eject_seconds", 3600, False),
                 ("connect_timeout", 60, False),
+                ("health_interval", 300, False),
             ):
                 if key in spec:
                     number = self._number(

@@ -124,13 +124,15 @@ async def recording_handler(request: web.Request) -> web.StreamResponse:
     """Echo what arrived: method, raw path, query, every header, the body size."""
     name = request.app[BACKEND_NAME]
     path = request.path
+    if path == "/readyz":  # the gateway's readiness probe; not part of the recorded traffic
+        return web.Response(status=200 if request.app[BACKEND_STATE]["ready"] else 503)
     request.app[BACKEND_LOG].append(
         {"backend": name, "method": request.method, "raw_path": request.raw_path,
          "headers": list(request.headers.items())}
     )
     if path.endswith("/slow"):
         await asyncio.sleep(1)
-    if path.endswith("/drop"):
+    if "/drop" in path:
         assert request.transport is not None
         request.transport.close()
         return web.Response()
@@ -174,6 +176,7 @@ async def recording_handler(request: web.Request) -> web.StreamResponse:
 
 BACKEND_NAME = web.AppKey("backend_name", str)
 BACKEND_LOG = web.AppKey("backend_log", list)
+BACKEND_STATE = web.AppKey("backend_state", dict)
 
 
 def recording_app(name: str, log: list[dict[str, Any]]) -> web.Application:
@@ -181,6 +184,7 @@ def recording_app(name: str, log: list[dict[str, Any]]) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[BACKEND_NAME] = name
     app[BACKEND_LOG] = log
+    app[BACKEND_STATE] = {"ready": True}
     app.router.add_route("*", "/{tail:.*}", recording_handler)
     return app
 
@@ -190,7 +194,10 @@ def write_routes(path: Path, upstreams: dict[str, list[str]], **route_overrides:
     packaged = yaml.safe_load(
         (Path(__file__).resolve().parents[2] / "gateway" / "routes.yaml").read_text()
     )
-    packaged["upstreams"] = {name: {"replicas": urls} for name, urls in upstreams.items()}
+    # Readiness is probed often here, so tests see a replica turn unready within moments.
+    packaged["upstreams"] = {
+        name: {"replicas": urls, "health_interval": 0.1} for name, urls in upstreams.items()
+    }
     extra = route_overrides.pop("extra_routes", [])
     for route in packaged["routes"]:
         route.update(route_overrides.get(route["name"].replace("-", "_"), {}))

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.gateway.support import raw_request, received_headers
+from tests.gateway.support import BACKEND_STATE, raw_request, received_headers
 
 
 async def test_one_replica_killed_every_get_succeeds(make_stack) -> None:
@@ -43,23 +43,62 @@ async def test_all_replicas_down_gives_503_problem(make_stack) -> None:
     assert stack.metric("gateway_upstream_healthy_replicas", {"upstream": "users"}) == 2
 
 
-async def test_post_is_never_retried(make_stack) -> None:
-    """A non-idempotent request meeting a dead replica fails instead of being resent."""
+async def test_post_goes_to_another_replica_only_when_nothing_was_sent(make_stack) -> None:
+    """A connect failure sent nothing, so even a POST may go to the other replica."""
     stack = await make_stack(replicas=2)
     await stack.backends["orders-0"].close()
-    statuses = sorted(
-        [(await stack.client.post("/orders", json={}, headers=stack.bearer())).status for _ in range(2)]
-    )
-    assert statuses == [201, 502]
+    statuses = [
+        (await stack.client.post("/orders", json={}, headers=stack.bearer())).status for _ in range(2)
+    ]
+    assert statuses == [201, 201]
+    assert stack.metric("gateway_upstream_retries_total", {"upstream": "orders"}) >= 1
+    assert {r["backend"] for r in stack.log} == {"orders-1"}
+
+
+async def test_post_that_reached_a_backend_is_never_sent_again(make_stack) -> None:
+    """A backend that drops the connection mid-request gets a POST once: 502."""
+    stack = await make_stack(replicas=2)
+    response = await stack.client.post("/orders/drop/cancel", headers=stack.bearer())
+    assert response.status == 502
+    assert response.content_type == "application/problem+json"
+    assert len([r for r in stack.log if r["raw_path"] == "/orders/drop/cancel"]) == 1
     assert stack.metric("gateway_upstream_retries_total", {"upstream": "orders"}) == 0
 
 
-async def test_request_that_reached_a_backend_is_not_retried(make_stack) -> None:
-    """A backend that drops the connection mid-request gets the request once: 502."""
+async def test_get_broken_off_by_a_replica_is_tried_once_on_another(make_stack) -> None:
+    """A safe request may go again (RFC 9110 9.2.1); once, on the other replica, then 502."""
     stack = await make_stack(replicas=2)
     response = await stack.client.get("/orders/drop", headers=stack.bearer())
     assert response.status == 502
-    assert len([r for r in stack.log if r["raw_path"] == "/orders/drop"]) == 1
+    tried = [r["backend"] for r in stack.log if r["raw_path"] == "/orders/drop"]
+    assert sorted(tried) == ["orders-0", "orders-1"]
+    assert stack.metric("gateway_upstream_retries_total", {"upstream": "orders"}) == 1
+
+
+async def _wait_for_healthy(stack, upstream: str, count: int) -> None:
+    for _ in range(100):
+        if stack.metric("gateway_upstream_healthy_replicas", {"upstream": upstream}) == count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{upstream} never had {count} ready replicas")
+
+
+async def test_unready_replica_gets_no_requests_while_another_is_ready(make_stack) -> None:
+    """A draining replica (readyz 503) leaves the rotation; when none is ready, all are used."""
+    stack = await make_stack(replicas=2)
+    stack.backends["users-0"].app[BACKEND_STATE]["ready"] = False
+    await _wait_for_healthy(stack, "users", 1)
+    for _ in range(6):
+        response = await stack.client.get("/users/me", headers=stack.bearer())
+        assert (await response.json())["backend"] == "users-1"
+    stack.backends["users-1"].app[BACKEND_STATE]["ready"] = False
+    await _wait_for_healthy(stack, "users", 0)
+    served = set()
+    for _ in range(4):
+        response = await stack.client.get("/users/me", headers=stack.bearer())
+        assert response.status == 200
+        served.add((await response.json())["backend"])
+    assert served == {"users-0", "users-1"}
 
 
 async def test_route_timeout_gives_504(make_stack) -> None:
