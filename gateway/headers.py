@@ -78,10 +78,12 @@ def is_safe_path(raw_path: str) -> bool:
     Encoded '/', '\\' and '.' (%2f, %5c, %2e), NUL, backslashes, empty segments and dot
     segments could move the request to another route or upstream after decoding or
     normalisation further down; aiohttp itself normalises none of them in the raw path.
+    An encoded '%' (%25) is refused too: decoded once more (%252e%252e), by a backend or
+    any hop that decodes twice, it spells all of the above. No API path needs one.
     """
     if "%" in raw_path:
         lowered = raw_path.lower()
-        if "%2f" in lowered or "%5c" in lowered or "%2e" in lowered or "%00" in lowered:
+        if any(escape in lowered for escape in ("%2f", "%5c", "%2e", "%00", "%25")):
             return False
     if "\\" in raw_path or "//" in raw_path:
         return False

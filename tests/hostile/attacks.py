@@ -229,6 +229,7 @@ class RawReply:
     status: int
     head: str
     body: bytes
+    closed: bool = False  # the server closed the connection after answering
 
     @property
     def content_type(self) -> str:
@@ -247,24 +248,39 @@ class RawReply:
 
 
 async def raw_exchange(
-    host: str, port: int, data: bytes, *, timeout: float = 20.0, trickle: Iterable[tuple[float, bytes]] = ()
+    host: str,
+    port: int,
+    data: bytes,
+    *,
+    timeout: float = 20.0,
+    trickle: Iterable[tuple[float, bytes]] = (),
 ) -> RawReply:
-    """Send bytes as they are (then each trickled piece after its delay); read the answer."""
+    """Send bytes as they are, then each trickled piece after its delay until the answer
+    comes; return the answer."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         async with asyncio.timeout(timeout):
             writer.write(data)
             await writer.drain()
-            for delay, piece in trickle:
-                await asyncio.sleep(delay)
-                if writer.is_closing():
-                    break
-                try:
-                    writer.write(piece)
-                    await writer.drain()
-                except ConnectionError:
-                    break
-            return await _read_response(reader)
+            answer = asyncio.ensure_future(_read_response(reader))
+            try:
+                for delay, piece in trickle:
+                    done, _ = await asyncio.wait({answer}, timeout=delay)
+                    if done or writer.is_closing():
+                        break
+                    try:
+                        writer.write(piece)
+                        await writer.drain()
+                    except ConnectionError:
+                        break
+                reply = await answer
+            finally:
+                answer.cancel()
+            try:
+                reply.closed = await asyncio.wait_for(reader.read(1), 2.0) == b""
+            except (TimeoutError, ConnectionError):
+                reply.closed = False
+            return reply
     finally:
         writer.close()
         try:
