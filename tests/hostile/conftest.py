@@ -22,6 +22,7 @@ from tests.hostile.attacks import Client, Secrets, User, auth_command, login, ne
 pytestmark = pytest.mark.e2e
 
 PACKAGED_ROUTES = Path(__file__).resolve().parents[2] / "gateway" / "routes.yaml"
+SLOW_BODY_TIMEOUT = 3
 
 
 def generous_routes(path: Path) -> Path:
@@ -31,6 +32,9 @@ def generous_routes(path: Path) -> Path:
     routes["defaults"]["rate_limit"] = {"requests": 100000, "per": 60, "burst": 10000}
     for route in routes["routes"]:
         route.pop("rate_limit", None)
+        if route["name"] == "orders-place":
+            # A short limit for the whole exchange, so a slow-body attack is cut off quickly.
+            route["timeout"] = SLOW_BODY_TIMEOUT
     path.write_text(yaml.safe_dump(routes))
     return path
 

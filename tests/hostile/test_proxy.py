@@ -327,6 +327,42 @@ async def test_an_oversized_body_is_refused_and_nothing_stored(
     assert gateway.get("/users/me", token=alice.access_token).json()["display_name"] != "x"
 
 
+# -- slow ------------------------------------------------------------------------------------
+
+
+async def test_a_body_that_trickles_in_is_cut_off_with_408(
+    stack: Stack, gateway: Client, alice: User, secrets: Secrets
+) -> None:
+    """Slow POST (slowloris for bodies): one byte a while, never finishing. The gateway
+    answers 408 Request Timeout (the client's fault, not a 5xx from the upstream) within the
+    route's time limit, and nothing is stored."""
+    before = order_count(gateway, alice)
+    reply = await send(
+        stack,
+        f"POST /orders HTTP/1.1\nHost: gateway\nAuthorization: Bearer {alice.access_token}\n"
+        f"Content-Type: application/json\nContent-Length: {len(ORDER)}",
+        ORDER[:1],
+        trickle=[(0.5, ORDER[i : i + 1]) for i in range(1, len(ORDER) - 1)],
+        timeout=30,
+    )
+    problem = assert_raw_refused(reply, (408,))
+    assert "body" in problem["detail"]
+    assert order_count(gateway, alice) == before
+
+
+async def test_headers_then_silence_is_cut_off(stack: Stack, gateway: Client, alice: User) -> None:
+    """Headers announce a body that never comes: 408, nothing stored."""
+    before = order_count(gateway, alice)
+    reply = await send(
+        stack,
+        f"POST /orders HTTP/1.1\nHost: gateway\nAuthorization: Bearer {alice.access_token}\n"
+        f"Content-Type: application/json\nContent-Length: {len(ORDER)}",
+        timeout=30,
+    )
+    assert_raw_refused(reply, (408,))
+    assert order_count(gateway, alice) == before
+
+
 def test_the_gateway_still_answers_after_the_attacks(gateway: Client, alice: User) -> None:
     reply = gateway.get("/users/me", token=alice.access_token)
     assert reply.status == 200
