@@ -89,13 +89,15 @@ def oidc_auth(
 ) -> AuthFactory:
     """start(providers, clock=...) -> a test client of the real auth app."""
 
-    async def start(providers: tuple[OidcProvider, ...], *, clock: Any = utc_now) -> TestClient:
+    async def start(
+        providers: tuple[OidcProvider, ...], *, clock: Any = utc_now, database_url: str = ""
+    ) -> TestClient:
         keys = tmp_path / "keys"
         if not keys.exists():
             shutil.copytree(oidc_key_template, keys)
         settings = AuthSettings(
             server=ServerSettings(service="auth", port=0),
-            database_url=f"sqlite:///{tmp_path / 'auth.db'}",
+            database_url=database_url or f"sqlite:///{tmp_path / 'auth.db'}",
             signing_keys_dir=keys,
             argon2=CHEAP_ARGON2,
             issuer="http://gateway.test",

@@ -165,3 +165,20 @@ async def test_an_address_verified_by_an_untrusted_provider_is_not_linked_to(
     first = await _subject(client, await tokens_with_fake(client, "strict"))
     _as(fake_provider, "g-801", "judy@example.test")
     assert await _subject(client, await tokens_with_fake(client, "fake")) != first
+
+
+async def test_sign_in_link_and_replay_on_sqlite_and_postgresql(
+    oidc_auth, fake_config, fake_provider, clock, users_service, database_url
+) -> None:
+    """The flow, handoff and identity tables behave the same on both databases."""
+    client = await oidc_auth((fake_config(),), clock=clock, database_url=database_url)
+    _as(fake_provider, "g-900", "pg@example.test")
+    first = await _subject(client, await tokens_with_fake(client))
+    assert await _subject(client, await tokens_with_fake(client)) == first
+    result, verifier = await sign_in_with_fake(client)
+    assert (await exchange(client, result["oidc_code"], verifier)).status == 200
+    assert (await exchange(client, result["oidc_code"], verifier)).status == 400
+    bob = await register(client, "bob")
+    conflict, _ = await sign_in_with_fake(client, link_headers=identity_headers(bob))
+    assert conflict == {"oidc_error": "identity_conflict"}
+    assert await account_count(client) == 2
