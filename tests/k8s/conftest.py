@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from k8s_render import K8S, OVERLAYS, render
+from tests.k8s.k8s_render import K8S, OVERLAYS, render
 
 
 @pytest.fixture(scope="session")

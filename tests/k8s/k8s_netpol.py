@@ -8,7 +8,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from k8s_objects import matches
+from tests.k8s.k8s_objects import matches
 
 Obj = dict[str, Any]
 NS_NAME_LABEL = "kubernetes.io/metadata.name"

@@ -14,8 +14,8 @@ import venv
 from pathlib import Path
 
 import pytest
-from k8s_render import COMPONENTS, REPO
-from k8s_objects import by_name, containers
+from tests.k8s.k8s_render import COMPONENTS, REPO
+from tests.k8s.k8s_objects import by_name, containers
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())

@@ -7,9 +7,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from k8s_render import NAMESPACE
-from k8s_netpol import Endpoint, Port, allowed_edges, external, pod
-from k8s_objects import containers, of_kind, pod_labels, workloads
+from tests.k8s.k8s_render import NAMESPACE
+from tests.k8s.k8s_netpol import Endpoint, Port, allowed_edges, external, pod
+from tests.k8s.k8s_objects import containers, of_kind, pod_labels, workloads
 
 APP = "app.kubernetes.io/name"
 # A port nothing declares: no policy may open it (catches rules without a port list).

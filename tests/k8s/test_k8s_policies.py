@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from k8s_render import ADMIN_PORTS, COMPONENTS, NAMESPACE
-from k8s_objects import (
+from tests.k8s.k8s_render import ADMIN_PORTS, COMPONENTS, NAMESPACE
+from tests.k8s.k8s_objects import (
     by_name, containers, env_map, matches, of_kind, pod_labels, pod_spec, secret_volumes, workloads,
 )
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from k8s_render import K8S, REPO
-from k8s_objects import by_name
+from tests.k8s.k8s_render import K8S, REPO
+from tests.k8s.k8s_objects import by_name
 
 # The newest release kubernetes-validate ships schemas for; strict mode rejects unknown fields.
 K8S_VERSION = kubernetes_validate.latest_version()

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 import yaml
-from k8s_render import K8S, NAMESPACE, kubectl_binary
-from k8s_objects import containers, secret_volumes, workloads
+from tests.k8s.k8s_render import K8S, NAMESPACE, kubectl_binary
+from tests.k8s.k8s_objects import containers, secret_volumes, workloads
 
 SCRIPT = K8S / "create-secrets.sh"
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from obs_support import (
+from tests.observability.obs_support import (
     ALERTS,
     COMPONENTS,
     KUBERNETES_CONFIG,

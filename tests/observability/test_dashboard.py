@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from obs_support import (
+from tests.observability.obs_support import (
     GRAFANA_VARIABLES,
     GUIDE,
     dashboard_panels,

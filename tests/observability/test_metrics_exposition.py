@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from obs_support import COMPONENTS, Traffic, http, run
+from tests.observability.obs_support import COMPONENTS, Traffic, http, run
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import Stack

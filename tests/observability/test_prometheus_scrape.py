@@ -8,7 +8,7 @@ import json
 import uuid
 
 import pytest
-from obs_support import (
+from tests.observability.obs_support import (
     COMPONENTS,
     SCRAPE_SERIES,
     PrometheusApi,

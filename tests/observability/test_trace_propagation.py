@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from obs_support import Traffic, http, poll
+from tests.observability.obs_support import Traffic, http, poll
 
 from devstack.stack import Stack
 
