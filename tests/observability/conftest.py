@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from devstack.processes import free_port
+from devstack.stack import PortPlan, Stack, StackConfig
 from tests.observability.obs_support import (
     ALERTS,
     COMPONENTS,
@@ -29,9 +32,6 @@ from tests.observability.obs_support import (
     poll,
     require_binary,
 )
-
-from devstack.processes import free_port
-from devstack.stack import PortPlan, Stack, StackConfig
 
 PASSWORD = "observability horse battery"
 ORDER = {"items": [{"sku": "book-1", "quantity": 2, "unit_price_cents": 1250}]}

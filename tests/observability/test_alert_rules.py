@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import yaml
+
 from tests.observability.obs_support import (
     ALERTS,
     ALERTS_TEST,

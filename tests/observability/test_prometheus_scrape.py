@@ -8,6 +8,8 @@ import json
 import uuid
 
 import pytest
+
+from devstack.stack import Stack
 from tests.observability.obs_support import (
     COMPONENTS,
     SCRAPE_SERIES,
@@ -24,8 +26,6 @@ from tests.observability.obs_support import (
     poll,
     variable_query_metrics,
 )
-
-from devstack.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

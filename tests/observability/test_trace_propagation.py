@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.observability.obs_support import Traffic, http, poll
 
 from devstack.stack import Stack
+from tests.observability.obs_support import Traffic, http, poll
 
 pytestmark = pytest.mark.e2e
 
