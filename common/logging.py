@@ -57,10 +57,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Database drivers log statements with their parameters at DEBUG, and parameters hold
-    # password and token hashes: keep them at INFO whatever the level asked for.
+    # SQLAlchemy logs statements with their parameters at INFO, aiosqlite at DEBUG, and
+    # parameters hold password and token hashes: keep them at WARNING whatever is asked.
     for name in ("aiosqlite", "asyncpg", "sqlalchemy"):
-        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 class JsonAccessLogger(AbstractAccessLogger):

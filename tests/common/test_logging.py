@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
-from common.logging import JsonAccessLogger, JsonFormatter
+from common.logging import JsonAccessLogger, JsonFormatter, configure_logging
 
 
 async def test_log_lines_are_json_with_request_and_trace_ids(aiohttp_server, aiohttp_client) -> None:
@@ -50,3 +50,18 @@ async def test_log_lines_are_json_with_request_and_trace_ids(aiohttp_server, aio
     assert line["route"] == "/hello/{name}" and line["status"] == 200
     assert line["trace_id"] == trace_id and line["path"] == "/hello/x"
     assert "hunter2" not in stream.getvalue() and "token=abc" not in stream.getvalue()
+
+
+def test_database_loggers_never_log_statements() -> None:
+    """At any level, SQL statements and their parameters (hashes) stay out of the logs."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("test", "DEBUG")
+        for name in ("sqlalchemy", "sqlalchemy.engine.Engine", "aiosqlite", "asyncpg"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in ("aiosqlite", "asyncpg", "sqlalchemy"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
