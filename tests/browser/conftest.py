@@ -23,7 +23,7 @@ from devstack.stack import ROOT, PortPlan, Stack, StackConfig
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
 
-    from browser_pages import DemoPage
+    from tests.browser.browser_pages import DemoPage
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -116,7 +116,7 @@ def open_demo(
     fails the test."""
     from playwright.sync_api import expect
 
-    from browser_pages import DemoPage
+    from tests.browser.browser_pages import DemoPage
 
     expect.set_options(timeout=10_000)
     opened: list[tuple[str, DemoPage]] = []
