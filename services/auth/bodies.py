@@ -28,8 +28,10 @@ async def read_body(request: web.Request, document: OpenApiDocument, schema_name
             raise
         try:
             value = json.loads(await request.read())  # aiohttp keeps the body read above
-        except ValueError:
-            raise problem from None  # a JSON syntax error names a position, not content
+        except (ValueError, RecursionError):
+            # A syntax error names a position, not content; nesting too deep for the parser
+            # was already refused in so many words.
+            raise problem from None
         errors = sorted(
             document.validator(schema_name).iter_errors(value), key=lambda e: list(e.absolute_path)
         )
