@@ -81,10 +81,13 @@ ORDER_CASES: dict[str, bytes] = {
     "sku-lone-high-surrogate": _order(_item(sku='"a\\ud800"')),
     "sku-lone-low-surrogate": _order(_item(sku='"\\udfffa"')),
     "sku-reversed-surrogates": _order(_item(sku='"\\udc00\\ud800"')),
+    "sku-rtl-override": _order(_item(sku='"abc\\u202egpj.exe"')),
+    "sku-bidi-isolate": _order(_item(sku='"abc\\u2066x\\u2069"')),
     "sku-line-separator": _order(_item(sku='"a\\u2028b"')),
     "sku-c1-control": _order(_item(sku='"a\\u0085b"')),
     "note-too-long": _order(extra=', "note": ' + json.dumps("n" * 501)),
     "note-nul": _order(extra=', "note": "a\\u0000b"'),
+    "note-rtl-override": _order(extra=', "note": "\\u202eevil"'),
     "note-lone-surrogate": _order(extra=', "note": "\\ud83d"'),
     "note-wrong-type": _order(extra=', "note": 5'),
     "unknown-field-user_id": _order(extra=', "user_id": "00000000-0000-4000-8000-000000000001"'),
@@ -111,6 +114,9 @@ PROFILE_CASES: dict[str, bytes] = {
     "display-name-c1": b'{"display_name": "a\\u009bb"}',
     "display-name-line-separator": b'{"display_name": "a\\u2029b"}',
     "display-name-lone-surrogate": b'{"display_name": "\\ud800"}',
+    "display-name-rtl-override": b'{"display_name": "alice\\u202enimda"}',
+    "display-name-rtl-embedding": b'{"display_name": "\\u202bevil\\u202c"}',
+    "display-name-bidi-isolate": b'{"display_name": "\\u2067admin\\u2069"}',
     "unknown-field-username": b'{"display_name": "x", "username": "admin"}',
     "unknown-field-id": b'{"display_name": "x", "id": "00000000-0000-4000-8000-000000000001"}',
     "unknown-field-created_at": b'{"display_name": "x", "created_at": "2000-01-01T00:00:00Z"}',
@@ -138,6 +144,7 @@ REGISTER_CASES: dict[str, Callable[[str], bytes]] = {
     "password-too-short": lambda u: _register(u, password="short"),
     "password-too-long": lambda u: _register(u, password="p" * 257),
     "password-number": lambda u: _register(u, password=123456789012),
+    "display-name-rtl-override": lambda u: _register(u, display_name="\u202eevil"),
     "display-name-lone-surrogate": lambda u: (
         b'{"username": "' + u.encode() + b'", "password": "a perfectly good password", '
         b'"display_name": "\\udfff"}'
