@@ -136,6 +136,8 @@ def derived_table(data: Mapping[str, Any]) -> str:
         ("gateway throughput ÷ nginx's", _ratio(_rps(data, GATEWAY), _rps(data, NGINX))),
         ("nginx throughput ÷ direct", _ratio(_rps(data, NGINX), _rps(data, DIRECT))),
         ("session proxy CPU µs/req (its process only)", session_cpu),
+        ("session proxy CPU ÷ gateway CPU per request (the noise-robust form of the 1.5× target)",
+         _ratio(session_cpu, on)),
         ("session store memory per logged-in user (Redis, bytes)",
          sessions.get("used_memory_delta_bytes_per_session")),
         ("  (Redis MEMORY USAGE of one session key, bytes)", sessions.get("memory_usage_bytes_per_session")),
