@@ -38,7 +38,7 @@ from services.auth.keys import (
 )
 from services.auth.metrics import AuthMetrics
 from services.auth.oidc import OidcClient
-from services.auth.passwords import Passwords
+from services.auth.passwords import HashingBusyError, Passwords
 from services.auth.provisioning import ProfileProvisioner
 from services.auth.repository import AuthRepository
 from services.auth.routes import setup_routes
@@ -65,7 +65,7 @@ def create_app(
     app = make_base_app(
         "auth",
         registry=registry,
-        middlewares=[database_unavailable_middleware, signing_unavailable_middleware],
+        middlewares=[database_unavailable_middleware, unavailable_middleware],
         expose_metrics=settings.server.admin_port is None,
     )
     app[SETTINGS] = settings
@@ -98,15 +98,24 @@ def create_app(
 
 
 @web.middleware
-async def signing_unavailable_middleware(
+async def unavailable_middleware(
     request: web.Request, handler: web.RequestHandler
 ) -> web.StreamResponse:
+    """What auth cannot do right now (no active signing key, hashing at capacity): 503."""
     try:
         return await handler(request)
     except NoSigningKeyError:
         _LOGGER.error("no signing key is active; run rotate-keys")
         raise Problem(
             503, "tokens cannot be issued right now", kind="signing-unavailable"
+        ) from None
+    except HashingBusyError:
+        _LOGGER.warning("password hashing at capacity; answering 503")
+        raise Problem(
+            503,
+            "too many sign-ins at once; retry shortly",
+            kind="auth-busy",
+            headers={"Retry-After": "1"},
         ) from None
 
 

@@ -23,8 +23,16 @@ from services.auth.settings import Argon2Settings
 T = TypeVar("T")
 
 MAX_HASHING_THREADS = 4
+# Hashes admitted at once, running or queued. A login storm beyond this is answered 503 at
+# once instead of queueing for longer than any client (or the gateway) waits, which would
+# leave auth hashing passwords for callers that have already given up.
+MAX_PENDING_HASHES = 4 * MAX_HASHING_THREADS
 # Never a valid password: a verification against it always fails, at full cost.
 _DUMMY_PASSWORD = "passgate dummy password for unknown users"
+
+
+class HashingBusyError(RuntimeError):
+    """Too many password hashes are already admitted; try again shortly."""
 
 
 class PasswordPolicyError(ValueError):
@@ -64,6 +72,7 @@ class Passwords:
             max_workers=MAX_HASHING_THREADS, thread_name_prefix="argon2"
         )
         self._dummy_hash: str | None = None
+        self._pending = 0
 
     async def start(self) -> None:
         """Make the dummy hash with the current parameters, so unknown users cost the same."""
@@ -73,6 +82,8 @@ class Passwords:
         self._executor.shutdown(wait=True)
 
     async def _run(self, operation: str, function: Callable[[], T]) -> T:
+        if self._pending >= MAX_PENDING_HASHES:
+            raise HashingBusyError(operation)
         loop = asyncio.get_running_loop()
 
         def timed() -> T:
@@ -82,7 +93,11 @@ class Passwords:
             finally:
                 self._duration.labels(operation).observe(time.perf_counter() - start)
 
-        return await loop.run_in_executor(self._executor, timed)
+        self._pending += 1
+        try:
+            return await loop.run_in_executor(self._executor, timed)
+        finally:
+            self._pending -= 1
 
     async def hash(self, password: str) -> str:
         return await self._run("hash", lambda: self._hasher.hash(password))
