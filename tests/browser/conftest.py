@@ -48,7 +48,7 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     try:
         from playwright.sync_api import sync_playwright
@@ -63,7 +63,7 @@ def playwright() -> Iterator[Playwright]:
         manager.stop()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
     try:
@@ -72,7 +72,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def stack(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole system plus the demo on three origins (two allowed by CORS, one not).
     Depends on `browser` so that a missing browser skips before anything starts."""
@@ -100,7 +100,7 @@ def stack(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         stack.stop()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
