@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from common.errors import Problem
 from common.keys import READINESS
+from common.settings import DatabaseSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -122,19 +123,25 @@ async def migrate(engine: AsyncEngine, versions_dir: Path) -> None:
         await connection.run_sync(upgrade)
 
 
+async def migrate_database(database: DatabaseSettings, versions_dir: Path) -> None:
+    """The `migrate` command of a service: bring its database to head, then let go."""
+    engine = create_engine(database.url, pool_size=1)
+    try:
+        await migrate(engine, versions_dir)
+    finally:
+        await engine.dispose()
+
+
 def database_ctx(
-    url: str,
+    database: DatabaseSettings,
     versions_dir: Path,
     store: Callable[[web.Application, AsyncEngine], None],
-    *,
-    migrate_on_start: bool = True,
-    pool_size: int = 5,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context owning the engine: migrate, register readiness, dispose at exit."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        engine = create_engine(url, pool_size=pool_size)
-        if migrate_on_start:
+        engine = create_engine(database.url, pool_size=database.pool_size)
+        if database.migrate_on_start:
             await migrate(engine, versions_dir)
         store(app, engine)
 

@@ -144,3 +144,35 @@ class ServerSettings:
                 else default_admin_port
             ),
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """The one database a service owns."""
+
+    url: str
+    migrate_on_start: bool = True
+    pool_size: int = 5  # PostgreSQL connections per process (as many again on overflow)
+
+    @classmethod
+    def from_env(cls, env: Env, *, default_url: str) -> DatabaseSettings:
+        return cls(
+            url=env_str(env, "PASSGATE_DATABASE_URL", default_url),
+            migrate_on_start=env_bool(env, "PASSGATE_MIGRATE_ON_START", True),
+            pool_size=env_int(env, "PASSGATE_DATABASE_POOL_SIZE", 5, minimum=1, maximum=100),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DatabaseServiceSettings:
+    """A service that serves HTTP and owns one database, and needs nothing else (users, orders)."""
+
+    server: ServerSettings
+    database: DatabaseSettings
+
+    @classmethod
+    def from_env(cls, env: Env, *, service: str, default_port: int) -> DatabaseServiceSettings:
+        return cls(
+            server=ServerSettings.from_env(env, service=service, default_port=default_port),
+            database=DatabaseSettings.from_env(env, default_url=f"sqlite:///.data/{service}.db"),
+        )

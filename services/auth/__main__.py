@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from common.db import create_engine, migrate
+from common.db import create_engine, migrate, migrate_database
 from common.logging import configure_logging
 from common.runner import listeners, run
 from common.settings import SettingsError
@@ -114,13 +114,13 @@ def _rotate_keys(settings: AuthSettings, lead: int | None) -> int:
 
 
 async def _database_command(settings: AuthSettings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url)
+    if args.command == "migrate":
+        await migrate_database(settings.database, MIGRATIONS_DIR)
+        print("migrations applied")
+        return 0
+    engine = create_engine(settings.database.url, pool_size=1)
     try:
-        if args.command == "migrate":
-            await migrate(engine, MIGRATIONS_DIR)
-            print("migrations applied")
-            return 0
-        if settings.migrate_on_start:
+        if settings.database.migrate_on_start:
             await migrate(engine, MIGRATIONS_DIR)
         repository = AuthRepository(engine)
         if args.command == "set-role":

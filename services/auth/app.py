@@ -80,12 +80,7 @@ def create_app(
     app.cleanup_ctx.extend(
         [
             key_ring_ctx,
-            database_ctx(
-                settings.database_url,
-                MIGRATIONS_DIR,
-                store,
-                migrate_on_start=settings.migrate_on_start,
-            ),
+            database_ctx(settings.database, MIGRATIONS_DIR, store),
             passwords_ctx,
             throttle_ctx,
             provisioner_ctx,

@@ -10,6 +10,7 @@ from typing import Any
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
 from common.settings import (
+    DatabaseSettings,
     Env,
     ServerSettings,
     SettingsError,
@@ -24,6 +25,7 @@ from services.auth.oidc_config import OidcSettings
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_PORT = 8081
+DEFAULT_DATABASE_URL = "sqlite:///.data/auth.db"
 # RFC 9068 access tokens are short-lived by design: they stay valid until `exp` because the
 # gateway verifies them without calling auth. The design allows 5 to 15 minutes; values
 # down to 5 seconds are accepted so tests and the browser demo can watch a token expire.
@@ -63,8 +65,7 @@ class Argon2Settings:
 @dataclasses.dataclass(frozen=True, slots=True)
 class AuthSettings:
     server: ServerSettings
-    database_url: str = "sqlite:///.data/auth.db"
-    migrate_on_start: bool = True
+    database: DatabaseSettings = DatabaseSettings(DEFAULT_DATABASE_URL)
     issuer: str = "http://127.0.0.1:8080"
     audience: str = "passgate"
     access_token_ttl: int = 600
@@ -122,8 +123,7 @@ class AuthSettings:
         )
         return cls(
             server=ServerSettings.from_env(env, service="auth", default_port=DEFAULT_PORT),
-            database_url=env_str(env, "PASSGATE_DATABASE_URL", _default(cls, "database_url")),
-            migrate_on_start=env_bool(env, "PASSGATE_MIGRATE_ON_START", True),
+            database=DatabaseSettings.from_env(env, default_url=DEFAULT_DATABASE_URL),
             issuer=env_str(env, "PASSGATE_ISSUER", _default(cls, "issuer")).rstrip("/"),
             audience=env_str(env, "PASSGATE_AUDIENCE", _default(cls, "audience")),
             access_token_ttl=env_int(

@@ -1,47 +1,19 @@
-"""Run the orders service: `python -m services.orders [serve|migrate]`.
-
-The only module that reads the environment (see settings.py for every variable).
-"""
+"""Run the orders service: `python -m services.orders [serve|migrate]`."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
+import sys
 
-from common.db import create_engine, migrate
-from common.logging import configure_logging
-from common.runner import listeners, run
+from common.cli import database_service_main
 from services.orders.app import MIGRATIONS_DIR, create_app
-from services.orders.settings import SERVICE, OrdersSettings
-
-
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrate(engine, MIGRATIONS_DIR)
-    finally:
-        await engine.dispose()
+from services.orders.settings import settings_from_env
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.orders", description=__doc__)
-    parser.add_argument(
-        "command",
-        nargs="?",
-        default="serve",
-        choices=["serve", "migrate"],
-        help="serve HTTP (default) or apply database migrations and exit",
+    database_service_main(
+        argv, settings_from_env=settings_from_env, create_app=create_app, migrations_dir=MIGRATIONS_DIR
     )
-    args = parser.parse_args(argv)
-    settings = OrdersSettings.from_env(os.environ)
-    configure_logging(SERVICE, settings.server.log_level)
-    if args.command == "migrate":
-        asyncio.run(_migrate(settings.database_url))
-        return
-    app = create_app(settings)
-    run(listeners(app, settings.server), settings.server)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

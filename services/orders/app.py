@@ -44,14 +44,6 @@ def create_app(
     def store(app: web.Application, engine: AsyncEngine) -> None:
         app[REPOSITORY] = OrderRepository(engine, clock=clock)
 
-    app.cleanup_ctx.append(
-        database_ctx(
-            settings.database_url,
-            MIGRATIONS_DIR,
-            store,
-            migrate_on_start=settings.migrate_on_start,
-            pool_size=settings.database_pool_size,
-        )
-    )
+    app.cleanup_ctx.append(database_ctx(settings.database, MIGRATIONS_DIR, store))
     setup_routes(app)
     return app

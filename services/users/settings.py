@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-from common.settings import Env, ServerSettings, env_bool, env_int, env_str
+from common.settings import DatabaseServiceSettings, Env
 
 SERVICE = "users"
 DEFAULT_PORT = 8082
-DEFAULT_DATABASE_URL = "sqlite:///.data/users.db"
+
+# The users service needs what every database-owning service needs, and nothing more.
+UsersSettings = DatabaseServiceSettings
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class UsersSettings:
-    server: ServerSettings
-    database_url: str = DEFAULT_DATABASE_URL
-    migrate_on_start: bool = True
-    database_pool_size: int = 5
-
-    @classmethod
-    def from_env(cls, env: Env) -> UsersSettings:
-        return cls(
-            server=ServerSettings.from_env(env, service=SERVICE, default_port=DEFAULT_PORT),
-            database_url=env_str(env, "PASSGATE_DATABASE_URL", DEFAULT_DATABASE_URL),
-            migrate_on_start=env_bool(env, "PASSGATE_MIGRATE_ON_START", True),
-            database_pool_size=env_int(
-                env, "PASSGATE_DATABASE_POOL_SIZE", 5, minimum=1, maximum=100
-            ),
-        )
+def settings_from_env(env: Env) -> UsersSettings:
+    return DatabaseServiceSettings.from_env(env, service=SERVICE, default_port=DEFAULT_PORT)

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from common.settings import ServerSettings
+from common.settings import DatabaseSettings, ServerSettings
 from services.auth.app import create_app
 from services.auth.settings import AuthSettings
 from services.auth.signing_keys import ensure_key_set
@@ -47,7 +47,7 @@ def make_settings(tmp_path: Path, keys_dir: Path) -> Callable[..., AuthSettings]
     def make(**overrides: Any) -> AuthSettings:
         values: dict[str, Any] = {
             "server": ServerSettings(service="auth", port=0),
-            "database_url": f"sqlite:///{tmp_path / 'auth.db'}",
+            "database": DatabaseSettings(f"sqlite:///{tmp_path / 'auth.db'}"),
             "signing_keys_dir": keys_dir,
             "argon2": CHEAP_ARGON2,
             "issuer": "http://gateway.test",
@@ -55,6 +55,8 @@ def make_settings(tmp_path: Path, keys_dir: Path) -> Callable[..., AuthSettings]
             "login_max_failures": 3,
             "login_max_failures_per_address": 50,
         }
+        if "database_url" in overrides:
+            values["database"] = DatabaseSettings(overrides.pop("database_url"))
         values.update(overrides)
         return AuthSettings(**values)
 

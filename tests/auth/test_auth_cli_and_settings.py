@@ -22,7 +22,7 @@ from services.auth.tokens import opaque_hash
 def test_defaults() -> None:
     settings = AuthSettings.from_env({})
     assert settings.server.port == 8081
-    assert settings.database_url == "sqlite:///.data/auth.db"
+    assert settings.database.url == "sqlite:///.data/auth.db" and settings.database.pool_size == 5
     assert settings.issuer == "http://127.0.0.1:8080" and settings.audience == "passgate"
     assert settings.access_token_ttl == 600
     assert settings.signing_keys_dir == Path(".data/keys") and settings.generate_keys is False

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from common.settings import ServerSettings
+from common.settings import DatabaseSettings, ServerSettings
 from common.timestamps import utc_now
 from services.auth.app import create_app
 from services.auth.oidc_config import OidcProvider, OidcSettings
@@ -97,7 +97,7 @@ def oidc_auth(
             shutil.copytree(oidc_key_template, keys)
         settings = AuthSettings(
             server=ServerSettings(service="auth", port=0),
-            database_url=database_url or f"sqlite:///{tmp_path / 'auth.db'}",
+            database=DatabaseSettings(database_url or f"sqlite:///{tmp_path / 'auth.db'}"),
             signing_keys_dir=keys,
             argon2=CHEAP_ARGON2,
             issuer="http://gateway.test",

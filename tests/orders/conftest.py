@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from common.identity import Identity
-from common.settings import ServerSettings
+from common.settings import DatabaseSettings, ServerSettings
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
 
@@ -50,7 +50,7 @@ def headers() -> type[IdentityHeaders]:
 
 def orders_settings(database_url: str, **overrides) -> OrdersSettings:
     server = ServerSettings(service="orders", port=0)
-    return OrdersSettings(server=server, database_url=database_url, **overrides)
+    return OrdersSettings(server=server, database=DatabaseSettings(database_url, **overrides))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from common.identity import Identity
-from common.settings import ServerSettings
+from common.settings import DatabaseSettings, ServerSettings
 from services.users.app import create_app
 from services.users.settings import UsersSettings
 
@@ -41,7 +41,7 @@ def headers() -> type[IdentityHeaders]:
 
 def users_settings(database_url: str, **overrides) -> UsersSettings:
     server = ServerSettings(service="users", port=0)
-    return UsersSettings(server=server, database_url=database_url, **overrides)
+    return UsersSettings(server=server, database=DatabaseSettings(database_url, **overrides))
 
 
 @pytest.fixture
