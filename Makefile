@@ -2,28 +2,31 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+
+# One stamp per set of extras, redone when pyproject.toml changes: `make run` installs
+# only what the system needs, `make test` adds the test tools, `make bench` the profiler.
+$(INSTALLED)-%: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.$(if $(filter-out runtime,$*),[$*])'
+	touch $@
 
 ## run: start the whole system locally on SQLite (Ctrl-C stops it)
-run: $(STAMP)
+run: $(INSTALLED)-runtime
 	$(BIN)/python -m devstack $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(DB),--db $(DB))
 
 ## test: install what the tests need and run them
-test: $(STAMP)
+test: $(INSTALLED)-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## bench: gateway cost and scaling against direct, nginx and session-lookup baselines (a few minutes)
-bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[bench]'
+bench: $(INSTALLED)-bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
