@@ -366,7 +366,7 @@ class Tripwire:
         tripwire = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 tripwire.requests.append(f"{self.command} {self.path}")
                 body = json.dumps({"keys": tripwire.keys}).encode()
                 self.send_response(200)
@@ -375,7 +375,7 @@ class Tripwire:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_POST = do_GET  # noqa: N815
+            do_POST = do_GET
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

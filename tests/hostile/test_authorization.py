@@ -14,7 +14,15 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.hostile.attacks import Client, Secrets, User, assert_no_leak, assert_refused, login, new_user
+from tests.hostile.attacks import (
+    Client,
+    Secrets,
+    User,
+    assert_no_leak,
+    assert_refused,
+    login,
+    new_user,
+)
 
 pytestmark = pytest.mark.e2e
 

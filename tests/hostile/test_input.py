@@ -150,7 +150,7 @@ REGISTER_CASES: dict[str, Callable[[str], bytes]] = {
         b'"display_name": "\\udfff"}'
     ),
     "display-name-nul": lambda u: _register(u, display_name="a\u0000b"),
-    **{f"malformed-{k}": (lambda body: lambda u: body)(v) for k, v in MALFORMED.items()},
+    **{f"malformed-{k}": (lambda u, body=v: body) for k, v in MALFORMED.items()},
 }
 
 
