@@ -53,7 +53,9 @@ from services.auth.tokens import TokenResponse, TokenService, opaque_hash
 _LOGGER = logging.getLogger(__name__)
 
 _USERNAME_CHARS = re.compile(r"[^a-z0-9._-]+")
-_CONTROL = re.compile(r"[\u0000-\u001f\u007f-\u009f\u2028\u2029]")
+# What the users service refuses in a display name: controls, line separators, and the
+# bidirectional overrides and isolates that make text read differently from what it is.
+_CONTROL = re.compile(r"[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 USERNAME_ATTEMPTS = 5
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.settings import SettingsError
+from services.auth.external import display_name
 from services.auth.oidc_config import OidcSettings
 from services.auth.settings import AuthSettings
 from tests.oidc.flow import start as start_flow
@@ -148,3 +149,10 @@ async def test_without_providers_the_endpoints_say_so(oidc_auth) -> None:
     body = {"return_to": "http://app.test/", "binding_challenge": "A" * 43}
     assert (await client.post("/auth/oidc/google/start", json=body)).status == 404
     assert (await client.get("/auth/oidc/google/callback?state=x&code=y")).status == 404
+
+
+def test_display_name_from_a_provider_loses_controls_and_bidi_overrides() -> None:
+    """A provider's `name` claim is cleaned to what the users service accepts, else the username."""
+    assert display_name({"name": "alice\u202enimda\u2066x\u0007"}, "alice") == "alicenimdax"
+    assert display_name({"name": "\u202e \u0000"}, "alice") == "alice"
+    assert display_name({"name": 42}, "alice") == "alice"
