@@ -55,13 +55,15 @@ async def test_log_lines_are_json_with_request_and_trace_ids(aiohttp_server, aio
 def test_database_loggers_never_log_statements() -> None:
     """At any level, SQL statements and their parameters (hashes) stay out of the logs."""
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    names = ("aiosqlite", "asyncpg", "sqlalchemy")
+    saved_handlers, saved_level = root.handlers[:], root.level
+    saved_levels = {name: logging.getLogger(name).level for name in names}
     try:
         configure_logging("test", "DEBUG")
-        for name in ("sqlalchemy", "sqlalchemy.engine.Engine", "aiosqlite", "asyncpg"):
+        for name in (*names, "sqlalchemy.engine.Engine"):
             assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
     finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
-        for name in ("aiosqlite", "asyncpg", "sqlalchemy"):
-            logging.getLogger(name).setLevel(logging.NOTSET)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
