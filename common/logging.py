@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import sys
-from typing import Any
+import threading
+import time
+from typing import Any, TextIO
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -19,16 +20,37 @@ from common.metrics import route_label
 _RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+# One encoder for every line: json.dumps(default=...) would build a new one each call.
+_ENCODER = json.JSONEncoder(default=str)
+# Seconds between writes of pending log lines: the most a line waits before it is written.
+FLUSH_INTERVAL = 0.1
+# A batch this large is written at once rather than waiting for the interval.
+MAX_PENDING_LINES = 512
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
+        # The "YYYY-MM-DDTHH:MM:SS" part of the timestamp, kept for the second it names:
+        # formatting a datetime for every line cost as much as the rest of the line.
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self, created: float) -> str:
+        """ISO 8601 UTC with milliseconds, as datetime.isoformat(timespec="milliseconds")."""
+        second = int(created)
+        micros = round((created - second) * 1e6)  # datetime rounds to microseconds first
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{micros // 1000:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,
@@ -47,12 +69,61 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
+
+
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes pending lines together, in one write(2) per batch.
+
+    A plain StreamHandler flushes after every record: one system call per access line,
+    which cost a busy gateway more than the line's formatting. Here lines wait in memory
+    for at most FLUSH_INTERVAL (a daemon thread writes them), or until MAX_PENDING_LINES
+    are pending; a WARNING or worse is written at once, with everything before it, and
+    logging.shutdown() (at exit) flushes the rest. Each batch holds whole lines only.
+    """
+
+    def __init__(self, stream: TextIO, interval: float = FLUSH_INTERVAL) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._closed = threading.Event()
+        self._interval = interval
+        threading.Thread(target=self._flush_periodically, name="log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Handler.handle() holds the handler's lock around emit(): no other thread appends.
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING or len(self._pending) >= MAX_PENDING_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if not self._pending:
+                return
+            data = "".join(self._pending)
+            self._pending.clear()
+            try:
+                self.stream.write(data)
+                self.stream.flush()
+            except Exception:
+                pass  # like StreamHandler: a closed or broken stdout must not stop the service
+
+    def _flush_periodically(self) -> None:
+        while not self._closed.wait(self._interval):
+            self.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+        super().close()
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log record to stdout as JSON; called once, from a component's __main__."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = BatchingStreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
