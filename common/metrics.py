@@ -63,6 +63,10 @@ class HttpMetrics:
             "Requests being handled now.",
             registry=registry,
         )
+        # Label children by (route, method, status class), bound on first use: labels()
+        # validates and looks up its arguments each call, which cost more than inc/observe.
+        # Bounded like the labels themselves.
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     def middleware(self) -> Middleware:
         @web.middleware
@@ -82,7 +86,13 @@ class HttpMetrics:
             finally:
                 self.in_flight.dec()
                 labels = (route_label(request), method_label(request.method), status_class(status))
-                self.requests.labels(*labels).inc()
-                self.duration.labels(*labels).observe(time.perf_counter() - start)
+                children = self._children.get(labels)
+                if children is None:
+                    children = self._children[labels] = (
+                        self.requests.labels(*labels),
+                        self.duration.labels(*labels),
+                    )
+                children[0].inc()
+                children[1].observe(time.perf_counter() - start)
 
         return metrics_middleware

@@ -29,13 +29,19 @@ class TraceContext:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
 
 
-def continue_trace(header: str | None) -> TraceContext:
-    """Continue the caller's trace when its traceparent is valid, else start a new one."""
-    span_id = secrets.token_hex(8)
+def continue_trace(header: str | None, *, random_hex: str | None = None) -> TraceContext:
+    """Continue the caller's trace when its traceparent is valid, else start a new one.
+
+    `random_hex`, at least 48 random hex digits, saves drawing them here: the span id is
+    its first 16, a new trace id the next 32.
+    """
+    if random_hex is None:
+        random_hex = secrets.token_hex(24)
+    span_id = random_hex[:16]
     match = _TRACEPARENT_RE.match(header.strip()) if header else None
     if match:
         version, trace_id, parent_id, flags = match.groups()
         # Section 3.2.2: version ff is invalid; all-zero ids are invalid.
         if version != "ff" and trace_id != _ZERO_TRACE and parent_id != _ZERO_SPAN:
             return TraceContext(trace_id, span_id, parent_id, flags)
-    return TraceContext(secrets.token_hex(16), span_id, None)
+    return TraceContext(random_hex[16:48], span_id, None)
