@@ -7,8 +7,10 @@ header `alg` in the pinned asymmetric list and equal to the key's; `typ` at+jwt;
 the maximum. PyJWT does the signature, `iss`, `aud` and presence checks; the time checks
 are done here against the injected clock, so tests never sleep.
 
-A verified token is cached by its exact text until it expires (or its key leaves the key
-set), so a repeated token costs a dictionary lookup instead of an RSA verification.
+A verified token is cached until it expires (or its key leaves the key set), so a repeated
+token costs a hash and a dictionary lookup instead of an RSA verification. The cache is
+keyed by the SHA-256 of the token's exact text: 32 bytes instead of the 800-byte token,
+and finding another text with the same key is a second preimage of SHA-256.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import binascii
 import collections
 import dataclasses
+import hashlib
 import re
 from collections.abc import Callable, Iterable
 
@@ -89,7 +92,7 @@ class TokenVerifier:
         self._leeway = leeway
         self._max_lifetime = max_lifetime
         self._cache_size = cache_size
-        self._cache: collections.OrderedDict[str, _Verified] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[bytes, _Verified] = collections.OrderedDict()
         self._clock = clock
         self._metrics = metrics
         self._known_scopes = known_scopes
@@ -98,18 +101,19 @@ class TokenVerifier:
         """The identity the token proves, or raise TokenError / KeysUnavailable."""
         now = self._clock()
         if self._cache_size:
-            entry = self._cache.get(token)
+            key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+            entry = self._cache.get(key)
             if entry is not None:
                 if now < entry.valid_until and self._jwks.usable(entry.kid, now):
                     self._metrics.cache_hit.inc()
                     return entry.identity
-                del self._cache[token]
+                del self._cache[key]
             self._metrics.cache_miss.inc()
         identity, exp, kid = await self._verify_signed(token, now)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 self._cache.popitem(last=False)  # oldest first; tokens are short-lived anyway
-            self._cache[token] = _Verified(identity, exp + self._leeway, kid)
+            self._cache[key] = _Verified(identity, exp + self._leeway, kid)
         return identity
 
     async def _verify_signed(self, token: str, now: float) -> tuple[Identity, float, str]:

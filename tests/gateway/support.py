@@ -251,7 +251,8 @@ async def raw_request(client: Any, request_line_target: str, *, method: str = "G
     reader, writer = await asyncio.open_connection(host, port)
     lines = [f"{method} {request_line_target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    # surrogateescape: a test can send any byte, "\udcff" being the byte 0xff.
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape"))
     data = await reader.read()
     writer.close()
     await writer.wait_closed()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.gateway.support import USER_ID, Stack, mint, received_headers
+from tests.gateway.support import USER_ID, Stack, mint, raw_request, received_headers
 
 
 def _b64(data: bytes) -> str:
@@ -200,3 +200,13 @@ def test_symmetric_algorithms_cannot_be_configured() -> None:
         GatewaySettings.from_env({"PASSGATE_TOKEN_ALGORITHMS": "RS256,HS256"})
     with pytest.raises(SettingsError, match="PASSGATE_TOKEN_LEEWAY"):
         GatewaySettings.from_env({"PASSGATE_TOKEN_LEEWAY": "120"})
+
+
+@pytest.mark.parametrize("raw", ["Bearer \u00ff\u00fe.\u00e9.x", "Bearer ey\udcff.ey.x"])
+async def test_token_with_bytes_outside_ascii_is_401_not_500(make_stack, raw: str) -> None:
+    """Header bytes that are not valid UTF-8 reach the verifier as odd characters: refused."""
+    stack = await make_stack()
+    status, body = await raw_request(
+        stack.client, "/orders", headers={"Authorization": raw}
+    )
+    assert status == 401, body
