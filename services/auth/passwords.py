@@ -27,12 +27,15 @@ MAX_HASHING_THREADS = 4
 # once instead of queueing for longer than any client (or the gateway) waits, which would
 # leave auth hashing passwords for callers that have already given up.
 MAX_PENDING_HASHES = 4 * MAX_HASHING_THREADS
+# A hash that waited this long for a thread is not started: its caller is about to give up
+# (the gateway's route timeout is 10 s), and its work would only delay the ones behind it.
+MAX_QUEUE_SECONDS = 3.0
 # Never a valid password: a verification against it always fails, at full cost.
 _DUMMY_PASSWORD = "passgate dummy password for unknown users"
 
 
 class HashingBusyError(RuntimeError):
-    """Too many password hashes are already admitted; try again shortly."""
+    """Too many password hashes are admitted, or this one waited too long; try again shortly."""
 
 
 class PasswordPolicyError(ValueError):
@@ -60,7 +63,13 @@ class Verification:
 class Passwords:
     """Hash and verify passwords off the loop, timing each operation in a histogram."""
 
-    def __init__(self, settings: Argon2Settings, duration: Histogram) -> None:
+    def __init__(
+        self,
+        settings: Argon2Settings,
+        duration: Histogram,
+        *,
+        max_queue_seconds: float = MAX_QUEUE_SECONDS,
+    ) -> None:
         self._hasher = argon2.PasswordHasher(
             time_cost=settings.time_cost,
             memory_cost=settings.memory_cost,
@@ -73,6 +82,7 @@ class Passwords:
         )
         self._dummy_hash: str | None = None
         self._pending = 0
+        self._max_queue_seconds = max_queue_seconds
 
     async def start(self) -> None:
         """Make the dummy hash with the current parameters, so unknown users cost the same."""
@@ -85,8 +95,11 @@ class Passwords:
         if self._pending >= MAX_PENDING_HASHES:
             raise HashingBusyError(operation)
         loop = asyncio.get_running_loop()
+        queued = time.monotonic()
 
         def timed() -> T:
+            if time.monotonic() - queued > self._max_queue_seconds:
+                raise HashingBusyError(operation)
             start = time.perf_counter()
             try:
                 return function()
