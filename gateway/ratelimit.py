@@ -86,7 +86,9 @@ def policy_header(route: RouteConfig) -> str:
 
 
 class MemoryBuckets:
-    """Buckets in this process, bounded in number (the oldest are forgotten first)."""
+    """Buckets in this process, bounded in number; the least recently used is forgotten
+    first, and being the longest idle it has most likely refilled, so forgetting it
+    loses nothing: a fresh bucket is a full one."""
 
     def __init__(self, clock: Callable[[], float], max_buckets: int = MAX_MEMORY_BUCKETS) -> None:
         self._clock = clock
@@ -100,6 +102,8 @@ class MemoryBuckets:
             if len(self._buckets) >= self._max:
                 self._buckets.popitem(last=False)
             bucket = self._buckets[key] = [float(limit.burst), now]
+        else:
+            self._buckets.move_to_end(key)
         tokens = min(limit.burst, bucket[0] + max(0.0, now - bucket[1]) * limit.rate)
         allowed = tokens >= 1
         if allowed:

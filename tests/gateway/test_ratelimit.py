@@ -58,6 +58,16 @@ def test_memory_buckets_stay_bounded() -> None:
     assert len(buckets._buckets) == 10
 
 
+def test_an_active_caller_keeps_its_bucket_while_new_callers_come() -> None:
+    """The least recently used bucket is forgotten, never the one of a caller still at it."""
+    buckets = MemoryBuckets(lambda: 0.0, max_buckets=10)
+    limit = RateLimit(1, 3600.0, 2)
+    assert buckets.take("busy", limit).allowed and buckets.take("busy", limit).allowed
+    for index in range(100):
+        buckets.take(f"passer-by-{index}", limit)
+        assert not buckets.take("busy", limit).allowed  # still empty: not forgotten, not reset
+
+
 async def test_two_gateways_sharing_redis_enforce_one_limit(
     make_stack, aiohttp_client, tmp_path, jwks_server, clock, redis_url
 ) -> None:
