@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -51,6 +53,7 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _use_wal(parsed.database)
         engine = create_async_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -66,16 +69,34 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     )
 
 
+def _use_wal(path: str) -> None:
+    """Put the file in WAL mode (readers proceed during a write), once, before serving.
+
+    WAL is a property of the file, kept across connections. Switching needs a lock that
+    SQLite does not wait for even with a busy timeout, and replicas starting together
+    contend for it; so this retries, at start, before the engine is used.
+    """
+    deadline = time.monotonic() + 10
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as connection:
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # The sqlite3 module's own transaction handling defers BEGIN to the first write and
     # never wraps DDL; turn it off and let SQLAlchemy's begin event (below) say BEGIN.
     dbapi_connection.isolation_level = None
-    # WAL lets readers proceed during a write; busy_timeout makes writers queue, not fail.
+    # busy_timeout makes writers queue, not fail; the file is in WAL mode (see _use_wal).
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 

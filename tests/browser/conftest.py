@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from devstack.stack import ROOT, PortPlan, Stack, StackConfig
+from tests.stack_settings import CHEAP_ARGON2
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
@@ -83,9 +84,7 @@ def stack(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         env={
             "auth": {
                 "PASSGATE_ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),
-                # A cheap Argon2 cost: these tests are about the browser, not hashing.
-                "PASSGATE_ARGON2_TIME_COST": "1",
-                "PASSGATE_ARGON2_MEMORY_COST": "8192",
+                **CHEAP_ARGON2,
             },
             # Expired means expired: no clock-skew allowance, so the first token's expiry is
             # observable within seconds.

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.stack import PortPlan, Stack, StackConfig
 from services.auth.signing_keys import read_key_set
+from tests.stack_settings import CHEAP_ARGON2, generous_routes
 
 
 @pytest.fixture(scope="package")
@@ -19,16 +20,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig(
         data_dir=data_dir,
         ports=PortPlan.free(frontends=3),
-        # Low Argon2 cost keeps registration quick here; production keeps the library default.
         env={
             "auth": {
-                "PASSGATE_ARGON2_TIME_COST": "1",
-                "PASSGATE_ARGON2_MEMORY_COST": "8192",
+                **CHEAP_ARGON2,
                 # Key rotation is watched within seconds here instead of minutes.
                 "PASSGATE_JWKS_MAX_AGE": "1",
                 "PASSGATE_KEY_RELOAD_INTERVAL": "1",
             },
-            "gateway": {"PASSGATE_JWKS_REFETCH_COOLDOWN": "1"},
+            "gateway": {
+                "PASSGATE_JWKS_REFETCH_COOLDOWN": "1",
+                "PASSGATE_ROUTES_FILE": str(generous_routes(data_dir / "routes.yaml")),
+            },
         },
     )
     stack = Stack(config)

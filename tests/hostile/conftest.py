@@ -12,41 +12,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.stack import PortPlan, Stack, StackConfig
 from services.auth.signing_keys import read_key_set
 from tests.hostile.attacks import Client, Secrets, User, auth_command, login, new_user, register
+from tests.stack_settings import CHEAP_ARGON2, generous_routes
 
 pytestmark = pytest.mark.e2e
 
-PACKAGED_ROUTES = Path(__file__).resolve().parents[2] / "gateway" / "routes.yaml"
 SLOW_BODY_TIMEOUT = 3
 
 
-def generous_routes(path: Path) -> Path:
-    """The packaged routes with rate limits raised: the attacks register and log in many
-    users from one address, which the real limits would (rightly) slow down."""
-    routes = yaml.safe_load(PACKAGED_ROUTES.read_text())
-    routes["defaults"]["rate_limit"] = {"requests": 100000, "per": 60, "burst": 10000}
-    for route in routes["routes"]:
-        route.pop("rate_limit", None)
-        if route["name"] == "orders-place":
-            # A short limit for the whole exchange, so a slow-body attack is cut off quickly.
-            route["timeout"] = SLOW_BODY_TIMEOUT
-    path.write_text(yaml.safe_dump(routes))
-    return path
-
-
 def start_stack(data_dir: Path, *, log_level: str = "DEBUG", extra: dict | None = None) -> Stack:
-    routes = generous_routes(data_dir / "routes.yaml")
+    # A short limit for the whole exchange, so a slow-body attack is cut off quickly.
+    routes = generous_routes(
+        data_dir / "routes.yaml", **{"orders-place": {"timeout": SLOW_BODY_TIMEOUT}}
+    )
     env = {
-        "auth": {
-            # Low Argon2 cost keeps registration quick here; production keeps the default.
-            "PASSGATE_ARGON2_TIME_COST": "1",
-            "PASSGATE_ARGON2_MEMORY_COST": "8192",
-        },
+        "auth": dict(CHEAP_ARGON2),
         "gateway": {"PASSGATE_ROUTES_FILE": str(routes), "PASSGATE_JWKS_REFETCH_COOLDOWN": "1"},
     }
     for component, values in (extra or {}).items():

@@ -32,6 +32,7 @@ from tests.observability.obs_support import (
     poll,
     require_binary,
 )
+from tests.stack_settings import CHEAP_ARGON2
 
 PASSWORD = "observability horse battery"
 ORDER = {"items": [{"sku": "book-1", "quantity": 2, "unit_price_cents": 1250}]}
@@ -123,8 +124,7 @@ def obs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig(
         data_dir=tmp_path_factory.mktemp("observability-stack"),
         ports=PortPlan.free(),
-        # Low Argon2 cost keeps registration quick here; production keeps the library default.
-        env={"auth": {"PASSGATE_ARGON2_PROFILE": "test"}},
+        env={"auth": dict(CHEAP_ARGON2)},
     )
     stack = Stack(config)
     stack.start()

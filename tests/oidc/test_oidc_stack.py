@@ -17,6 +17,7 @@ from devstack.stack import ROOT, PortPlan, Stack, StackConfig
 from tests.oidc.flow import new_binding
 from tests.oidc.interactions import sign_in_at_provider
 from tests.oidc.node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider, unavailable
+from tests.stack_settings import CHEAP_ARGON2
 
 pytestmark = pytest.mark.e2e
 
@@ -48,8 +49,7 @@ def provider_and_stack(
         "auth": {
             "PASSGATE_OIDC_PROVIDERS": str(providers),
             "PASSGATE_OIDC_RETURN_ORIGINS": ",".join(stack.allowed_origins),
-            "PASSGATE_ARGON2_TIME_COST": "1",
-            "PASSGATE_ARGON2_MEMORY_COST": "8192",
+            **CHEAP_ARGON2,
         }
     }
     try:

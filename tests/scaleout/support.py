@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import ROOT, PortPlan, Stack, StackConfig
 from tests.conftest import POSTGRES_URL, require_server
+from tests.stack_settings import CHEAP_ARGON2
 
 GATEWAY_ROUTES = ROOT / "gateway" / "routes.yaml"
 PASSWORD = "correct horse battery staple"
@@ -28,11 +29,7 @@ ORDER_ITEMS = [{"sku": "book-1", "quantity": 2, "unit_price_cents": 1250}]
 # Cheap password hashing and generous rate limits: these tests measure availability, not
 # Argon2's cost or the gateway's throttling (both have their own tests).
 STACK_ENV: dict[str, dict[str, str]] = {
-    "auth": {
-        "PASSGATE_ARGON2_TIME_COST": "1",
-        "PASSGATE_ARGON2_MEMORY_COST": "8192",
-        "PASSGATE_ARGON2_PARALLELISM": "1",
-    },
+    "auth": {**CHEAP_ARGON2, "PASSGATE_ARGON2_PARALLELISM": "1"},
 }
 
 

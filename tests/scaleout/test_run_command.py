@@ -13,7 +13,9 @@ from devstack.stack import ROOT
 
 def test_make_run_passes_replicas_and_db_to_the_stack() -> None:
     result = subprocess.run(
-        ["make", "-n", "run", "REPLICAS=3", "DB=postgres"],
+        # --no-print-directory: under `make test` this is a sub-make, which would otherwise
+        # end its output with a "Leaving directory" line.
+        ["make", "--no-print-directory", "-n", "run", "REPLICAS=3", "DB=postgres"],
         cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
     )
     assert "-m devstack --replicas 3 --db postgres" in result.stdout.splitlines()[-1]
