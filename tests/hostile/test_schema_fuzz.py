@@ -23,7 +23,8 @@ from devstack.stack import Stack
 from gateway.openapi import build_public_document, load_documents, service_documents
 from gateway.routes import load_routes
 from tests.hostile.attacks import Client, Secrets, auth_command, login, register
-from tests.hostile.conftest import PACKAGED_ROUTES, start_stack
+from tests.hostile.conftest import start_stack
+from tests.stack_settings import PACKAGED_ROUTES
 
 pytestmark = pytest.mark.e2e
 
