@@ -50,8 +50,11 @@ def area_of(filename: str) -> str:
     return "other"
 
 
+REPOSITORY = f"{Path(__file__).resolve().parent.parent}/"
+
+
 def short(filename: str) -> str:
-    for marker in ("site-packages/", "/lib/python3", "/work/main/"):
+    for marker in ("site-packages/", "/lib/python3", REPOSITORY):
         if marker in filename:
             tail = filename.split(marker, 1)[1]
             return tail.split("/", 1)[1] if marker == "/lib/python3" and "/" in tail else tail

@@ -89,7 +89,7 @@ def test_wrk_and_pyload_summaries_parse() -> None:
 
 def test_profile_summary_groups_by_area() -> None:
     raw = (
-        "run (/x/asyncio/base_events.py);handle (/work/main/gateway/app.py);"
+        "run (/x/asyncio/base_events.py);handle (/srv/passgate/gateway/app.py);"
         "decode (/venv/site-packages/jwt/api_jwt.py) 3\n"
         "run (/x/asyncio/base_events.py);inc (/venv/site-packages/prometheus_client/metrics.py) 1\n"
     )
