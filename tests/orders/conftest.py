@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from common.identity import Identity
 from common.settings import DatabaseSettings, ServerSettings
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
+from tests.identity_headers import IdentityHeaders
 
-USER_SCOPES = frozenset({"users:read", "users:write", "orders:read", "orders:write"})
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
@@ -28,19 +26,6 @@ class StepClock:
     def __call__(self) -> dt.datetime:
         self.now += self.step
         return self.now
-
-
-class IdentityHeaders:
-    """The identity headers the gateway sets after verifying a token."""
-
-    @staticmethod
-    def user(user_id: str, scopes: frozenset[str] = USER_SCOPES) -> dict[str, str]:
-        identity = Identity(user_id, scopes, client_id="passgate-web", token_id=uuid.uuid4().hex)
-        return identity.to_headers()
-
-    @classmethod
-    def admin(cls, user_id: str) -> dict[str, str]:
-        return cls.user(user_id, USER_SCOPES | {"admin"})
 
 
 @pytest.fixture

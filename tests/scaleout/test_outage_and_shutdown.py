@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from common.identity import Identity
 from devstack.processes import free_port
 from devstack.stack import Stack
+from tests.identity_headers import IdentityHeaders
 from tests.scaleout.support import (
     ORDER_ITEMS,
     assert_problem,
@@ -110,7 +110,6 @@ class Controls:
         await self._loop.run_async(self._proxy.resume())
 
 
-USER_SCOPES = frozenset({"users:read", "users:write", "orders:read", "orders:write"})
 
 
 # -- 6. the database goes away and comes back --------------------------------------------
@@ -124,7 +123,7 @@ async def test_lost_database_is_503_and_unready_then_recovers_without_restart(
     process = stack.process("orders-1")
     pid = process.pid
     account = await new_account(session, gateway)
-    identity = Identity(account.user_id, USER_SCOPES, client_id="passgate-web").to_headers()
+    identity = IdentityHeaders.user(account.user_id)
     async with session.post(f"{gateway}/orders", json={"items": ORDER_ITEMS}, headers=account.headers) as r:
         assert r.status == 201, await r.text()
         before = (await r.json())["id"]
@@ -257,7 +256,7 @@ async def test_sigterm_orders_finishes_in_flight_writes_and_exits_0(
     orders = stack.replica_urls("orders")[0]
     process = stack.process("orders-1")
     account = await new_account(session, stack.gateway_url)
-    identity = Identity(account.user_id, USER_SCOPES, client_id="passgate-web").to_headers()
+    identity = IdentityHeaders.user(account.user_id)
 
     async def in_flight() -> float:
         metrics = await scrape(session, f"{orders}/metrics")
@@ -363,7 +362,7 @@ async def test_sigterm_turns_readiness_false_first_while_still_serving(
         {"PASSGATE_DATABASE_URL": stack.database_url("orders"), "PASSGATE_DRAIN_SECONDS": "60"},
     )
     url = stack.process_url("orders-draining")
-    identity = Identity(str(uuid.uuid4()), USER_SCOPES, client_id="passgate-web").to_headers()
+    identity = IdentityHeaders.user(str(uuid.uuid4()))
     try:
         assert await status_of(session, f"{url}/readyz") == 200
         process.signal(signal.SIGTERM)
