@@ -83,7 +83,7 @@ def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
     from common.identity import Identity
     from gateway.ratelimit import MemoryBuckets
     from gateway.routes import RateLimit
-    from gateway.tokens import _Verified
+    from gateway.tokens import Verified
 
     tracemalloc.start()
     try:
@@ -94,7 +94,7 @@ def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
             claims = jwt.decode(text, options={"verify_signature": False})
             identity = Identity(subject=claims["sub"], scopes=frozenset(claims["scope"].split()),
                                 client_id=claims.get("client_id"), token_id=claims["jti"])
-            cache[hashlib.sha256(text.encode()).digest()] = _Verified(
+            cache[hashlib.sha256(text.encode()).digest()] = Verified.of(
                 identity, float(claims["exp"]) + 30.0, "kid"
             )
         entry = (tracemalloc.get_traced_memory()[0] - base) / len(tokens)

@@ -9,8 +9,8 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from common.context import echo_request_id, request_context_middleware
-from common.errors import error_middleware
+from common.context import echo_request_id
+from common.edge import Screen, edge_middleware
 from common.health import Readiness, healthz, readyz
 from common.keys import HTTP_METRICS, READINESS, REGISTRY, SERVICE_NAME
 from common.metrics import HttpMetrics
@@ -23,26 +23,21 @@ def make_base_app(
     *,
     registry: CollectorRegistry | None = None,
     middlewares: Sequence[Middleware] = (),
+    screen: Screen | None = None,
     expose_metrics: bool = True,
     client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
 ) -> web.Application:
     """An app with request context, metrics, problem+json errors, /healthz, /readyz, /metrics.
 
     Middleware order, outermost first:
-      request context  binds request id and trace before anything can log;
-      metrics          sees the final status of every request, errors included;
-      errors           turns every failure below it into problem+json;
-      `middlewares`    the component's own (auth, CORS, database errors ...).
+      edge             context, metrics, `screen`, problem+json errors (common.edge);
+      `middlewares`    the component's own (database errors ...), inside the edge so that
+                       their failures are rendered and counted too.
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = HttpMetrics(registry)
     app = web.Application(
-        middlewares=[
-            request_context_middleware,
-            metrics.middleware(),
-            error_middleware,
-            *middlewares,
-        ],
+        middlewares=[edge_middleware(metrics, screen), *middlewares],
         client_max_size=client_max_size,
     )
     app[SERVICE_NAME] = service
@@ -63,7 +58,7 @@ def add_metrics_route(app: web.Application, registry: CollectorRegistry) -> None
 
 def make_admin_app(public: web.Application) -> web.Application:
     """The admin listener's app: /healthz, /readyz (the public app's checks) and /metrics."""
-    admin = web.Application(middlewares=[request_context_middleware, error_middleware])
+    admin = web.Application(middlewares=[edge_middleware(None)])
     admin[READINESS] = public[READINESS]
     admin[REGISTRY] = public[REGISTRY]
     admin.router.add_get("/healthz", healthz, name="healthz")

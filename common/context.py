@@ -31,10 +31,7 @@ def choose_request_id(candidate: str | None, fallback: str | None = None) -> str
     return fallback or uuid.uuid4().hex
 
 
-@web.middleware
-async def request_context_middleware(
-    request: web.Request, handler: web.RequestHandler
-) -> web.StreamResponse:
+def bind_request_context(request: web.Request) -> None:
     """Bind the request id and trace before anything else runs or logs."""
     # One draw of random bits for the span id, a new trace id and a new request id: the
     # system calls and objects of three separate draws showed in the gateway's profile.
@@ -46,11 +43,16 @@ async def request_context_middleware(
     request_id_var.set(request_id)
     trace_id_var.set(trace.trace_id)
     user_id_var.set(None)
-    return await handler(request)
 
 
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare hook: every response, streamed ones too, names its request id."""
+    """on_response_prepare hook: the fields every response of every process carries,
+    streamed ones too: its request id, and nothing that names the software or lets a
+    browser second-guess the content type."""
+    headers = response.headers
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
-        response.headers[REQUEST_ID_HEADER] = request_id
+        headers[REQUEST_ID_HEADER] = request_id
+    # aiohttp names itself and its version in Server; that helps only an attacker.
+    headers.popall("Server", None)
+    headers["X-Content-Type-Options"] = "nosniff"

@@ -51,8 +51,8 @@ class Problem(Exception):
             "title": self.title,
             "status": self.status,
         }
-        if self.detail:
-            body["detail"] = self.detail
+        # RFC 9457 makes detail optional; the contract (API.md) puts it on every error.
+        body["detail"] = self.detail or self.title
         body.update(self.extensions)
         body["request_id"] = request_id_var.get()
         body["trace_id"] = trace_id_var.get()
@@ -121,22 +121,31 @@ def too_many_requests(retry_after: float, detail: str = "too many requests, slow
     )
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
-    """Render every failure as problem+json; never let a traceback reach a client."""
-    try:
-        return await handler(request)
-    except Problem as problem:
-        return problem.to_response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects and other non-errors pass through untouched
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in _KEPT_HEADERS}
-        detail = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else None
-        return Problem(exc.status, detail, headers=headers).to_response()
-    except Exception:
-        _LOGGER.exception("unhandled error in %s %s", request.method, request.path)
-        return Problem(500, "an unexpected error occurred").to_response()
+def error_response(request: web.Request, error: Exception) -> web.Response:
+    """Any failure as problem+json; never a traceback. Redirects (HTTPException below 400)
+    are not failures: the caller re-raises those."""
+    if isinstance(error, Problem):
+        return error.to_response()
+    if isinstance(error, web.HTTPException):
+        headers = {k: v for k, v in error.headers.items() if k.lower() in _KEPT_HEADERS}
+        return Problem(error.status, _http_exception_detail(request, error), headers=headers).to_response()
+    _LOGGER.error("unhandled error in %s %s", request.method, request.path, exc_info=error)
+    return Problem(500, "an unexpected error occurred").to_response()
+
+
+def _http_exception_detail(request: web.Request, error: web.HTTPException) -> str:
+    """aiohttp's own text when it says more than the status line, else a sentence for the
+    statuses its router and body reader raise, so every problem has a detail."""
+    if error.text and error.text != f"{error.status}: {error.reason}":
+        return error.text
+    if error.status == 404:
+        return f"no route matches {request.path!r}"
+    if error.status == 405:
+        allowed = error.headers.get("Allow", "")
+        return f"{request.method} is not allowed here; allowed: {allowed}"
+    if error.status == 413:
+        return "the request body is too large"
+    return error.reason
 
 
 # aiohttp's own errors carry these meaningful headers (405 Allow, 413 none, 429 Retry-After).

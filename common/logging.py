@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
 import time
 from typing import Any, TextIO
 
+import orjson  # about a third of json.dumps's cost per access line
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
@@ -20,8 +20,6 @@ from common.metrics import route_label
 _RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
-# One encoder for every line: json.dumps(default=...) would build a new one each call.
-_ENCODER = json.JSONEncoder(default=str)
 # Seconds between writes of pending log lines: the most a line waits before it is written.
 FLUSH_INTERVAL = 0.1
 # A batch this large is written at once rather than waiting for the interval.
@@ -69,7 +67,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)
-        return _ENCODER.encode(entry)
+        return orjson.dumps(entry, default=str).decode()
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -68,31 +65,13 @@ class HttpMetrics:
         # Bounded like the labels themselves.
         self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
-    def middleware(self) -> Middleware:
-        @web.middleware
-        async def metrics_middleware(
-            request: web.Request, handler: web.RequestHandler
-        ) -> web.StreamResponse:
-            start = time.perf_counter()
-            status = 500
-            self.in_flight.inc()
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            finally:
-                self.in_flight.dec()
-                labels = (route_label(request), method_label(request.method), status_class(status))
-                children = self._children.get(labels)
-                if children is None:
-                    children = self._children[labels] = (
-                        self.requests.labels(*labels),
-                        self.duration.labels(*labels),
-                    )
-                children[0].inc()
-                children[1].observe(time.perf_counter() - start)
-
-        return metrics_middleware
+    def observe(self, request: web.Request, status: int, seconds: float) -> None:
+        labels = (route_label(request), method_label(request.method), status_class(status))
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children[labels] = (
+                self.requests.labels(*labels),
+                self.duration.labels(*labels),
+            )
+        children[0].inc()
+        children[1].observe(seconds)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -71,4 +72,18 @@ async def serve(listeners: Sequence[Listener], settings: ServerSettings) -> None
 
 
 def run(listeners: Sequence[Listener], settings: ServerSettings) -> None:
-    asyncio.run(serve(listeners, settings))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(serve(listeners, settings))
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it is installed (it lowered CPU per request in every process
+    measured, see bench/RESULTS.md), else asyncio's own. PASSGATE_EVENT_LOOP=asyncio
+    chooses asyncio's loop anyway."""
+    if os.environ.get("PASSGATE_EVENT_LOOP", "auto") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -11,18 +11,18 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
-from common.context import user_id_var
-from common.errors import insufficient_scope, too_many_requests
-from common.keys import IDENTITY, READINESS, REGISTRY
+from common.keys import READINESS, REGISTRY
 from gateway.cors import CorsPolicy, setup_cors
-from gateway.headers import ForwardedHeaders, request_hygiene_middleware
+from gateway.headers import ForwardedHeaders, screen
 from gateway.jwks import JwksClient
 from gateway.keys import (
     CORS_POLICY,
+    HEALTH_SESSION,
     JWKS,
     METRICS,
     PROXY,
     RATE_LIMITER,
+    ROUTE_HANDLERS,
     ROUTE_TABLE,
     SETTINGS,
     VERIFIER,
@@ -30,11 +30,12 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import PATH as OPENAPI_PATH
 from gateway.openapi import build_public_document, document_bytes, load_documents, service_documents
+from gateway.pipeline import RouteHandler, response_fields_hook
 from gateway.proxy import Proxy, UpstreamPool
-from gateway.ratelimit import RateLimiter, policy_header
-from gateway.routes import RouteConfig, load_routes
+from gateway.ratelimit import RateLimiter
+from gateway.routes import load_routes
 from gateway.settings import GatewaySettings
-from gateway.tokens import TokenVerifier, authenticate
+from gateway.tokens import TokenVerifier
 
 Clock = Callable[[], float]
 
@@ -47,11 +48,7 @@ def create_app(
 ) -> web.Application:
     """The public gateway: every route of the routes file, health, no /metrics.
 
-    Middleware order (outermost first): request context, metrics, problem errors from the
-    base app, then request hygiene, so that identity headers are gone and ambiguous paths
-    refused before any gateway code looks at a request. CORS preflights are answered by
-    aiohttp-cors's OPTIONS routes, which never ask for a token; token checks, scopes and
-    rate limits run inside each proxied route, in that order.
+    The order every request goes through is stated once, in gateway.pipeline.
     """
     table = load_routes(settings.routes_file, settings.upstream_overrides)
     policy = CorsPolicy(
@@ -62,7 +59,7 @@ def create_app(
     app = make_base_app(
         "gateway",
         registry=registry,
-        middlewares=[request_hygiene_middleware],
+        screen=screen,
         expose_metrics=False,  # served on the admin port only (API.md, Operations)
     )
     metrics = GatewayMetrics(app[REGISTRY])
@@ -70,25 +67,34 @@ def create_app(
     app[ROUTE_TABLE] = table
     app[METRICS] = metrics
     app[CORS_POLICY] = policy
-    app[PROXY] = Proxy(forwarded=ForwardedHeaders(settings.trusted_proxies))
-    app.cleanup_ctx.append(_client_ctx(settings, clock))
-    app.cleanup_ctx.append(_rate_limiter_ctx(settings, clock))
-    cors = setup_cors(app, policy, metrics)
+    proxy = Proxy(forwarded=ForwardedHeaders(settings.trusted_proxies))
+    app[PROXY] = proxy
+    cors = setup_cors(app, policy)
+    app.on_response_prepare.append(response_fields_hook(policy, metrics))
     pools = {
         name: UpstreamPool(config, clock=clock, metrics=metrics)
         for name, config in table.upstreams.items()
     }
+    handlers: list[RouteHandler] = []
     resources: dict[str, web.Resource] = {}
     for route in table.routes:
         resource = resources.get(route.router_path)
         if resource is None:
             resource = resources[route.router_path] = app.router.add_resource(route.router_path)
-        handler = _route_handler(app, route, pools[route.upstream])
+        handler = RouteHandler(
+            route, pools[route.upstream], proxy=proxy, forwarded=proxy.forwarded, metrics=metrics,
+            verifier=None, limiter=None,
+        )
+        handlers.append(handler)
         for method in route.methods:
-            cors.add(resource.add_route(method, handler))
+            cors.add(resource.add_route(method, handler.handle))
+    app[ROUTE_HANDLERS] = handlers
+    app.cleanup_ctx.append(_client_ctx(settings, clock))
+    app.cleanup_ctx.append(_rate_limiter_ctx(settings, clock))
     document = build_public_document(table, load_documents(service_documents()))
     app.router.add_get(OPENAPI_PATH, _static_json(document_bytes(document)), name="openapi")
     app.cleanup_ctx.append(_readiness_watch_ctx(list(pools.values())))
+    app.on_cleanup.append(_close_upstreams(list(pools.values())))
     return app
 
 
@@ -107,7 +113,8 @@ def _client_ctx(
     settings: GatewaySettings, clock: Clock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
-        """One client session for upstreams and JWKS; the key set and its refresher."""
+        """One aiohttp client session for JWKS fetches and readiness probes (the proxy path
+        has its own lean client, gateway.upstream); the key set and its refresher."""
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
             # Never keep upstream cookies: one session serves every user.
@@ -145,7 +152,9 @@ def _client_ctx(
             metrics=metrics,
             known_scopes=app[ROUTE_TABLE].issuable_scopes,
         )
-        app[PROXY].session = session
+        app[HEALTH_SESSION] = session
+        for handler in app[ROUTE_HANDLERS]:
+            handler.verifier = app[VERIFIER]
         app[READINESS].add("jwks", jwks.readiness_check)
         try:
             async with jwks.running():
@@ -161,8 +170,7 @@ def _readiness_watch_ctx(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def readiness_watch_ctx(app: web.Application) -> AsyncIterator[None]:
         """Probe every upstream replica's readiness in the background, on the shared session."""
-        session = app[PROXY].session
-        assert session is not None, "the client session starts first"
+        session = app[HEALTH_SESSION]
         tasks = [asyncio.create_task(pool.watch_readiness(session)) for pool in pools]
         try:
             yield
@@ -180,6 +188,8 @@ def _rate_limiter_ctx(
     async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
         limiter = RateLimiter(clock=clock, redis_url=settings.redis_url)
         app[RATE_LIMITER] = limiter
+        for handler in app[ROUTE_HANDLERS]:
+            handler.limiter = limiter
         try:
             yield
         finally:
@@ -188,40 +198,10 @@ def _rate_limiter_ctx(
     return rate_limiter_ctx
 
 
-def _route_handler(
-    app: web.Application, route: RouteConfig, pool: UpstreamPool
-) -> Callable[[web.Request], object]:
-    """The pipeline of one route: authenticate, authorize, rate-limit, forward."""
-    public = route.public
-    policy = policy_header(route) if route.rate_limit is not None else None
-    metrics = app[METRICS]
-    scope_failure = metrics.auth_failure["insufficient_scope"]
-    limited = metrics.rate_limited.labels(route.name)
-    proxy = app[PROXY]
-    forwarded = proxy.forwarded
+def _close_upstreams(pools: list[UpstreamPool]) -> Callable[[web.Application], Awaitable[None]]:
+    async def close_upstreams(app: web.Application) -> None:
+        """Close every kept-alive upstream connection when the gateway stops."""
+        for pool in pools:
+            pool.close()
 
-    async def handle(request: web.Request) -> web.StreamResponse:
-        client, forwarded_headers = forwarded.resolve(request)
-        identity_headers: dict[str, str] = {}
-        caller = f"ip:{client}"
-        if not public:
-            identity = await authenticate(request, app[VERIFIER], metrics)
-            request[IDENTITY] = identity
-            user_id_var.set(identity.subject)
-            if not route.allows(identity.scopes):
-                scope_failure.inc()
-                raise insufficient_scope(route.scope_text())
-            identity_headers = identity.to_headers()
-            caller = f"sub:{identity.subject}"
-        extra = None
-        if policy is not None:
-            decision = await app[RATE_LIMITER].take(route, caller)
-            extra = decision.headers(policy)
-            if not decision.allowed:
-                limited.inc()
-                problem = too_many_requests(decision.retry_after)
-                problem.headers.update(extra)
-                raise problem
-        return await proxy.forward(request, route, pool, identity_headers, forwarded_headers, extra)
-
-    return handle
+    return close_upstreams

@@ -7,9 +7,9 @@ load; `*` together with credentials is refused at load, as is `null`.
 
 aiohttp-cors answers preflights (on each route's OPTIONS, before any token check) and adds
 Access-Control-Allow-Origin to responses of its routes, errors included, since it works
-from on_response_prepare. What it lacks is added by one hook that runs after it:
-`Vary: Origin` on every response, the same allow-origin headers on responses outside its
-routes (404, 405, health), and counting of refused origins.
+from on_response_prepare. What it lacks is added by the gateway's response hook, which
+runs after it (gateway.pipeline): `Vary: Origin` on every response, the same allow-origin
+headers on responses outside its routes (404, 405, health), and counting of refused origins.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from aiohttp import hdrs, web
 from aiohttp_cors.urldispatcher_router_adapter import ResourcesUrlDispatcherRouterAdapter
 
 from common.settings import SettingsError
-from gateway.metrics import GatewayMetrics
 
 # Errors and rate limits are only useful to a browser app if it may read these.
 EXPOSED_HEADERS = (
@@ -167,37 +166,8 @@ class _AllowedOrigins(Mapping[str, aiohttp_cors.ResourceOptions]):
         return len(self._policy.exact)
 
 
-def setup_cors(
-    app: web.Application, policy: CorsPolicy, metrics: GatewayMetrics
-) -> aiohttp_cors.CorsConfig:
-    """Install aiohttp-cors with the policy, then the hook that completes it."""
+def setup_cors(app: web.Application, policy: CorsPolicy) -> aiohttp_cors.CorsConfig:
+    """Install aiohttp-cors with the policy; gateway.pipeline's response hook completes it."""
     adapter = ResourcesUrlDispatcherRouterAdapter(app.router, _AllowedOrigins(policy))
     cors = aiohttp_cors.CorsConfig(app, router_adapter=adapter)
-    rejected_origin = metrics.cors_rejections.labels("origin_not_allowed")
-    rejected_preflight = metrics.cors_rejections.labels("preflight_not_allowed")
-
-    async def complete_cors(request: web.Request, response: web.StreamResponse) -> None:
-        """Runs after aiohttp-cors's own hook (registered after it), on every response."""
-        # Responses differ by Origin, so shared caches must key on it (Fetch, CORS protocol
-        # and HTTP caches); aiohttp-cors never says so.
-        vary = response.headers.get(hdrs.VARY)
-        if vary is None:
-            response.headers[hdrs.VARY] = "Origin"
-        elif "origin" not in vary.lower() and vary.strip() != "*":
-            response.headers[hdrs.VARY] = f"{vary}, Origin"
-        origin = request.headers.get(hdrs.ORIGIN)
-        if origin is None or hdrs.ACCESS_CONTROL_ALLOW_ORIGIN in response.headers:
-            return
-        preflight = (
-            request.method == hdrs.METH_OPTIONS
-            and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
-        )
-        if not policy.allows(origin):
-            rejected_origin.inc()
-        elif preflight:
-            rejected_preflight.inc()  # an allowed origin asked for a method or header we refuse
-        else:
-            policy.add_headers(response, origin)  # 404, 405, health: outside aiohttp-cors routes
-
-    app.on_response_prepare.append(complete_cors)
     return cors

@@ -1,8 +1,8 @@
 """Header and path hygiene: what enters the gateway, what reaches a backend, what goes back.
 
 Inbound, on every request and every path (public, private, preflight, errors, unmatched):
-the reserved identity namespace X-User-* is removed before any gateway code reads the
-request, and a path that could mean something else to a backend is refused.
+a path that could mean something else to a backend is refused, and nothing of the
+reserved identity namespace X-User-* is ever read or passed on.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from common.errors import Problem
-from common.identity import Identity, is_identity_header
-from common.keys import IDENTITY
 
 # RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward, plus the
 # de-facto ones (Keep-Alive, Proxy-Connection) and the Proxy-* auth fields of RFC 9110 11.7.
@@ -36,8 +34,8 @@ HOP_BY_HOP = frozenset(
 #   authorization   backends never see bearer tokens: the gateway verified it and sends the
 #                   identity instead, so a backend log or bug cannot leak a replayable token;
 #   cookie          tokens never travel in cookies, and backends have no use for them;
-#   host            the upstream's own Host is set by the client session;
-#   content-length  re-set below only when the body length is known;
+#   host            the replica's own Host is set by the proxy;
+#   content-length  set by the proxy from the body's framing (with transfer-encoding);
 #   expect          100-continue is answered by the gateway's own server;
 #   forwarding fields and tracing: replaced by the gateway's own values.
 _DROP_REQUEST = HOP_BY_HOP | {
@@ -92,70 +90,66 @@ def is_safe_path(raw_path: str) -> bool:
     return True
 
 
-@web.middleware
-async def request_hygiene_middleware(
-    request: web.Request, handler: web.RequestHandler
-) -> web.StreamResponse:
-    """Drop every X-User-* header, then refuse ambiguous paths; runs for every request.
+def screen(request: web.Request) -> None:
+    """Refuse a path a backend could read differently from the gateway's router.
 
-    aiohttp resolves the route before middlewares run, but routing reads only the method
-    and path, so no gateway code ever sees a client-sent identity header.
+    Client-sent identity headers need no removal here: no gateway code reads them, and
+    `upstream_head_fields` drops the whole namespace, in every spelling, from what a
+    backend receives (the only place request headers are copied).
     """
-    headers = request.headers
-    if any(name.lower().startswith(_IDENTITY_PREFIXES) for name in headers):
-        clean = CIMultiDict((k, v) for k, v in headers.items() if not is_identity_header(k))
-        clone = request.clone(headers=clean)
-        try:
-            return await _guarded(clone, handler)
-        finally:
-            # The access log reads the original request: tell it who the caller was.
-            identity: Identity | None = clone.get(IDENTITY)
-            if identity is not None:
-                request[IDENTITY] = identity
-    return await _guarded(request, handler)
-
-
-async def _guarded(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
     if not is_safe_path(request.rel_url.raw_path):
         raise Problem(
             400,
             "the path holds encoded separators or dot segments, which are not accepted",
             kind="invalid-path",
         )
-    return await handler(request)
 
 
-def upstream_request_headers(
-    request: web.Request, *, forward_basic_auth: bool = False
-) -> CIMultiDict[str]:
-    """The client's headers minus everything a backend must not receive."""
-    incoming = request.headers
-    listed = _connection_tokens(incoming)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
+def upstream_head_fields(
+    headers: CIMultiDictProxy[str], *, forward_basic_auth: bool = False
+) -> str:
+    """The client's header lines a backend may receive, each as "Name: value\r\n".
+
+    aiohttp's parser has already refused CR, LF and NUL in names and values, so the lines
+    are well-formed as they are.
+    """
+    listed = _connection_tokens(headers)
+    lines = []
+    for name, value in headers.items():
         lname = name.lower()
-        if lname in _DROP_REQUEST or lname in listed or is_identity_header(lname):
+        if lname in _DROP_REQUEST or lname in listed or lname.startswith(_IDENTITY_PREFIXES):
             if forward_basic_auth and lname == "authorization" and value[:6].lower() == "basic ":
-                out.add(name, value)  # OAuth client authentication (RFC 6749 2.3.1) only
+                lines.append(f"{name}: {value}\r\n")  # OAuth client authentication (RFC 6749 2.3.1)
             continue
-        out.add(name, value)
-    return out
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines)
 
 
-def response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop and any Access-Control-* field.
+def response_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], int | None]:
+    """The upstream's response headers minus hop-by-hop and any Access-Control-* field,
+    and the body length it announced.
 
     CORS is decided only by the gateway: an upstream's Access-Control-* headers could
     widen it, and aiohttp-cors refuses a response that already carries them.
     """
-    listed = _connection_tokens(upstream)
+    fields = [
+        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape")) for name, value in raw
+    ]
+    listed: set[str] = set()
+    length: int | None = None
+    for name, value in fields:
+        lname = name.lower()
+        if lname == "connection":
+            listed.update(token.strip().lower() for token in value.split(","))
+        elif lname == "content-length" and value.isdigit():
+            length = int(value)  # llhttp has refused any other spelling, and two lengths
     out: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
+    for name, value in fields:
         lname = name.lower()
         if lname in _DROP_RESPONSE or lname in listed or lname.startswith("access-control-"):
             continue
         out.add(name, value)
-    return out
+    return out, length
 
 
 class ForwardedHeaders:
@@ -171,17 +165,15 @@ class ForwardedHeaders:
             return False
         return any(ip in network for network in self._trusted)
 
-    def resolve(self, request: web.Request) -> tuple[str, dict[str, str]]:
-        """The client address (for rate limits) and the X-Forwarded-* headers to send."""
+    def resolve(self, request: web.Request) -> tuple[str, str]:
+        """The client address (for rate limits) and the X-Forwarded-* header lines to send."""
         peer = request.remote or "unknown"
         host = request.headers.get("Host", "")
         proto = request.scheme
         if not self._trusted or not self._is_trusted(peer):
-            return peer, {
-                "X-Forwarded-For": peer,
-                "X-Forwarded-Proto": proto,
-                "X-Forwarded-Host": host,
-            }
+            return peer, (
+                f"X-Forwarded-For: {peer}\r\nX-Forwarded-Proto: {proto}\r\nX-Forwarded-Host: {host}\r\n"
+            )
         chain = [
             hop.strip()
             for value in request.headers.getall("X-Forwarded-For", ())
@@ -193,8 +185,8 @@ class ForwardedHeaders:
         client = next((hop for hop in reversed(chain) if not self._is_trusted(hop)), chain[0])
         forwarded_proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
         forwarded_host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-        return client, {
-            "X-Forwarded-For": ", ".join(chain),
-            "X-Forwarded-Proto": forwarded_proto if forwarded_proto in ("http", "https") else proto,
-            "X-Forwarded-Host": forwarded_host or host,
-        }
+        return client, (
+            f"X-Forwarded-For: {', '.join(chain)}\r\n"
+            f"X-Forwarded-Proto: {forwarded_proto if forwarded_proto in ('http', 'https') else proto}\r\n"
+            f"X-Forwarded-Host: {forwarded_host or host}\r\n"
+        )

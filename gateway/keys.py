@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    import aiohttp
+
+    from gateway.pipeline import RouteHandler
     from gateway.cors import CorsPolicy
     from gateway.jwks import JwksClient
     from gateway.metrics import GatewayMetrics
@@ -24,3 +27,5 @@ VERIFIER = web.AppKey("token_verifier", "TokenVerifier")
 PROXY = web.AppKey("proxy", "Proxy")
 RATE_LIMITER = web.AppKey("rate_limiter", "RateLimiter")
 CORS_POLICY = web.AppKey("cors_policy", "CorsPolicy")
+ROUTE_HANDLERS = web.AppKey("route_handlers", "list[RouteHandler]")
+HEALTH_SESSION = web.AppKey("health_session", "aiohttp.ClientSession")

@@ -26,35 +26,60 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
+from urllib.parse import urlsplit
+
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from common.errors import Problem
-from common.keys import REQUEST_ID, TRACE
-from gateway.headers import ForwardedHeaders, response_headers, upstream_request_headers
+from gateway.headers import ForwardedHeaders, response_headers
 from gateway.metrics import GatewayMetrics
 from gateway.routes import RouteConfig, UpstreamConfig
+from gateway.upstream import Broken, ConnectFailed, Connection, ConnectionPool, Response
 
 _LOGGER = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 BUFFERED_RESPONSE_MAX = 256 * 1024  # smaller bodies are read whole: one write, no chunking
 STREAM_CHUNK = 64 * 1024
-_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-# The replica closed or reset the connection before its answer began.
-_BROKEN_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 class Replica:
-    __slots__ = ("url", "failures", "ejected_until", "ready")
+    __slots__ = ("url", "failures", "ejected_until", "ready", "host_header", "_address", "_connections",
+                 "_connect_timeout")
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, connect_timeout: float = 2.0) -> None:
         self.url = url
         self.failures = 0
         self.ejected_until = 0.0
         self.ready = True  # until a readiness probe says otherwise
+        parts = urlsplit(url)
+        assert parts.hostname is not None, "validated when the routes file loads"
+        tls = parts.scheme == "https"
+        self._address = (parts.hostname, parts.port or (443 if tls else 80), tls)
+        self.host_header = parts.netloc
+        self._connect_timeout = connect_timeout
+        self._connections: ConnectionPool | None = None
+
+    @property
+    def connections(self) -> ConnectionPool:
+        """The keep-alive connections to this replica, made in the running loop on first use."""
+        if self._connections is None:
+            host, port, tls = self._address
+            self._connections = ConnectionPool(
+                host, port, tls=tls, connect_timeout=self._connect_timeout
+            )
+        return self._connections
+
+    def close_idle(self, older_than: float | None = None) -> None:
+        if self._connections is not None:
+            self._connections.close_idle(older_than)
+
+    def close(self) -> None:
+        """Close every connection to this replica: it is gone."""
+        if self._connections is not None:
+            self._connections.close()
 
 
 class UpstreamPool:
@@ -65,7 +90,7 @@ class UpstreamPool:
     ) -> None:
         self.name = config.name
         self.config = config
-        self.replicas = [Replica(url) for url in config.replicas]
+        self.replicas = [Replica(url, connect_timeout=config.connect_timeout) for url in config.replicas]
         self._clock = clock
         self._next = 0
         self._ejections = metrics.upstream_ejections.labels(config.name)
@@ -107,6 +132,8 @@ class UpstreamPool:
         timeout = aiohttp.ClientTimeout(total=min(HEALTH_TIMEOUT_SECONDS, self.config.health_interval))
         while True:
             await asyncio.gather(*(self._probe(session, r, timeout) for r in self.replicas))
+            for replica in self.replicas:
+                replica.close_idle()
             await asyncio.sleep(self.config.health_interval)
 
     async def _probe(
@@ -127,11 +154,16 @@ class UpstreamPool:
         replica.failures += 1
         if replica.failures >= self.config.eject_after:
             replica.ejected_until = self._clock() + self.config.eject_seconds
+            replica.close_idle(0)  # kept-alive connections to a failing replica are suspect too
             self._ejections.inc()
             _LOGGER.warning(
                 "upstream %s replica %s ejected for %ss after %d connect failures",
                 self.name, replica.url, self.config.eject_seconds, replica.failures,
             )
+
+    def close(self) -> None:
+        for replica in self.replicas:
+            replica.close()
 
     def connected(self, replica: Replica) -> None:
         replica.failures = 0
@@ -143,12 +175,16 @@ class UpstreamPool:
         child.observe(seconds)
 
 
+
+
 class BodyTooLarge(Exception):
     pass
 
 
 class _StreamedBody:
     """The client's body, passed on chunk by chunk while its size is counted."""
+
+    __slots__ = ("_request", "_limit", "started", "finished", "too_large")
 
     def __init__(self, request: web.Request, limit: int) -> None:
         self._request = request
@@ -178,54 +214,70 @@ def _too_large(limit: int) -> Problem:
     return Problem(413, f"the request body exceeds {limit} bytes", kind="body-too-large")
 
 
+def _unavailable(pool: UpstreamPool, detail: str, retry_after: int) -> Problem:
+    return Problem(503, detail, kind="upstream-unavailable", headers={"Retry-After": str(retry_after)})
+
+
+def _timed_out(pool: UpstreamPool) -> Problem:
+    return Problem(504, f"upstream {pool.name!r} did not answer in time", kind="upstream-timeout")
+
+
+def _failed(pool: UpstreamPool, detail: str = "failed to answer") -> Problem:
+    return Problem(502, f"upstream {pool.name!r} {detail}", kind="upstream-failed")
+
+
+class Deadline:
+    """The route's timeout for one exchange: aborts the connection in use when it passes."""
+
+    __slots__ = ("_handle", "connection", "expired")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self.connection: Connection | None = None
+        self.expired = False
+        self._handle = loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        if self.connection is not None:
+            self.connection.abort(asyncio.TimeoutError())
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 class Proxy:
     """Sends a routed request to its upstream pool and relays the answer."""
 
     def __init__(self, *, forwarded: ForwardedHeaders) -> None:
         self.forwarded = forwarded
-        self.session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
-
-    def _timeout(self, route: RouteConfig, pool: UpstreamPool) -> aiohttp.ClientTimeout:
-        key = (route.timeout, pool.config.connect_timeout)
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(
-                total=route.timeout, connect=min(route.timeout, pool.config.connect_timeout)
-            )
-            self._timeouts[key] = timeout
-        return timeout
 
     async def forward(
         self,
         request: web.Request,
         route: RouteConfig,
         pool: UpstreamPool,
-        identity_headers: Mapping[str, str],
-        forwarded_headers: Mapping[str, str],
+        head_fields: str,
         extra_response_headers: Mapping[str, str] | None = None,
     ) -> web.StreamResponse:
-        assert self.session is not None, "the client session starts with the app"
+        """Forward `request` with `head_fields` (every header line but Host and the body's
+        framing, each ending in CRLF) and relay the answer, with `extra_response_headers`."""
         replica = pool.pick()
         if replica is None:
-            raise Problem(
-                503,
-                f"no healthy replica of upstream {pool.name!r}; retry shortly",
-                kind="upstream-unavailable",
-                headers={"Retry-After": str(max(1, int(pool.config.eject_seconds)))},
+            raise _unavailable(
+                pool, f"no healthy replica of upstream {pool.name!r}; retry shortly",
+                max(1, int(pool.config.eject_seconds)),
             )
-        headers = upstream_request_headers(request, forward_basic_auth=route.forward_basic_auth)
-        headers.update(identity_headers)
-        headers.update(forwarded_headers)
-        headers["X-Request-Id"] = request[REQUEST_ID]
-        headers["traceparent"] = request[TRACE].traceparent()
+        method = request.method
         body: _StreamedBody | None = None
+        framing = ""
         if request.body_exists:
             length = request.content_length
             if length is not None:
                 if length > route.max_body_bytes:
                     raise _too_large(route.max_body_bytes)
-                headers["Content-Length"] = str(length)
+                framing = f"Content-Length: {length}\r\n"
+            else:
+                framing = "Transfer-Encoding: chunked\r\n"
             body = _StreamedBody(request, route.max_body_bytes)
         # The upstream path is the raw (still encoded) path the router matched, never the
         # absolute-form target's authority: only the chosen replica decides where it goes.
@@ -233,82 +285,101 @@ class Proxy:
         query = request.rel_url.raw_query_string
         if query:
             target = f"{target}?{query}"
-        timeout = self._timeout(route, pool)
+        request_line = f"{method} {target} HTTP/1.1\r\n"
+        tail = f"{head_fields}{framing}\r\n"
+        deadline = Deadline(asyncio.get_running_loop(), route.timeout)
         retried = False
-        while True:
-            started = time.perf_counter()
-            try:
-                upstream = await self.session.request(
-                    request.method,
-                    URL(replica.url + target, encoded=True),
-                    headers=headers,
-                    data=body.chunks() if body is not None else None,
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
-            except _CONNECT_ERRORS:
-                pool.observe("connect_error", time.perf_counter() - started)
-                pool.connect_failed(replica)
-                # Nothing left the gateway, whatever the method.
-                unsent = body is None or not body.started
-                other = pool.pick(exclude=replica) if unsent and not retried else None
-                if other is None:
-                    raise Problem(
-                        503,
-                        f"no replica of upstream {pool.name!r} could be reached; retry shortly",
-                        kind="upstream-unavailable",
-                        headers={"Retry-After": "1"},
-                    ) from None
-            except (BodyTooLarge, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                elapsed = time.perf_counter() - started
-                if body is not None and body.too_large:
-                    raise _too_large(route.max_body_bytes) from None
-                if isinstance(exc, asyncio.TimeoutError):
-                    pool.observe("timeout", elapsed)
-                    if body is not None and body.incomplete:
-                        # The client's body was still arriving: its fault, not the upstream's
-                        # (RFC 9110 section 15.5.9); a slow POST never turns into a 5xx.
-                        raise Problem(
-                            408,
-                            f"the request body did not arrive within {route.timeout:g} s",
-                            kind="request-timeout",
-                        ) from None
-                    raise Problem(
-                        504, f"upstream {pool.name!r} did not answer in time", kind="upstream-timeout"
-                    ) from None
-                pool.observe("broken", elapsed)
-                # Sent, then the connection broke: only a safe request may go again.
-                safe = request.method in SAFE_METHODS and body is None
-                broken = isinstance(exc, _BROKEN_ERRORS)
-                other = pool.pick(exclude=replica) if broken and safe and not retried else None
-                if other is None:
-                    raise Problem(
-                        502, f"upstream {pool.name!r} failed to answer", kind="upstream-failed"
-                    ) from None
-            else:
-                break
-            retried = True
-            pool.retries.inc()
-            replica = other
-        pool.connected(replica)
-        pool.observe(f"{upstream.status // 100}xx", time.perf_counter() - started)
         try:
-            return await self._relay(request, upstream, pool, extra_response_headers)
+            while True:
+                started = time.perf_counter()
+                try:
+                    upstream = await self._exchange(
+                        replica, deadline,
+                        f"{request_line}Host: {replica.host_header}\r\n{tail}".encode(
+                            "utf-8", "surrogateescape"
+                        ),
+                        body, method == "HEAD", chunked=body is not None and request.content_length is None,
+                    )
+                except ConnectFailed:
+                    pool.observe("connect_error", time.perf_counter() - started)
+                    pool.connect_failed(replica)
+                    # Nothing left the gateway, whatever the method.
+                    other = pool.pick(exclude=replica) if not retried and not deadline.expired else None
+                    if other is None:
+                        raise _unavailable(
+                            pool, f"no replica of upstream {pool.name!r} could be reached; retry shortly", 1
+                        ) from None
+                except (BodyTooLarge, Broken, asyncio.TimeoutError, OSError) as exc:
+                    elapsed = time.perf_counter() - started
+                    if body is not None and body.too_large:
+                        raise _too_large(route.max_body_bytes) from None
+                    if deadline.expired or isinstance(exc, asyncio.TimeoutError):
+                        pool.observe("timeout", elapsed)
+                        if body is not None and body.incomplete:
+                            # The client's body was still arriving: its fault, not the
+                            # upstream's (RFC 9110 15.5.9); a slow POST never becomes a 5xx.
+                            raise Problem(
+                                408, f"the request body did not arrive within {route.timeout:g} s",
+                                kind="request-timeout",
+                            ) from None
+                        raise _timed_out(pool) from None
+                    pool.observe("broken", elapsed)
+                    # Sent, then the connection broke: only a safe request may go again.
+                    safe = method in SAFE_METHODS and body is None
+                    unanswered = not (isinstance(exc, Broken) and exc.answered)
+                    other = pool.pick(exclude=replica) if safe and unanswered and not retried else None
+                    if other is None:
+                        raise _failed(pool) from None
+                else:
+                    break
+                retried = True
+                pool.retries.inc()
+                replica = other
+            pool.connected(replica)
+            pool.observe(f"{upstream.status // 100}xx", time.perf_counter() - started)
+            try:
+                return await self._relay(request, upstream, pool, deadline, extra_response_headers)
+            finally:
+                upstream.release()
         finally:
-            upstream.release()
+            deadline.cancel()
+
+    @staticmethod
+    async def _exchange(
+        replica: Replica,
+        deadline: Deadline,
+        head: bytes,
+        body: _StreamedBody | None,
+        head_request: bool,
+        *,
+        chunked: bool,
+    ) -> Response:
+        connection = await replica.connections.acquire()
+        if deadline.expired:
+            connection.finish()
+            raise asyncio.TimeoutError()
+        deadline.connection = connection
+        try:
+            return await connection.exchange(
+                head, body.chunks() if body is not None else None,
+                head_request=head_request, chunked=chunked,
+            )
+        except BaseException:
+            connection.close()
+            raise
 
     async def _relay(
         self,
         request: web.Request,
-        upstream: aiohttp.ClientResponse,
+        upstream: Response,
         pool: UpstreamPool,
+        deadline: Deadline,
         extra: Mapping[str, str] | None,
     ) -> web.StreamResponse:
-        headers = response_headers(upstream.headers)
+        headers, length = response_headers(upstream.headers)
         if extra:
             headers.update(extra)
         status = upstream.status
-        length = upstream.content_length
         if request.method == "HEAD" or status in (204, 304) or status < 200:
             response = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
             if length is not None and request.method == "HEAD":
@@ -318,20 +389,23 @@ class Proxy:
             try:
                 data = await upstream.read()
             except asyncio.TimeoutError:
-                raise Problem(504, f"upstream {pool.name!r} did not answer in time",
-                              kind="upstream-timeout") from None
-            except aiohttp.ClientError:
-                raise Problem(502, f"upstream {pool.name!r} broke off its answer",
-                              kind="upstream-failed") from None
-            return web.Response(status=status, reason=upstream.reason, body=data, headers=headers)
+                raise _timed_out(pool) from None
+            except (Broken, OSError):
+                raise _failed(pool, "broke off its answer") from None
+            if deadline.expired:
+                raise _timed_out(pool)
+            response = web.Response(status=status, reason=upstream.reason, body=data, headers=headers)
+            return response
+        # Streamed: the deadline bounded the wait for the answer; the body may take its time.
+        deadline.cancel()
         response = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
         if length is not None:
             response.content_length = length
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+            async for chunk in upstream.iter_chunks():
                 await response.write(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (Broken, OSError, asyncio.TimeoutError) as exc:
             # Too late for an error status: cut the connection so the client sees a failure.
             _LOGGER.warning("upstream %s broke off a streamed answer: %s", pool.name, type(exc).__name__)
             if request.transport is not None:

@@ -62,10 +62,19 @@ class TokenError(Exception):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Verified:
+class Verified:
+    """A verified token: who it names, and the identity header lines sent upstream for it
+    (made once per token, not once per request)."""
+
     identity: Identity
     valid_until: float  # exp + leeway: the entry dies with the token
     kid: str
+    fields: str
+
+    @classmethod
+    def of(cls, identity: Identity, valid_until: float, kid: str) -> Verified:
+        lines = "".join(f"{name}: {value}\r\n" for name, value in identity.to_headers().items())
+        return cls(identity, valid_until, kid, lines)
 
 
 class TokenVerifier:
@@ -92,12 +101,12 @@ class TokenVerifier:
         self._leeway = leeway
         self._max_lifetime = max_lifetime
         self._cache_size = cache_size
-        self._cache: collections.OrderedDict[bytes, _Verified] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[bytes, Verified] = collections.OrderedDict()
         self._clock = clock
         self._metrics = metrics
         self._known_scopes = known_scopes
 
-    async def verify(self, token: str) -> Identity:
+    async def verify(self, token: str) -> Verified:
         """The identity the token proves, or raise TokenError / KeysUnavailable."""
         now = self._clock()
         if self._cache_size:
@@ -106,15 +115,16 @@ class TokenVerifier:
             if entry is not None:
                 if now < entry.valid_until and self._jwks.usable(entry.kid, now):
                     self._metrics.cache_hit.inc()
-                    return entry.identity
+                    return entry
                 del self._cache[key]
             self._metrics.cache_miss.inc()
         identity, exp, kid = await self._verify_signed(token, now)
+        verified = Verified.of(identity, exp + self._leeway, kid)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 self._cache.popitem(last=False)  # oldest first; tokens are short-lived anyway
-            self._cache[key] = _Verified(identity, exp + self._leeway, kid)
-        return identity
+            self._cache[key] = verified
+        return verified
 
     async def _verify_signed(self, token: str, now: float) -> tuple[Identity, float, str]:
         if len(token) > MAX_TOKEN_LENGTH:
@@ -232,7 +242,7 @@ def bearer_token(request: web.Request) -> str | None:
 
 async def authenticate(
     request: web.Request, verifier: TokenVerifier, metrics: GatewayMetrics
-) -> Identity:
+) -> Verified:
     """The caller's verified identity, or a 401 (RFC 6750 section 3) / 503 problem."""
     try:
         token = bearer_token(request)

@@ -138,7 +138,7 @@ async def test_session_store_answers_like_the_token_verifier(redis_url: str) -> 
     try:
         await client.set(prefix + "sid", json.dumps({"sub": "u1", "scope": "orders:read", "client_id": "c"}), ex=60)
         store = SessionStore(client, prefix)
-        identity = await store.verify("sid")
+        identity = (await store.verify("sid")).identity
         assert (identity.subject, identity.scopes, identity.client_id) == ("u1", frozenset({"orders:read"}), "c")
         with pytest.raises(TokenError):
             await store.verify("unknown")

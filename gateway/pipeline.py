@@ -1,0 +1,141 @@
+"""The gateway's request pipeline: the one place its order is stated.
+
+Every request, in this order:
+
+  1. edge        request id and trace, metrics, errors as problem+json (common.edge);
+  2. hygiene     ambiguous paths refused (gateway.headers.screen, the edge's screen step);
+                 client-sent X-User-* fields are never read, and never passed on;
+  3. route       aiohttp's router: a route of the routes file, a CORS preflight (answered
+                 by aiohttp-cors without a token), health, /openapi.json, or a 404/405;
+  4. CORS        aiohttp-cors adds the allow-origin fields as the answer is prepared;
+                 `response_fields` below completes them (Vary, answers outside its routes);
+  5. token       the bearer token verified once, from the verified-token cache when it can;
+  6. scopes      the route's required scopes, 403 otherwise;
+  7. rate limit  the caller's bucket for the route, 429 otherwise;
+  8. forward     the upstream exchange (gateway.proxy).
+
+Steps 5-8 are plain calls in one handler per route (`RouteHandler`), with everything that
+depends only on the route prepared at start: the metric children, the rate-limit policy
+text, the header rules. Every answer, relayed or the gateway's own, passes
+`response_fields` once as it is prepared.
+"""
+
+from __future__ import annotations
+
+from aiohttp import hdrs, web
+
+from common.context import user_id_var
+from common.errors import insufficient_scope, too_many_requests
+from common.keys import IDENTITY, REQUEST_ID, TRACE
+from gateway.cors import CorsPolicy
+from gateway.headers import ForwardedHeaders, upstream_head_fields
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import Proxy, UpstreamPool
+from gateway.ratelimit import Decision, RateLimiter, policy_header
+from gateway.routes import RouteConfig
+from gateway.tokens import TokenVerifier, authenticate
+
+NO_STORE = "no-store"
+
+
+class RouteHandler:
+    """Steps 5-8 for one route."""
+
+    def __init__(
+        self,
+        route: RouteConfig,
+        pool: UpstreamPool,
+        *,
+        proxy: Proxy,
+        forwarded: ForwardedHeaders,
+        metrics: GatewayMetrics,
+        verifier: TokenVerifier | None,
+        limiter: RateLimiter | None,
+    ) -> None:
+        self.route = route
+        self._pool = pool
+        self._proxy = proxy
+        self._forwarded = forwarded
+        self._metrics = metrics
+        self.verifier = verifier  # both set when the app starts (they need its loop)
+        self.limiter = limiter
+        self._public = route.public
+        self._policy = policy_header(route) if route.rate_limit is not None else None
+        self._scope_failure = metrics.auth_failure["insufficient_scope"]
+        self._limited = metrics.rate_limited.labels(route.name)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        client, forwarded_fields = self._forwarded.resolve(request)
+        if self._public:
+            caller = f"ip:{client}"
+            identity_fields = ""
+        else:
+            assert self.verifier is not None
+            verified = await authenticate(request, self.verifier, self._metrics)
+            identity = verified.identity
+            request[IDENTITY] = identity
+            user_id_var.set(identity.subject)
+            if not self.route.allows(identity.scopes):
+                self._scope_failure.inc()
+                raise insufficient_scope(self.route.scope_text())
+            caller = f"sub:{identity.subject}"
+            identity_fields = verified.fields
+        decision: Decision | None = None
+        if self._policy is not None:
+            assert self.limiter is not None
+            decision = await self.limiter.take(self.route, caller)
+            if not decision.allowed:
+                self._limited.inc()
+                problem = too_many_requests(decision.retry_after)
+                problem.headers.update(decision.headers(self._policy))
+                raise problem
+        fields = (
+            upstream_head_fields(request.headers, forward_basic_auth=self.route.forward_basic_auth)
+            + identity_fields
+            + forwarded_fields
+            + f"X-Request-Id: {request[REQUEST_ID]}\r\ntraceparent: {request[TRACE].traceparent()}\r\n"
+        )
+        extra = decision.headers(self._policy) if decision is not None and self._policy else None
+        return await self._proxy.forward(request, self.route, self._pool, fields, extra)
+
+
+def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: ignore[no-untyped-def]
+    """The on_response_prepare hook of step 4 and of the fields every answer carries.
+
+    It runs after aiohttp-cors's own hook (registered after it), on every response.
+    """
+    rejected_origin = metrics.cors_rejections.labels("origin_not_allowed")
+    rejected_preflight = metrics.cors_rejections.labels("preflight_not_allowed")
+
+    async def response_fields(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        # RFC 9111 3: an answer to a request with credentials is personal; shared caches
+        # must not keep it, whatever the backend said. Others keep the backend's choice.
+        if hdrs.AUTHORIZATION in request.headers or IDENTITY in request:
+            cache_control = headers.get(hdrs.CACHE_CONTROL)
+            if cache_control is None or NO_STORE not in cache_control.lower():
+                headers[hdrs.CACHE_CONTROL] = NO_STORE
+        elif hdrs.CACHE_CONTROL not in headers:
+            headers[hdrs.CACHE_CONTROL] = NO_STORE
+        # Responses differ by Origin, so shared caches must key on it (Fetch, CORS protocol
+        # and HTTP caches); aiohttp-cors never says so.
+        vary = headers.get(hdrs.VARY)
+        if vary is None:
+            headers[hdrs.VARY] = "Origin"
+        elif "origin" not in vary.lower() and vary.strip() != "*":
+            headers[hdrs.VARY] = f"{vary}, Origin"
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is None or hdrs.ACCESS_CONTROL_ALLOW_ORIGIN in headers:
+            return
+        preflight = (
+            request.method == hdrs.METH_OPTIONS
+            and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
+        )
+        if not policy.allows(origin):
+            rejected_origin.inc()
+        elif preflight:
+            rejected_preflight.inc()  # an allowed origin asked for a method or header we refuse
+        else:
+            policy.add_headers(response, origin)  # 404, 405, health: outside aiohttp-cors routes
+
+    return response_fields
