@@ -20,6 +20,7 @@ import binascii
 import collections
 import dataclasses
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterable
 
@@ -133,11 +134,13 @@ class TokenVerifier:
             raise TokenError("malformed", "the token is not a well-formed JWT")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt_errors.InvalidTokenError:
+        except (jwt_errors.InvalidTokenError, RecursionError):
             raise TokenError("malformed", "the token is not a well-formed JWT") from None
         alg = header.get("alg")
         # Pinned algorithms (RFC 8725 section 3.1): 'none' and HS* never get near a key.
-        if alg not in self._algorithms:
+        # Every member is checked for its JSON type before any use: any other shape is a
+        # malformed token, never an error of the gateway's.
+        if not isinstance(alg, str) or alg not in self._algorithms:
             raise TokenError("bad_algorithm", "the token's signing algorithm is not accepted")
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
@@ -170,7 +173,7 @@ class TokenVerifier:
             raise TokenError("bad_audience", "the token is meant for another audience") from None
         except jwt_errors.InvalidAlgorithmError:
             raise TokenError("bad_algorithm", "the token's signing algorithm is not accepted") from None
-        except jwt_errors.InvalidTokenError:
+        except (jwt_errors.InvalidTokenError, RecursionError):
             raise TokenError("malformed", "the token is not a well-formed JWT") from None
         exp = self._check_times(claims, now)
         return self._identity(claims), exp, kid
@@ -178,8 +181,10 @@ class TokenVerifier:
     def _check_times(self, claims: dict[str, object], now: float) -> float:
         exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf")
         for name, value in (("exp", exp), ("iat", iat), ("nbf", nbf)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise TokenError("malformed", f"the token's {name} claim is not a number")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            ):
+                raise TokenError("malformed", f"the token's {name} claim is not a finite number")
         assert isinstance(exp, (int, float)) and isinstance(iat, (int, float))
         leeway = self._leeway
         if now >= exp + leeway:
