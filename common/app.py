@@ -39,6 +39,10 @@ def make_base_app(
     app = web.Application(
         middlewares=[edge_middleware(metrics, screen), *middlewares],
         client_max_size=client_max_size,
+        # aiohttp's server would inflate gzip/deflate request bodies inside its parser, before
+        # any handler, and fail there on a corrupt one. No service accepts request content
+        # codings (the gateway refuses them with 415), so bodies are read as sent.
+        handler_args={"auto_decompress": False},
     )
     app[SERVICE_NAME] = service
     app[REGISTRY] = registry

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from common.errors import Problem
@@ -91,7 +91,8 @@ def is_safe_path(raw_path: str) -> bool:
 
 
 def screen(request: web.Request) -> None:
-    """Refuse a path a backend could read differently from the gateway's router.
+    """Refuse a path a backend could read differently from the gateway's router, and a
+    body no backend can read.
 
     Client-sent identity headers need no removal here: no gateway code reads them, and
     `upstream_head_fields` drops the whole namespace, in every spelling, from what a
@@ -103,6 +104,40 @@ def screen(request: web.Request) -> None:
             "the path holds encoded separators or dot segments, which are not accepted",
             kind="invalid-path",
         )
+    headers = request.headers
+    if hdrs.CONTENT_ENCODING in headers or hdrs.CONTENT_TYPE in headers:
+        _screen_body_headers(headers)
+
+
+# Request content codings (RFC 9110 8.4) no service decodes: a coded body is refused here,
+# so no backend ever reads compressed bytes as JSON. RFC 7694 3: 415 with Accept-Encoding.
+_IDENTITY_ONLY = {"Accept-Encoding": "identity"}
+
+
+def _screen_body_headers(headers: CIMultiDictProxy[str]) -> None:
+    codings = [
+        coding.strip().lower()
+        for value in headers.getall(hdrs.CONTENT_ENCODING, ())
+        for coding in value.split(",")
+        if coding.strip()
+    ]
+    if any(coding != "identity" for coding in codings):
+        raise Problem(
+            415,
+            "request bodies are accepted without content coding only (Content-Encoding: identity)",
+            kind="unsupported-content-encoding",
+            headers=_IDENTITY_ONLY,
+        )
+    content_type = headers.get(hdrs.CONTENT_TYPE)
+    if content_type is not None:
+        for parameter in content_type.split(";")[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+                raise Problem(
+                    415,
+                    "request bodies are UTF-8 (API contract): the only charset accepted is utf-8",
+                    kind="unsupported-charset",
+                )
 
 
 def upstream_head_fields(
