@@ -16,6 +16,10 @@ from common.keys import HTTP_METRICS, READINESS, REGISTRY, SERVICE_NAME
 from common.metrics import HttpMetrics
 
 DEFAULT_CLIENT_MAX_SIZE = 64 * 1024
+# aiohttp's server would inflate gzip/deflate request bodies inside its parser, before any
+# handler, and fail there on a corrupt one. No service accepts request content codings (the
+# gateway refuses them with 415), so bodies are read as sent.
+_HANDLER_ARGS = {"auto_decompress": False}
 
 
 def make_base_app(
@@ -39,10 +43,7 @@ def make_base_app(
     app = web.Application(
         middlewares=[edge_middleware(metrics, screen), *middlewares],
         client_max_size=client_max_size,
-        # aiohttp's server would inflate gzip/deflate request bodies inside its parser, before
-        # any handler, and fail there on a corrupt one. No service accepts request content
-        # codings (the gateway refuses them with 415), so bodies are read as sent.
-        handler_args={"auto_decompress": False},
+        handler_args=_HANDLER_ARGS,
     )
     app[SERVICE_NAME] = service
     app[REGISTRY] = registry
@@ -62,7 +63,8 @@ def add_metrics_route(app: web.Application, registry: CollectorRegistry) -> None
 
 def make_admin_app(public: web.Application) -> web.Application:
     """The admin listener's app: /healthz, /readyz (the public app's checks) and /metrics."""
-    admin = web.Application(middlewares=[edge_middleware(None)])
+    admin = web.Application(middlewares=[edge_middleware(None)], handler_args=_HANDLER_ARGS)
+    admin.on_response_prepare.append(echo_request_id)
     admin[READINESS] = public[READINESS]
     admin[REGISTRY] = public[REGISTRY]
     admin.router.add_get("/healthz", healthz, name="healthz")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Callable, Sequence
 
@@ -47,6 +46,9 @@ async def serve(listeners: Sequence[Listener], settings: ServerSettings) -> None
                 app,
                 access_log_class=JsonAccessLogger,
                 shutdown_timeout=settings.shutdown_timeout,
+                # aiohttp closes a connection that has not sent a whole request head this
+                # long after opening or after its last answer: partial heads do not reset it.
+                keepalive_timeout=settings.request_head_timeout,
             )
             await runner.setup()
             runners.append(runner)
@@ -72,15 +74,14 @@ async def serve(listeners: Sequence[Listener], settings: ServerSettings) -> None
 
 
 def run(listeners: Sequence[Listener], settings: ServerSettings) -> None:
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
         runner.run(serve(listeners, settings))
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def event_loop_factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's loop where it is installed (it lowered CPU per request in every process
-    measured, see bench/RESULTS.md), else asyncio's own. PASSGATE_EVENT_LOOP=asyncio
-    chooses asyncio's loop anyway."""
-    if os.environ.get("PASSGATE_EVENT_LOOP", "auto") == "asyncio":
+    measured, see bench/RESULTS.md), else asyncio's own; "asyncio" chooses asyncio's."""
+    if choice == "asyncio":
         return None
     try:
         import uvloop

@@ -99,6 +99,13 @@ def env_secret(env: Env, name: str, default: str | None = None) -> str:
     return env_str(env, name, default)
 
 
+def _event_loop(env: Env) -> str:
+    value = env_str(env, "PASSGATE_EVENT_LOOP", "auto").lower()
+    if value not in ("auto", "asyncio"):
+        raise SettingsError(f"PASSGATE_EVENT_LOOP must be auto or asyncio, got {value!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServerSettings:
     """What every process needs to serve HTTP: where to listen and how to stop."""
@@ -117,6 +124,12 @@ class ServerSettings:
     # a scraper can be let in without being able to reach the API. None: all on `port`.
     admin_host: str = "127.0.0.1"
     admin_port: int | None = None
+    # Seconds a connection has, from its opening or its previous answer, to send a whole
+    # request head; then it is closed. Bounds slow-header (slowloris) connections and idle
+    # kept-alive ones alike (nginx client_header_timeout, Envoy request_headers_timeout).
+    request_head_timeout: float = 10.0
+    # "auto": uvloop when installed; "asyncio": the standard loop.
+    event_loop: str = "auto"
 
     @classmethod
     def from_env(
@@ -137,6 +150,10 @@ class ServerSettings:
                 env, "PASSGATE_SHUTDOWN_TIMEOUT", 10.0, minimum=0.0, maximum=600.0
             ),
             reuse_port=env_bool(env, "PASSGATE_REUSE_PORT", False),
+            request_head_timeout=env_float(
+                env, "PASSGATE_REQUEST_HEAD_TIMEOUT_SECONDS", 10.0, minimum=0.5, maximum=300.0
+            ),
+            event_loop=_event_loop(env),
             admin_host=env_str(env, "PASSGATE_ADMIN_HOST", host),
             admin_port=(
                 env_int(env, "PASSGATE_ADMIN_PORT", 0, minimum=0, maximum=65535)

@@ -22,6 +22,8 @@ from tests.stack_settings import CHEAP_ARGON2, generous_routes
 pytestmark = pytest.mark.e2e
 
 SLOW_BODY_TIMEOUT = 3
+# Short, so the slow-header test sees connections cut within seconds (the default is 10).
+REQUEST_HEAD_TIMEOUT = 3
 
 
 def start_stack(data_dir: Path, *, log_level: str = "DEBUG", extra: dict | None = None) -> Stack:
@@ -31,7 +33,11 @@ def start_stack(data_dir: Path, *, log_level: str = "DEBUG", extra: dict | None 
     )
     env = {
         "auth": dict(CHEAP_ARGON2),
-        "gateway": {"PASSGATE_ROUTES_FILE": str(routes), "PASSGATE_JWKS_REFETCH_COOLDOWN": "1"},
+        "gateway": {
+            "PASSGATE_ROUTES_FILE": str(routes),
+            "PASSGATE_JWKS_REFETCH_COOLDOWN": "1",
+            "PASSGATE_REQUEST_HEAD_TIMEOUT_SECONDS": str(REQUEST_HEAD_TIMEOUT),
+        },
     }
     for component, values in (extra or {}).items():
         env.setdefault(component, {}).update(values)
