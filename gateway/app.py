@@ -31,7 +31,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.openapi import PATH as OPENAPI_PATH
 from gateway.openapi import build_public_document, document_bytes, load_documents, service_documents
 from gateway.pipeline import RouteHandler, response_fields_hook
-from gateway.proxy import Proxy, UpstreamPool
+from gateway.proxy import Proxy, Resolver, UpstreamPool, resolve_addresses
 from gateway.ratelimit import RateLimiter
 from gateway.routes import load_routes
 from gateway.settings import GatewaySettings
@@ -45,6 +45,7 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     clock: Clock = time.time,
+    resolver: Resolver = resolve_addresses,
 ) -> web.Application:
     """The public gateway: every route of the routes file, health, no /metrics.
 
@@ -72,7 +73,7 @@ def create_app(
     cors = setup_cors(app, policy)
     app.on_response_prepare.append(response_fields_hook(policy, metrics))
     pools = {
-        name: UpstreamPool(config, clock=clock, metrics=metrics)
+        name: UpstreamPool(config, clock=clock, metrics=metrics, resolver=resolver)
         for name, config in table.upstreams.items()
     }
     handlers: list[RouteHandler] = []
@@ -115,18 +116,12 @@ def _client_ctx(
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
         """One aiohttp client session for JWKS fetches and readiness probes (the proxy path
         has its own lean client, gateway.upstream); the key set and its refresher."""
+        # A probe every few seconds per replica needs no kept-alive connection, and none
+        # must outlive a replica that leaves (DNS discovery).
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
-            # Never keep upstream cookies: one session serves every user.
+            connector=aiohttp.TCPConnector(limit=100, force_close=True),
             cookie_jar=aiohttp.DummyCookieJar(),
-            # Bodies pass through as they are; no Accept-Encoding or User-Agent invented.
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding", "User-Agent", "Accept"),
         )
-        # aiohttp resends an idempotent request once when a connection drops after it was
-        # sent. The gateway must never send a request to a backend twice on its own: its
-        # only retry is its own, after a connect failure. No public switch exists for this.
-        session._retry_connection = False
         metrics = app[METRICS]
         jwks = JwksClient(
             settings.jwks_url,
@@ -169,9 +164,13 @@ def _readiness_watch_ctx(
     pools: list[UpstreamPool],
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def readiness_watch_ctx(app: web.Application) -> AsyncIterator[None]:
-        """Probe every upstream replica's readiness in the background, on the shared session."""
+        """Probe every upstream replica's readiness in the background, on the shared session;
+        keep the replica sets of DNS-discovered upstreams current (resolved once first)."""
         session = app[HEALTH_SESSION]
+        discovered = [pool for pool in pools if pool.config.discovery == "dns"]
+        await asyncio.gather(*(pool.resolve() for pool in discovered))
         tasks = [asyncio.create_task(pool.watch_readiness(session)) for pool in pools]
+        tasks += [asyncio.create_task(pool.watch_dns()) for pool in discovered]
         try:
             yield
         finally:

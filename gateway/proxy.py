@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from urllib.parse import urlsplit
 
@@ -46,10 +47,12 @@ HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 class Replica:
+    """One address of an upstream, with its health and its keep-alive connections."""
+
     __slots__ = ("url", "failures", "ejected_until", "ready", "host_header", "_address", "_connections",
                  "_connect_timeout")
 
-    def __init__(self, url: str, *, connect_timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, connect_timeout: float = 2.0, host_header: str | None = None) -> None:
         self.url = url
         self.failures = 0
         self.ejected_until = 0.0
@@ -58,7 +61,8 @@ class Replica:
         assert parts.hostname is not None, "validated when the routes file loads"
         tls = parts.scheme == "https"
         self._address = (parts.hostname, parts.port or (443 if tls else 80), tls)
-        self.host_header = parts.netloc
+        # A discovered replica is an address, but it is asked for the service by name.
+        self.host_header = host_header or parts.netloc
         self._connect_timeout = connect_timeout
         self._connections: ConnectionPool | None = None
 
@@ -81,16 +85,51 @@ class Replica:
         if self._connections is not None:
             self._connections.close()
 
+    def retire(self) -> None:
+        """The replica left the upstream: close its idle connections now, and each busy one
+        as soon as its exchange is over, so a request in flight still gets its answer."""
+        if self._connections is not None:
+            self._connections.retire()
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_addresses(host: str, port: int) -> list[str]:
+    """Every A and AAAA address of `host`, from the event loop's resolver (getaddrinfo in
+    a thread, or uvloop's): what a headless Service's name answers with, one per ready pod."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({info[4][0] for info in infos})
+
 
 class UpstreamPool:
-    """The replicas of one upstream, in rotation unless ejected."""
+    """The replicas of one upstream, in rotation unless ejected.
+
+    With static discovery the replicas are the configured URLs. With DNS discovery (a
+    Kubernetes headless Service, Envoy's STRICT_DNS) each configured URL names a host whose
+    every address is a replica: the names are resolved again every `resolve_interval`
+    seconds and at once after a connect failure. An address that appears is used from the
+    next request; one that goes gets no new requests and its connections are closed once
+    their exchanges end. A failed resolution keeps the replicas last known (a DNS hiccup
+    must not empty the pool); an empty answer is rare (NXDOMAIN fails) and empties it.
+    """
 
     def __init__(
-        self, config: UpstreamConfig, *, clock: Callable[[], float], metrics: GatewayMetrics
+        self,
+        config: UpstreamConfig,
+        *,
+        clock: Callable[[], float],
+        metrics: GatewayMetrics,
+        resolver: Resolver = resolve_addresses,
     ) -> None:
         self.name = config.name
         self.config = config
-        self.replicas = [Replica(url, connect_timeout=config.connect_timeout) for url in config.replicas]
+        self.replicas = (
+            [] if config.discovery == "dns"
+            else [Replica(url, connect_timeout=config.connect_timeout) for url in config.replicas]
+        )
+        self._resolver = resolver
+        self._resolve_now = asyncio.Event()
         self._clock = clock
         self._next = 0
         self._ejections = metrics.upstream_ejections.labels(config.name)
@@ -101,6 +140,53 @@ class UpstreamPool:
             for outcome in ("1xx", "2xx", "3xx", "4xx", "5xx", "connect_error", "broken", "timeout")
         }
         metrics.upstream_healthy.labels(config.name).set_function(self.healthy_count)
+
+    async def resolve(self) -> None:
+        """Resolve every configured name once and make its addresses the replica set."""
+        found: dict[str, str] = {}  # replica URL -> the Host it is asked for
+        for url in self.config.replicas:
+            parts = urlsplit(url)
+            assert parts.hostname is not None
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            try:
+                addresses = await self._resolver(parts.hostname, port)
+            except (OSError, UnicodeError) as exc:
+                _LOGGER.warning("upstream %s: resolving %s failed (%s); keeping %d replicas",
+                                self.name, parts.hostname, type(exc).__name__, len(self.replicas))
+                return
+            for address in addresses:
+                host = f"[{address}]" if ":" in address else address
+                found[f"{parts.scheme}://{host}:{port}"] = parts.netloc
+        self.set_replicas(found)
+
+    def set_replicas(self, urls: dict[str, str]) -> None:
+        """Make `urls` (replica URL -> Host header) the replica set, keeping the state of
+        replicas that stay and retiring the ones that go."""
+        current = {replica.url: replica for replica in self.replicas}
+        if current.keys() == urls.keys():
+            return
+        kept = []
+        for url, host_header in urls.items():
+            replica = current.pop(url, None)
+            if replica is None:
+                replica = Replica(url, connect_timeout=self.config.connect_timeout, host_header=host_header)
+                _LOGGER.info("upstream %s: replica %s added", self.name, url)
+            kept.append(replica)
+        for url, gone in current.items():
+            _LOGGER.info("upstream %s: replica %s removed", self.name, url)
+            gone.retire()
+        self.replicas = kept
+        self._next = self._next % len(kept) if kept else 0
+
+    async def watch_dns(self) -> None:
+        """Resolve every resolve_interval seconds, or at once when a connect failed."""
+        while True:
+            await self.resolve()
+            try:
+                await asyncio.wait_for(self._resolve_now.wait(), self.config.resolve_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._resolve_now.clear()
 
     def healthy_count(self) -> int:
         now = self._clock()
@@ -151,6 +237,7 @@ class UpstreamPool:
             replica.ready = ready
 
     def connect_failed(self, replica: Replica) -> None:
+        self._resolve_now.set()  # the pod may be gone: look again rather than wait
         replica.failures += 1
         if replica.failures >= self.config.eject_after:
             replica.ejected_until = self._clock() + self.config.eject_seconds

@@ -34,7 +34,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 _TOP_KEYS = {"scopes", "defaults", "upstreams", "routes"}
 _DEFAULT_KEYS = {"timeout", "max_body_bytes", "rate_limit"}
-_UPSTREAM_KEYS = {"replicas", "eject_after", "eject_seconds", "connect_timeout", "health_interval"}
+_UPSTREAM_KEYS = {"replicas", "eject_after", "eject_seconds", "connect_timeout", "health_interval",
+                  "discovery", "resolve_interval"}
 _ROUTE_KEYS = {"name", "path", "methods", "upstream", "auth", "scopes"} | _DEFAULT_KEYS | {
     "forward_basic_auth"
 }
@@ -72,6 +73,10 @@ class UpstreamConfig:
     connect_timeout: float = 2.0
     # Seconds between readiness probes (GET /readyz) of each replica.
     health_interval: float = 2.0
+    # static: the replicas are the URLs; dns: every address of each URL's host is a
+    # replica (a headless Service), resolved again every resolve_interval seconds.
+    discovery: str = "static"
+    resolve_interval: float = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -216,6 +221,7 @@ class _Parser:
                 ("eject_seconds", 3600, False),
                 ("connect_timeout", 60, False),
                 ("health_interval", 300, False),
+                ("resolve_interval", 300, False),
             ):
                 if key in spec:
                     number = self._number(
@@ -224,6 +230,11 @@ class _Parser:
                     )
                     if number is not None:
                         config = dataclasses.replace(config, **{key: number})
+            discovery = spec.get("discovery", "static")
+            if discovery not in ("static", "dns"):
+                self.fail(f"{where}.discovery", "must be static or dns")
+            else:
+                config = dataclasses.replace(config, discovery=discovery)
             upstreams[name] = config
         for name in overrides:
             if name not in upstreams:

@@ -373,6 +373,7 @@ class ConnectionPool:
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._members: set[Connection] = set()
+        self._retired = False
 
     @property
     def open_connections(self) -> int:
@@ -417,7 +418,7 @@ class ConnectionPool:
         return connection
 
     def put_back(self, connection: Connection) -> None:
-        if len(self._idle) >= MAX_IDLE:
+        if self._retired or len(self._idle) >= MAX_IDLE:
             connection.close()
             return
         connection.idle_since = time.monotonic()
@@ -445,6 +446,11 @@ class ConnectionPool:
             else:
                 keep.append(connection)
         self._idle[:] = keep
+
+    def retire(self) -> None:
+        """No more exchanges here: idle connections close now, busy ones when done."""
+        self._retired = True
+        self.close_idle(0)
 
     def close(self) -> None:
         """Close every connection, busy ones too: the replica is gone."""
