@@ -11,27 +11,46 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """One of issue 9's targets with what was measured against it."""
+    """One of the issue's targets with what was measured against it. A target with no
+    limit is one the issue asks to be measured and reported only; `stretch` is the issue's
+    further goal beyond the limit."""
 
     name: str
     measured: float | None
-    limit: float
+    limit: float | None
     higher_is_better: bool
     unit: str = ""
     note: str = ""
+    stretch: float | None = None
+
+    def _meets(self, limit: float) -> bool:
+        assert self.measured is not None
+        return self.measured >= limit if self.higher_is_better else self.measured <= limit
 
     @property
     def met(self) -> bool | None:
-        if self.measured is None:
+        if self.measured is None or self.limit is None:
             return None
-        return self.measured >= self.limit if self.higher_is_better else self.measured <= self.limit
+        return self._meets(self.limit)
 
     @property
     def verdict(self) -> str:
-        return {True: "met", False: "NOT met", None: "not measured"}[self.met]
+        if self.measured is None:
+            return "not measured"
+        if self.limit is None:
+            return "reported"
+        if not self.met:
+            return "NOT met"
+        if self.stretch is not None:
+            return "met, stretch met" if self._meets(self.stretch) else "met, stretch not met"
+        return "met"
 
     def target_text(self) -> str:
-        return f"{'≥' if self.higher_is_better else '≤'} {fmt(self.limit)}{self.unit}"
+        if self.limit is None:
+            return "measure and report"
+        sign = "≥" if self.higher_is_better else "≤"
+        text = f"{sign} {fmt(self.limit)}{self.unit}"
+        return text + (f" (stretch {sign} {fmt(self.stretch)}{self.unit})" if self.stretch is not None else "")
 
     def measured_text(self) -> str:
         return "n/a" if self.measured is None else f"{fmt(self.measured)}{self.unit}"
@@ -65,7 +84,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def targets_table(targets: Sequence[Target]) -> str:
     return markdown_table(
-        ["target (issue 9)", "measured", "target", "verdict", "how"],
+        ["target (issue 14)", "measured", "target", "verdict", "how"],
         [(t.name, t.measured_text(), t.target_text(), t.verdict, t.note) for t in targets],
     )
 
