@@ -16,7 +16,8 @@ from bench.report import write_results
 from bench.run import Bench, Options
 from bench.summary import render
 
-SCENARIOS = ("orders", "gateway", "cache-off", "nginx", "floor", "session", "scaling", "storm", "memory", "profile")
+SCENARIOS = ("orders", "backends", "gateway", "event-loop", "cache-off", "tokens", "haproxy", "nginx", "floor",
+             "session", "scaling", "memory", "profile", "storm")
 
 
 def parse_args(argv: list[str] | None) -> Options:

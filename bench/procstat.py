@@ -101,3 +101,24 @@ class SystemCpu:
 def load_average() -> tuple[float, float, float]:
     one, five, fifteen = (PROC / "loadavg").read_text().split()[:3]
     return float(one), float(five), float(fifteen)
+
+
+def maps_name_shared_object(maps: str, fragment: str) -> bool:
+    """True when a /proc/<pid>/maps text maps a file whose path contains `fragment`."""
+    return any(fragment in line.split(maxsplit=5)[-1] for line in maps.splitlines() if "/" in line)
+
+
+def runs_uvloop(pid: int) -> bool:
+    """Whether the process has uvloop's compiled loop mapped: the event loop it really runs
+    on, rather than the one its settings ask for."""
+    return maps_name_shared_object(Path(f"/proc/{pid}/maps").read_text(), "/uvloop/loop.")
+
+
+def command_output(argv: list[str]) -> str:
+    """What a short command prints (a version line), or '' when it cannot run."""
+    import subprocess
+
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""

@@ -1,9 +1,9 @@
-"""The bench run: start the system, measure each scenario of issue 9, report.
+"""The bench run: start the system, measure each scenario of issues 9 and 14, report.
 
 Placement (2 cores): the load generator and this orchestrator run on the load core, the
-processes under test (gateway, backend, nginx, the session proxy) on the other. The
-scaling scenario is the exception, since it is about using both cores: everything runs
-unpinned there, one gateway process and then two.
+processes under test (gateway, backend, nginx, HAProxy, the session proxy) on the other.
+Newer scenarios live in bench.scenarios, one module each; this class starts the system,
+offers them `measure()` and sequences them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,9 @@ import yaml
 from bench import procstat
 from bench.loadgen import LoadGenerator, LoadResult, install_wrk
 from bench.nginx import Nginx, install_nginx, render_config
-from bench.report import Target, fmt, markdown_table, targets_table, write_results
+from bench.scenarios import event_loop, haproxy, run_module, scaling, token_bytes
 from bench.tokens import mint_tokens, write_tokens
+from gateway.routes import load_routes
 from devstack.processes import ManagedProcess, free_port
 from devstack.stack import ROOT, PortPlan, Stack, StackConfig
 
@@ -129,6 +130,17 @@ def bench_routes_file(directory: Path) -> Path:
     return path
 
 
+def login_route_timeout(routes_file: Path, path: str = "/auth/login") -> float:
+    """The timeout of the route that serves POST /auth/login: the first route, in the file's
+    order, that is that path or a `/*` prefix of it (the gateway's first-match rule; no
+    route template with `{...}` covers it)."""
+    for route in load_routes(routes_file).routes:
+        prefix = route.path.endswith("/*") and path.startswith(route.path[:-1])
+        if "POST" in route.methods and (route.path == path or prefix):
+            return route.timeout
+    raise LookupError(f"no route serves POST {path}")
+
+
 class Bench:
     def __init__(self, options: Options) -> None:
         self.o = options
@@ -178,9 +190,11 @@ class Bench:
         headers: Mapping[str, str] | None = None,
         tokens_file: Path | None = None,
         unpinned: bool = False,
-        during: Callable[[], Any] | None = None,
+        window: Callable[[str], Awaitable[None]] | None = None,
     ) -> Measured:
-        """Warm up, then one measured window; CPU deltas of each process group over it."""
+        """Warm up, then one measured window; CPU deltas of each process group over it.
+        `window` is awaited with "start" and "end" right around the measured window (to
+        read counters of the processes under test over exactly that window)."""
         assert self.loadgen is not None
         cores = self.all_cores if unpinned else None
         print(f"- {name}: {url}", flush=True)
@@ -188,12 +202,16 @@ class Bench:
                                       headers=headers, tokens_file=tokens_file, cores=cores)
         if warm.requests == 0 or warm.errors > warm.requests // 2:
             raise RuntimeError(f"{name}: warm-up failed ({warm.requests} requests, {warm.errors} errors)")
+        if window is not None:
+            await window("start")
         cpu0 = {label: procstat.group_cpu_seconds(pids) for label, pids in processes.items()}
         core0 = per_core_busy()
         result = await self.loadgen.run(url, concurrency=self.o.concurrency, duration=self.o.duration,
                                         headers=headers, tokens_file=tokens_file, cores=cores)
         core1 = per_core_busy()
         cpu1 = {label: procstat.group_cpu_seconds(pids) for label, pids in processes.items()}
+        if window is not None:
+            await window("end")
         cpu = {label: cpu1[label] - cpu0[label] for label in processes}
         rss = {}
         for label, pids in processes.items():
@@ -221,13 +239,16 @@ class Bench:
               + (f"; others used {foreign:.0f}% of the SUT core" if foreign is not None else ""), flush=True)
         return measured
 
-    async def scenario(self, name: str, body: Callable[[], Any]) -> None:
+    async def scenario(self, name: str, body: Callable[[], Awaitable[Any]]) -> None:
+        """Run one scenario; figures it returns (not load runs) are kept under its name."""
         if name in self.o.skip:
             self.note(f"scenario {name} skipped (--skip)")
             return
         started = time.monotonic()
         try:
-            await body()
+            figures = await body()
+            if figures is not None:
+                self.extra[name] = figures
         except Exception as error:  # one broken scenario must not lose the others' figures
             self.errors[name] = f"{type(error).__name__}: {error}"
             print(f"! {name} failed: {error}\n{traceback.format_exc()}", flush=True)
@@ -481,27 +502,6 @@ class Bench:
                 await client.delete(*keys[start : start + 10000])
             await client.aclose()
 
-    async def scaling(self) -> None:
-        assert self.stack is not None
-        port = free_port()
-        env = self.bare_gateway_env(PASSGATE_REUSE_PORT="true", PASSGATE_PORT=str(port))
-        backend = self.bare_pid
-        procstat.pin(backend, self.all_cores)
-        try:
-            one = self.spawn_gateway("gateway-rp-1", env | {"PASSGATE_ADMIN_PORT": str(free_port())}, self.all_cores)
-            url = f"http://127.0.0.1:{port}/orders"
-            await self.measure("1 gateway process (unpinned)", url, unpinned=True,
-                               processes={"gateway": [one], "backend": [backend]}, headers=self.bearer(self.token))
-            two = self.spawn_gateway("gateway-rp-2", env | {"PASSGATE_ADMIN_PORT": str(free_port())}, self.all_cores)
-            await self.measure("2 gateway processes, SO_REUSEPORT (unpinned)", url, unpinned=True,
-                               processes={"gateway": [one, two], "backend": [backend]},
-                               headers=self.bearer(self.token))
-        finally:
-            for name in ("gateway-rp-2", "gateway-rp-1"):
-                with contextlib.suppress(KeyError):
-                    self.stop_process(name)
-            procstat.pin(backend, self.sut_cores)
-
     async def login_storm(self) -> None:
         assert self.stack is not None and self.session is not None
         users = [f"storm-{uuid.uuid4().hex[:10]}" for _ in range(self.o.storm_logins)]
@@ -512,6 +512,8 @@ class Bench:
         groups = {"gateway": [self.pid("gateway-bare")], "backend": [self.bare_pid],
                   "auth": [self.pid("auth-1")]}
         storms: dict[str, Any] = {}
+        # The gateway answers 504 at the login route's timeout: no login may take longer.
+        timeout = login_route_timeout(PACKAGED_ROUTES)
         await self.measure("GETs, no login storm", url, processes=groups, headers=self.bearer(self.token))
         # The first variant is the one judged: Argon2 then takes CPU from the gateway itself,
         # the worst case for the GETs. In the second, auth shares the load generator's core,
@@ -550,6 +552,8 @@ class Bench:
                 await asyncio.gather(*tasks, return_exceptions=True)
             latencies = sorted(stats["latencies"])
             storms[label] = {
+                "route_timeout_s": timeout,
+                "logins_after_route_timeout": sum(1 for t in latencies if t > timeout),
                 "logins_ok": stats["ok"],
                 "logins_failed": stats["failed"],
                 "login_p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else None,
@@ -692,12 +696,17 @@ class Bench:
                 self.start_bare_backend()
                 self.spawn_gateway("gateway-bare", self.bare_gateway_env())
                 await self.scenario("orders", self.orders_backend)
+                await self.scenario("backends", lambda: run_module("backends", self))
                 await self.scenario("gateway", self.bare_backend)
+                # Right after the gateway's run: the two event loops in near conditions.
+                await self.scenario("event-loop", lambda: event_loop.run(self))
                 await self.scenario("cache-off", self.token_cache_off)
+                await self.scenario("tokens", lambda: token_bytes.run(self))
+                await self.scenario("haproxy", lambda: haproxy.run(self))
                 await self.scenario("nginx", self.nginx)
                 await self.scenario("floor", self.floor_proxy)
                 await self.scenario("session", self.session_lookup)
-                await self.scenario("scaling", self.scaling)
+                await self.scenario("scaling", lambda: scaling.run(self))
                 await self.scenario("memory", self.memory)
                 await self.scenario("profile", self.profile)
                 # Last: auth may go on hashing abandoned logins for a while afterwards.

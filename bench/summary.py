@@ -1,11 +1,14 @@
-"""Turn the raw figures of a run (the JSON document) into issue 9's targets and markdown."""
+"""Turn the raw figures of a run (the JSON document) into issue 14's targets and markdown."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from bench import capacity
 from bench.report import Target, fmt, markdown_table, targets_table
+from bench.scenarios.event_loop import ASYNCIO_RUN, DEFAULT_AGAIN_RUN
+from bench.scenarios.scaling import ONE, TWO
 
 # Run names (bench.run): the orders backend pair, then everything on the bare backend.
 DIRECT_ORDERS = "direct to orders"
@@ -17,8 +20,7 @@ NGINX = "nginx → bare"
 SESSION = "session lookup (Redis) → bare"
 FLOOR = "bare aiohttp proxy → bare"
 BACKENDS = ("orders", "backend")
-ONE = "1 gateway process (unpinned)"
-TWO = "2 gateway processes, SO_REUSEPORT (unpinned)"
+HAPROXY = "haproxy (jwt_verify RS256) → bare"
 NO_STORM = "GETs, no login storm"
 STORM_PREFIX = "GETs during a"
 
@@ -59,38 +61,68 @@ def memory_figures(data: Mapping[str, Any]) -> dict[str, float] | None:
     return {"growth_mb": growth, "bound_mb": memory.get("bound_mb", 0.0)}
 
 
+def storm_logins(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The judged storm variant (the first: auth on the gateway's core, the worst case)."""
+    storms = data.get("extra", {}).get("login_storm") or {}
+    return next(iter(storms.values()), None)
+
+
+def scaling_factor(data: Mapping[str, Any]) -> float | None:
+    """The larger of the two processes' CPU per request ÷ one process's."""
+    each = data.get("extra", {}).get("scaling", {}).get("each_of_two_over_one")
+    return max(each.values()) if each else None
+
+
 def targets(data: Mapping[str, Any]) -> list[Target]:
+    """Every target of issue 14, in its order, with this run's figure."""
     storms = storm_runs(data)
     storm = storms[0] if storms else None
     memory = memory_figures(data)
-    found = [
-        Target("through-gateway throughput ÷ direct, orders backend (token cache on)",
-               _ratio(_rps(data, GATEWAY_ORDERS), _rps(data, DIRECT_ORDERS)), 0.5, True, "×",
-               "GET /orders through the gateway ÷ straight to the orders service (SQLite)"),
-        Target("through-gateway throughput ÷ direct, bare backend (token cache on)",
-               _ratio(_rps(data, GATEWAY), _rps(data, DIRECT)), 0.5, True, "×",
-               "same request, a bare aiohttp backend returning the same body: the gateway is the bottleneck"),
-        Target("gateway CPU per authenticated proxied request (bare backend, gateway saturated)",
-               _cpu(data, GATEWAY, "gateway"), 150, False, " µs",
-               "gateway process utime+stime ÷ requests, all middlewares and its access log"),
-        Target("gateway CPU per authenticated proxied request (orders backend)",
-               _cpu(data, GATEWAY_ORDERS, "gateway"), 150, False, " µs",
-               "same, at the lower rate the orders backend allows"),
-        Target("throughput ÷ session-lookup baseline",
-               _ratio(_rps(data, GATEWAY), _rps(data, SESSION)), 1.5, True, "×",
-               "same proxy path, Redis GET per request instead of a JWT"),
-        Target("gateway RSS growth after all distinct tokens, within the bound",
-               memory["growth_mb"] if memory else None,
-               memory["bound_mb"] if memory else 0.0, False, " MB",
-               "bound: token cache + rate-limit buckets at their caps (see Memory)"),
+    logins = storm_logins(data)
+    gateway = _cpu(data, GATEWAY, "gateway")
+    postgres = data.get("extra", {}).get("backends", {}) or {}
+    bucket = data.get("extra", {}).get("memory", {}).get("bucket_bytes")
+    return [
+        Target("gateway CPU per authenticated proxied request ÷ bare aiohttp proxy's",
+               _ratio(gateway, _cpu(data, FLOOR, "aiohttp proxy")), 0.6, False, "×",
+               "bare backend behind both, gateway saturated", stretch=0.45),
+        Target("gateway CPU per request ÷ HAProxy's (jwt_verify RS256 on every request)",
+               _ratio(gateway, _cpu(data, HAPROXY, "haproxy")), 1.5, False, "×",
+               "same backend; HAProxy checked once: valid token 200, tampered 401", stretch=1.0),
+        Target("through-gateway ÷ direct throughput, bare backend",
+               _ratio(_rps(data, GATEWAY), _rps(data, DIRECT)), 0.25, True, "×",
+               "the gateway is the bottleneck"),
+        Target("orders CPU per GET /orders ÷ bare backend's (SQLite)",
+               _ratio(_cpu(data, DIRECT_ORDERS, "orders"), _cpu(data, DIRECT, "backend")), 8.0, False, "×",
+               "both direct, 5 orders, same body"),
+        Target("orders CPU per GET /orders on PostgreSQL",
+               postgres.get("orders_list_cpu_us_postgresql"), None, False, " µs",
+               "from bench/backends.py when present"),
+        Target("whole system: gateway → orders throughput ÷ direct to the bare backend",
+               _ratio(_rps(data, GATEWAY_ORDERS), _rps(data, DIRECT)), 0.08, True, "×",
+               "authenticated GET /orders through the gateway to the real orders service"),
+        Target("session-lookup proxy CPU ÷ gateway CPU per request (the seed's claim)",
+               _ratio(_cpu(data, SESSION, "session proxy"), gateway), 1.5, True, "×",
+               "same proxy path, a Redis GET per request instead of the cached JWT check"),
+        Target("storm logins answered 200",
+               logins["logins_ok"] / max(1, logins["logins_ok"] + logins["logins_failed"]) if logins else None,
+               0.95, True, "", "50 clients logging in back to back, auth on the gateway's core"),
+        Target("storm logins answered after the login route's timeout",
+               logins.get("logins_after_route_timeout") if logins else None, 0, False, "",
+               f"route timeout {fmt(logins.get('route_timeout_s')) if logins else 'n/a'} s"),
         Target("GET p99 during a 50-login storm ÷ without",
                _ratio(_p99(data, storm), _p99(data, NO_STORM)) if storm else None, 2.0, False, "×",
                f"storm run: {storm.removeprefix(STORM_PREFIX).strip() if storm else 'n/a'}"),
-        Target("two gateway processes ÷ one (SO_REUSEPORT)",
-               _ratio(_rps(data, TWO), _rps(data, ONE)), 1.4, True, "×",
-               "both unpinned on 2 cores, with the load generator and backend"),
+        Target("gateway RSS growth after all distinct tokens, within the bound",
+               memory["growth_mb"] if memory else None,
+               memory["bound_mb"] if memory else None, False, " MB",
+               "bound: token cache + rate-limit buckets at their caps (see Memory)"),
+        Target("per-caller rate-limit state", bucket, 124, False, " B",
+               "half of the 248 B measured before issue 14; tracemalloc on real keys"),
+        Target("each of two SO_REUSEPORT gateway processes' CPU per request ÷ one's",
+               scaling_factor(data), 1.1, False, "×",
+               "the larger of the two; both layouts on the core under test"),
     ]
-    return found
 
 
 def runs_table(data: Mapping[str, Any]) -> str:
@@ -121,6 +153,13 @@ def runs_table(data: Mapping[str, Any]) -> str:
     )
 
 
+def default_loop_cpu(data: Mapping[str, Any]) -> float | None:
+    """The gateway's CPU per request on the default loop: the mean of the run before the
+    asyncio one and the run after it (the first alone when the second is missing)."""
+    found = [v for v in (_cpu(data, GATEWAY, "gateway"), _cpu(data, DEFAULT_AGAIN_RUN, "gateway")) if v]
+    return sum(found) / len(found) if found else None
+
+
 def derived_table(data: Mapping[str, Any]) -> str:
     on, off = _cpu(data, GATEWAY, "gateway"), _cpu(data, CACHE_OFF, "gateway")
     nginx = _cpu(data, NGINX, "nginx")
@@ -131,6 +170,10 @@ def derived_table(data: Mapping[str, Any]) -> str:
         ("signature verification cost (CPU µs/req, cache off − on)",
          off - on if off is not None and on is not None else None),
         ("gateway CPU per request ÷ nginx's", _ratio(on, nginx)),
+        ("HAProxy CPU µs/req (RS256 verified on every request)", _cpu(data, HAPROXY, "haproxy")),
+        ("gateway CPU per request ÷ HAProxy's", _ratio(on, _cpu(data, HAPROXY, "haproxy"))),
+        ("gateway CPU per request on asyncio's loop ÷ on the default loop (uvloop when installed; "
+         "mean of the runs before and after)", _ratio(_cpu(data, ASYNCIO_RUN, "gateway"), default_loop_cpu(data))),
         ("gateway CPU per request ÷ a bare aiohttp proxy's", _ratio(on, _cpu(data, FLOOR, "aiohttp proxy"))),
         ("bare aiohttp proxy CPU per request ÷ nginx's", _ratio(_cpu(data, FLOOR, "aiohttp proxy"), nginx)),
         ("gateway throughput ÷ nginx's", _ratio(_rps(data, GATEWAY), _rps(data, NGINX))),
@@ -174,6 +217,58 @@ def memory_table(data: Mapping[str, Any]) -> str:
     return table + ("\n\n" + bound if bound else "")
 
 
+def tokens_section(data: Mapping[str, Any]) -> str:
+    """Item 9: bytes per request, the claims and their readers, the algorithms compared."""
+    tokens = data.get("extra", {}).get("tokens")
+    if not tokens:
+        return "(not measured)"
+    wire = markdown_table(
+        ["credential", "characters", "Authorization line bytes", "whole GET /orders request bytes"],
+        [("access token (auth's, as issued)", tokens["token_chars"], tokens["token_line_bytes"],
+          tokens["token_request_bytes"]),
+         ("session id (32 random bytes)", tokens["session_id_chars"], tokens["session_line_bytes"],
+          tokens["session_request_bytes"])])
+    claims = markdown_table(
+        ["claim", "JSON bytes", "read by"],
+        [(f"header {name} = {entry['value']}", "", entry["reader"]) for name, entry in tokens["header"].items()]
+        + [(c["claim"], c["json_bytes"], c["reader"]) for c in tokens["claims"]])
+    algorithms = markdown_table(
+        ["algorithm", "token characters", "signature characters", "PyJWT verify on a cache miss, CPU µs"],
+        [(alg, f["token_chars"], f["signature_chars"], f["verify_us"]) for alg, f in tokens["algorithms"].items()])
+    extra = tokens["token_request_bytes"] - tokens["session_request_bytes"]
+    return (f"An authenticated request carries {fmt(extra)} bytes more with the token than with a "
+            f"session id ({fmt(tokens['token_request_bytes'] / tokens['session_request_bytes'])}× the "
+            f"request).\n\n{wire}\n\n{claims}\n\n{algorithms}")
+
+
+def scaling_section(data: Mapping[str, Any]) -> str:
+    scaling = data.get("extra", {}).get("scaling")
+    if not scaling or ONE not in scaling or TWO not in scaling:
+        return "(not measured)"
+    rows = []
+    for layout in (ONE, TWO):
+        for name, cpu in scaling[layout]["cpu_us_per_request"].items():
+            rows.append((layout, name, scaling[layout]["requests"][name], cpu,
+                         scaling.get("each_of_two_over_one", {}).get(name) if layout == TWO else None))
+    return markdown_table(["layout", "process", "requests it answered", "CPU µs/req", "÷ one process"], rows)
+
+
+def capacity_figures(data: Mapping[str, Any]) -> dict[str, float | None]:
+    return {
+        "gateway_us": _cpu(data, GATEWAY, "gateway"),
+        "scaling_factor": scaling_factor(data),
+        "haproxy_us": _cpu(data, HAPROXY, "haproxy"),
+        "nginx_us": _cpu(data, NGINX, "nginx"),
+        "orders_us": _cpu(data, DIRECT_ORDERS, "orders"),
+        "orders_pg_us": (data.get("extra", {}).get("backends") or {}).get("orders_list_cpu_us_postgresql"),
+    }
+
+
+def capacity_section(data: Mapping[str, Any]) -> str:
+    rows = capacity.model(capacity.tiers_from_run(capacity_figures(data)))
+    return capacity.explain(rows) if rows else "(no per-request costs measured)"
+
+
 def profile_section(data: Mapping[str, Any]) -> str:
     profile = data.get("extra", {}).get("profile")
     if not profile:
@@ -201,7 +296,7 @@ def render(data: Mapping[str, Any]) -> str:
         f"RSS from /proc/<pid>/status. Machine before start: cores busy {noise.get('core_busy_pct', '?')} %, "
         f"load average {noise.get('load_average', '?')}. Wall time {fmt(data.get('wall_seconds'))} s.",
         "",
-        "## Targets (issue 9)",
+        "## Targets (issue 14)",
         "",
         targets_table(targets(data)),
         "",
@@ -223,13 +318,17 @@ def render(data: Mapping[str, Any]) -> str:
                   "50 clients each log in again as soon as their last login answered, through the gateway, "
                   "for the whole measured window; GETs as in the other runs.", "",
                   markdown_table(["placement of auth", "logins ok", "failed", "answers", "login p50 ms",
-                                  "login max ms"],
+                                  "login max ms", "answered after the route timeout"],
                                  [(k, v["logins_ok"], v["logins_failed"],
                                    ", ".join(f"{s}: {n}" for s, n in v.get("statuses", {}).items()),
-                                   v["login_p50_ms"], v["login_max_ms"]) for k, v in storm.items()]), ""]
+                                   v["login_p50_ms"], v["login_max_ms"], v.get("logins_after_route_timeout"))
+                                  for k, v in storm.items()]), ""]
         if busy is not None:
             lines += [f"Auth went on using CPU for {fmt(busy)} s after the storm stopped "
                       "(hashing logins whose clients had already given up).", ""]
+    lines += ["## Bytes per request and the token's signature algorithm", "", tokens_section(data), "",
+              "## Two gateway processes against one (CPU per request of each)", "", scaling_section(data), "",
+              "## Replicas per 10,000 req/s (model from this run's costs)", "", capacity_section(data), ""]
     lines += ["## Where the gateway's time goes (py-spy)", "", profile_section(data), ""]
     orders = data.get("extra", {}).get("profile_orders")
     if orders:

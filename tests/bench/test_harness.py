@@ -66,20 +66,36 @@ def test_render_computes_ratios_from_raw_figures() -> None:
             "direct to bare backend": _run(10000, 5000, {"backend": 80}),
             "gateway → bare": _run(5000, 10000, {"gateway": 120, "backend": 80}),
             "session lookup (Redis) → bare": _run(2500, 20000, {"session proxy": 200, "backend": 80}),
+            "haproxy (jwt_verify RS256) → bare": _run(6000, 8000, {"haproxy": 60, "backend": 80}),
+            "bare aiohttp proxy → bare": _run(4000, 12000, {"aiohttp proxy": 300, "backend": 80}),
             "GETs, no login storm": _run(5000, 10000, {"gateway": 120}),
             "GETs during a 50-login storm (x)": _run(4000, 30000, {"gateway": 120}),
         },
-        "extra": {},
+        "extra": {
+            "login_storm": {"x": {"logins_ok": 96, "logins_failed": 4, "login_p50_ms": 1, "login_max_ms": 11000,
+                                  "route_timeout_s": 10.0, "logins_after_route_timeout": 1, "statuses": {}}},
+            "scaling": {"each_of_two_over_one": {"gateway 1": 1.02, "gateway 2": 1.15}},
+        },
     }
     found = {t.name: t for t in targets(data)}
-    bare = found["through-gateway throughput ÷ direct, bare backend (token cache on)"]
+    bare = found["through-gateway ÷ direct throughput, bare backend"]
     assert bare.measured == 0.5 and bare.met
-    assert found["throughput ÷ session-lookup baseline"].measured == 2.0
+    session = found["session-lookup proxy CPU ÷ gateway CPU per request (the seed's claim)"]
+    assert session.measured == 200 / 120 and session.met
+    floor = found["gateway CPU per authenticated proxied request ÷ bare aiohttp proxy's"]
+    assert floor.measured == 0.4 and floor.verdict == "met, stretch met"
+    peer = found["gateway CPU per request ÷ HAProxy's (jwt_verify RS256 on every request)"]
+    assert peer.measured == 2.0 and peer.verdict == "NOT met"
     storm = found["GET p99 during a 50-login storm ÷ without"]
     assert storm.measured == 3.0 and storm.met is False
-    assert found["through-gateway throughput ÷ direct, orders backend (token cache on)"].met is None
+    assert found["storm logins answered 200"].measured == 0.96
+    assert found["storm logins answered after the login route's timeout"].met is False
+    assert found["each of two SO_REUSEPORT gateway processes' CPU per request ÷ one's"].measured == 1.15
+    assert found["whole system: gateway → orders throughput ÷ direct to the bare backend"].met is None
+    assert found["orders CPU per GET /orders on PostgreSQL"].verdict == "not measured"
     text = render(data)
-    assert "## Targets (issue 9)" in text and "| gateway → bare | 5,000 | 0.50 |" in text
+    assert "## Targets (issue 14)" in text and "| gateway → bare | 5,000 | 0.50 |" in text
+    assert "Replicas per 10,000 req/s" in text
 
 
 def test_wrk_and_pyload_summaries_parse() -> None:
