@@ -1,5 +1,5 @@
-"""`make bench` (python -m bench): measure the gateway against direct, nginx and
-session-lookup baselines; print a markdown table and write it with the raw figures to
+"""`make bench` (python -m bench): measure the gateway against direct, nginx, HAProxy,
+bare-aiohttp and session-lookup baselines; print a markdown table and write it with the raw figures to
 bench/results/<timestamp>.md and .json."""
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ import sys
 from pathlib import Path
 
 from bench.report import write_results
-from bench.run import Bench, Options
+from bench.run import SCENARIO_NAMES, Bench, Options
 from bench.summary import render
-
-SCENARIOS = ("orders", "backends", "gateway", "event-loop", "cache-off", "tokens", "haproxy", "nginx", "floor",
-             "session", "scaling", "memory", "profile", "storm")
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -30,7 +27,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 2 s runs, 1,000 + 2,000 tokens, a short profile")
     parser.add_argument("--python-load", action="store_true", help="use the Python load generator even with wrk")
-    parser.add_argument("--skip", default="", help=f"comma list of scenarios to skip: {', '.join(SCENARIOS)}")
+    parser.add_argument("--skip", default="", help=f"comma list of scenarios to skip: {', '.join(SCENARIO_NAMES)}")
     parser.add_argument("--redis-url", default=Options.redis_url)
     parser.add_argument("--results-dir", type=Path, default=Options.results_dir)
     parser.add_argument("--keep", action="store_true", help="keep the stack's data directory (logs)")
@@ -59,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(options)
     try:
         data = asyncio.run(bench.run())
-        raw = bench.extra.get("profile_raw")
-        if raw is not None and raw.exists():
+        raw = data["extra"].get("profile", {}).pop("raw_path", None)
+        if raw and Path(raw).exists():
             options.results_dir.mkdir(parents=True, exist_ok=True)
             kept = options.results_dir / f"{stamp}-gateway-profile.collapsed.txt"
             shutil.copyfile(raw, kept)
-            data["extra"]["profile_collapsed_stacks"] = str(kept)
+            data["extra"]["profile"]["collapsed_stacks"] = str(kept)
     finally:
         if options.keep:
             print(f"data and logs kept in {bench.data_dir}")

@@ -122,3 +122,13 @@ def command_output(argv: list[str]) -> str:
         return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return ""
+
+
+def find_process(comm: str) -> int | None:
+    """The pid of a process whose command name is `comm` (the first found), or None."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == comm:
+                    return int(entry.name)
+    return None

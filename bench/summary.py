@@ -7,22 +7,24 @@ from typing import Any
 
 from bench import capacity
 from bench.report import Target, fmt, markdown_table, targets_table
-from bench.scenarios.event_loop import ASYNCIO_RUN, DEFAULT_AGAIN_RUN
-from bench.scenarios.scaling import ONE, TWO
+from bench.scenarios import cache_off, event_loop, floor, gateway, haproxy, nginx, orders, scaling, session, storm
 
-# Run names (bench.run): the orders backend pair, then everything on the bare backend.
-DIRECT_ORDERS = "direct to orders"
-GATEWAY_ORDERS = "gateway → orders"
-DIRECT = "direct to bare backend"
-GATEWAY = "gateway → bare"
-CACHE_OFF = "gateway → bare, token cache off"
-NGINX = "nginx → bare"
-SESSION = "session lookup (Redis) → bare"
-FLOOR = "bare aiohttp proxy → bare"
+# Run names, as the scenario modules name their runs.
+DIRECT_ORDERS = orders.DIRECT
+GATEWAY_ORDERS = orders.THROUGH
+DIRECT = gateway.DIRECT
+GATEWAY = gateway.THROUGH
+CACHE_OFF = cache_off.RUN
+NGINX = nginx.RUN
+SESSION = session.RUN
+FLOOR = floor.RUN
+HAPROXY = haproxy.RUN
+ASYNCIO_RUN = event_loop.ASYNCIO_RUN
+DEFAULT_AGAIN_RUN = event_loop.DEFAULT_AGAIN_RUN
+ONE, TWO = scaling.ONE, scaling.TWO
+NO_STORM = storm.NO_STORM_RUN
+STORM_PREFIX = storm.STORM_RUN_PREFIX
 BACKENDS = ("orders", "backend")
-HAPROXY = "haproxy (jwt_verify RS256) → bare"
-NO_STORM = "GETs, no login storm"
-STORM_PREFIX = "GETs during a"
 
 
 def _run(data: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
@@ -63,7 +65,7 @@ def memory_figures(data: Mapping[str, Any]) -> dict[str, float] | None:
 
 def storm_logins(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The judged storm variant (the first: auth on the gateway's core, the worst case)."""
-    storms = data.get("extra", {}).get("login_storm") or {}
+    storms = data.get("extra", {}).get("storm", {}).get("variants") or {}
     return next(iter(storms.values()), None)
 
 
@@ -164,7 +166,7 @@ def derived_table(data: Mapping[str, Any]) -> str:
     on, off = _cpu(data, GATEWAY, "gateway"), _cpu(data, CACHE_OFF, "gateway")
     nginx = _cpu(data, NGINX, "nginx")
     session_cpu = _cpu(data, SESSION, "session proxy")
-    sessions = data.get("extra", {}).get("sessions", {})
+    sessions = data.get("extra", {}).get("session", {})
     rows = [
         ("throughput, token cache off ÷ on", _ratio(_rps(data, CACHE_OFF), _rps(data, GATEWAY))),
         ("signature verification cost (CPU µs/req, cache off − on)",
@@ -270,7 +272,7 @@ def capacity_section(data: Mapping[str, Any]) -> str:
 
 
 def profile_section(data: Mapping[str, Any]) -> str:
-    profile = data.get("extra", {}).get("profile")
+    profile = data.get("extra", {}).get("profile", {}).get("gateway")
     if not profile:
         return "(not profiled)"
     areas = markdown_table(["area (innermost non-stdlib frame)", "% of busy samples"],
@@ -311,9 +313,9 @@ def render(data: Mapping[str, Any]) -> str:
         memory_table(data),
         "",
     ]
-    storm = data.get("extra", {}).get("login_storm")
+    storm = data.get("extra", {}).get("storm", {}).get("variants")
     if storm:
-        busy = data.get("extra", {}).get("auth_busy_after_storm_s")
+        busy = data.get("extra", {}).get("storm", {}).get("auth_busy_after_storm_s")
         lines += ["## Login storm", "",
                   "50 clients each log in again as soon as their last login answered, through the gateway, "
                   "for the whole measured window; GETs as in the other runs.", "",
@@ -330,12 +332,12 @@ def render(data: Mapping[str, Any]) -> str:
               "## Two gateway processes against one (CPU per request of each)", "", scaling_section(data), "",
               "## Replicas per 10,000 req/s (model from this run's costs)", "", capacity_section(data), ""]
     lines += ["## Where the gateway's time goes (py-spy)", "", profile_section(data), ""]
-    orders = data.get("extra", {}).get("profile_orders")
-    if orders:
+    orders_profile = data.get("extra", {}).get("profile", {}).get("orders")
+    if orders_profile:
         lines += ["## Where the orders backend's time goes (py-spy, direct load)", "",
-                  markdown_table(["area", "%"], [(a["name"], a["pct"]) for a in orders["by_area"]]), "",
+                  markdown_table(["area", "%"], [(a["name"], a["pct"]) for a in orders_profile["by_area"]]), "",
                   markdown_table(["function (inclusive)", "%"],
-                                 [(a["name"], a["pct"]) for a in orders["top_inclusive"]
+                                 [(a["name"], a["pct"]) for a in orders_profile["top_inclusive"]
                                   if "asyncio" not in a["name"]][:12]), ""]
     if data.get("notes") or data.get("errors"):
         lines += ["## Notes", ""]

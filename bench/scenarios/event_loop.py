@@ -19,7 +19,6 @@ DEFAULT_AGAIN_RUN = "gateway → bare, default event loop again"
 
 
 async def run(ctx: Bench) -> Figures:
-    assert ctx.stack is not None
     default_pid = ctx.pid("gateway-bare")
     pid = ctx.spawn_gateway("gateway-asyncio", ctx.bare_gateway_env(PASSGATE_EVENT_LOOP="asyncio"))
     try:

@@ -13,12 +13,13 @@ from devstack.processes import free_port
 if TYPE_CHECKING:
     from bench.run import Bench
 
+RUN = "haproxy (jwt_verify RS256) → bare"
+
 
 async def run(ctx: Bench) -> Figures:
     binary = install_haproxy()
     if binary is None:
         raise RuntimeError("haproxy is not installed and could not be installed")
-    assert ctx.stack is not None and ctx.session is not None
     auth = ctx.stack.process("auth-1").env
     async with ctx.session.get(f"{ctx.stack.url('auth')}/.well-known/jwks.json") as response:
         response.raise_for_status()
@@ -42,7 +43,7 @@ async def run(ctx: Bench) -> Figures:
                 checks[label] = response.status
         if checks != {"valid": 200, "tampered": 401, "none": 401}:
             raise RuntimeError(f"HAProxy does not verify as configured: {checks}")
-        await ctx.measure("haproxy (jwt_verify RS256) → bare", f"{proxy.url}/orders",
+        await ctx.measure(RUN, f"{proxy.url}/orders",
                           processes={"haproxy": [proxy.pid], "backend": [ctx.bare_pid]},
                           headers=ctx.bearer(ctx.token))
         version = next(iter(procstat.command_output([binary, "-v"]).splitlines()), "")

@@ -31,7 +31,6 @@ def per_process(cpu_seconds: dict[str, float], requests: dict[str, float]) -> di
 
 
 async def run(ctx: Bench) -> Figures:
-    assert ctx.stack is not None and ctx.session is not None
     port = free_port()
     env = ctx.bare_gateway_env(PASSGATE_REUSE_PORT="true", PASSGATE_PORT=str(port))
     admin = {"gateway 1": free_port(), "gateway 2": free_port()}

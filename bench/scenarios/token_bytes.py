@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
 
 async def run(ctx: Bench) -> Figures:
-    assert ctx.stack is not None
     audience = ctx.stack.process("auth-1").env.get("PASSGATE_AUDIENCE", "passgate")
     host = ctx.stack.gateway_url.removeprefix("http://")
     # CPU-bound for about two seconds: off the event loop, nothing else runs meanwhile.

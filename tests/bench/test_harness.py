@@ -72,8 +72,9 @@ def test_render_computes_ratios_from_raw_figures() -> None:
             "GETs during a 50-login storm (x)": _run(4000, 30000, {"gateway": 120}),
         },
         "extra": {
-            "login_storm": {"x": {"logins_ok": 96, "logins_failed": 4, "login_p50_ms": 1, "login_max_ms": 11000,
-                                  "route_timeout_s": 10.0, "logins_after_route_timeout": 1, "statuses": {}}},
+            "storm": {"variants": {"x": {"logins_ok": 96, "logins_failed": 4, "login_p50_ms": 1,
+                                         "login_max_ms": 11000, "route_timeout_s": 10.0,
+                                         "logins_after_route_timeout": 1, "statuses": {}}}},
             "scaling": {"each_of_two_over_one": {"gateway 1": 1.02, "gateway 2": 1.15}},
         },
     }

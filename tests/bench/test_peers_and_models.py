@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bench import capacity, procstat, token_costs
 from bench.haproxy import HAProxy, find_haproxy, public_key_pem, render_config, tampered, token_kid
 from bench.prometheus import sample_total
-from bench.run import PACKAGED_ROUTES, login_route_timeout
+from bench.run import PACKAGED_ROUTES
+from bench.scenarios.storm import LoginStats, login_route_timeout
 from bench.scenarios import run_module
 from bench.scenarios.scaling import per_process
 from devstack.processes import free_port
@@ -203,3 +204,30 @@ async def test_a_missing_scenario_module_is_noted_not_failed() -> None:
     ctx = Ctx()
     assert await run_module("no_such_scenario", ctx) is None
     assert ctx.notes == ["scenario no_such_scenario not run: bench/no_such_scenario.py is not there yet"]
+
+
+def test_login_stats_count_answers_and_late_logins() -> None:
+    stats = LoginStats()
+    for status, seconds in (("200", 0.5), ("200", 1.5), ("503", 0.01), ("504", 10.2), ("ClientOSError", 0.1)):
+        stats.add(status, seconds)
+    summary = stats.summary(route_timeout=10.0)
+    assert (summary["logins_ok"], summary["logins_failed"]) == (2, 3)
+    assert summary["logins_after_route_timeout"] == 1
+    assert summary["login_p50_ms"] == 500.0 and summary["login_max_ms"] == 10200.0
+    assert summary["statuses"] == {"200": 2, "503": 1, "504": 1, "ClientOSError": 1}
+
+
+def test_scenario_sequence_names_every_module_once() -> None:
+    from bench.run import SCENARIO_NAMES
+
+    assert len(set(SCENARIO_NAMES)) == len(SCENARIO_NAMES)
+    assert SCENARIO_NAMES[-1] == "storm" and "backends" in SCENARIO_NAMES
+    assert SCENARIO_NAMES.index("event-loop") == SCENARIO_NAMES.index("gateway") + 1
+
+
+def test_retry_after_is_read_bounded_and_defaulted() -> None:
+    from bench.run import retry_after_seconds
+
+    assert retry_after_seconds("5") == 5.0
+    assert retry_after_seconds(None) == 1.0 and retry_after_seconds("soon") == 1.0
+    assert retry_after_seconds("3600") == 10.0 and retry_after_seconds("-2") == 0.0
