@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from bench.peer import PeerProcess, apt_install, find_binary
 
 # The only algorithm the gateway accepts from auth (gateway.settings' default).
 ALGORITHM = "RS256"
@@ -34,26 +31,11 @@ IDENTITY_CLAIMS = {
 
 
 def find_haproxy() -> str | None:
-    return shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if os.access(p, os.X_OK)), None
-    )
+    return find_binary("haproxy")
 
 
 def install_haproxy() -> str | None:
-    """apt-get install haproxy when missing and we are root on Debian (as bench.nginx does
-    for nginx); stop any service the package starts (the bench runs its own on a free port)."""
-    if find_haproxy() or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return find_haproxy()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "haproxy"], env=env, check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for stop in (["service", "haproxy", "stop"], ["systemctl", "stop", "haproxy"]):
-        if shutil.which(stop[0]):
-            subprocess.run(stop, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return find_haproxy()
+    return apt_install(("haproxy",), find_haproxy, service="haproxy")
 
 
 def public_key_pem(jwks: Mapping[str, Any], kid: str) -> bytes:
@@ -136,16 +118,8 @@ backend bare
 """
 
 
-class HAProxy:
-    def __init__(self, binary: str, directory: Path, port: int) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class HAProxy(PeerProcess):
+    name = "haproxy"
 
     @property
     def log_path(self) -> Path:
@@ -160,39 +134,10 @@ class HAProxy:
             raise RuntimeError(f"haproxy refuses the config: {check.stderr.strip()[-2000:]}")
         with self.log_path.open("ab") as log:
             # -db: stay in the foreground, one process, so its CPU is this pid's.
-            self.process = subprocess.Popen(
-                [self.binary, "-db", "-f", str(path)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"haproxy exited: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1):
-                    return
-            except urllib.error.HTTPError:
-                return  # it answered (401: no token)
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"haproxy not answering after {timeout:.0f} s: {self.log_tail()}")
+            self.launch([self.binary, "-db", "-f", str(path)], output=log, timeout=timeout)
 
     def log_tail(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-2000:]
         except OSError:
             return ""
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()

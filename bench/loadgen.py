@@ -7,10 +7,11 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from bench.peer import apt_install
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,16 +59,8 @@ def find_wrk() -> str | None:
 
 
 def install_wrk() -> str | None:
-    """apt-get install wrk when we are root on Debian and it is missing; None if that fails."""
-    if find_wrk() or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return find_wrk()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=180)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return find_wrk()
+    """wrk from Debian when we are root and it is missing; None if that fails."""
+    return apt_install(("wrk",), find_wrk, timeout=180)
 
 
 class LoadGenerator:

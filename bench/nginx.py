@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+
+from bench.peer import PeerProcess, apt_install, find_binary
 
 CANDIDATE_PACKAGES = ("nginx-light", "nginx")
 
 
 def find_nginx() -> str | None:
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
-    )
+    return find_binary("nginx")
 
 
 def install_nginx() -> str | None:
-    """apt-get install nginx when missing and we are root on Debian; stop any service the
-    package starts (the bench runs its own nginx on a free port)."""
-    if find_nginx() or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return find_nginx()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for package in CANDIDATE_PACKAGES:
-        try:
-            subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if find_nginx():
-            break
-    for stop in (["service", "nginx", "stop"], ["systemctl", "stop", "nginx"]):
-        if shutil.which(stop[0]):
-            subprocess.run(stop, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return find_nginx()
+    return apt_install(CANDIDATE_PACKAGES, find_nginx, service="nginx")
 
 
 def render_config(
@@ -85,16 +63,8 @@ http {{
 """
 
 
-class Nginx:
-    def __init__(self, binary: str, directory: Path, port: int) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class Nginx(PeerProcess):
+    name = "nginx"
 
     def start(self, config: str, timeout: float = 10.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -102,40 +72,11 @@ class Nginx:
         self.directory.chmod(0o755)
         path = self.directory / "nginx.conf"
         path.write_text(config)
-        self.process = subprocess.Popen(
-            [self.binary, "-c", str(path), "-p", str(self.directory), "-e", str(self.directory / "error.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.error_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return
-            except urllib.error.HTTPError:
-                return  # it answered
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"nginx not answering after {timeout:.0f} s: {self.error_tail()}")
+        self.launch([self.binary, "-c", str(path), "-p", str(self.directory), "-e", str(self.directory / "error.log")],
+                    timeout=timeout)
 
-    def error_tail(self) -> str:
+    def log_tail(self) -> str:
         try:
             return (self.directory / "error.log").read_text()[-2000:]
         except OSError:
             return ""
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()

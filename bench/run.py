@@ -23,7 +23,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import yaml
@@ -54,9 +54,10 @@ PASSWORD = "bench password, long enough"
 BENCH_SCOPES = "orders:read orders:write users:read users:write"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"  # the tests use /15
 PACKAGED_ROUTES = ROOT / "gateway" / "routes.yaml"
+T = TypeVar("T")
+QUIET_PCT = 25.0  # a core busier than this before the start counts as noisy
 # Rate limits far beyond what a bench can send: the limiter still runs on every request
 # (its cost is part of the gateway's), it just never refuses one.
-QUIET_PCT = 25.0  # a core busier than this before the start counts as noisy
 UNLIMITED = {"requests": 1_000_000_000, "per": 1, "burst": 1_000_000_000}
 
 
@@ -133,6 +134,13 @@ def bench_routes_file(directory: Path) -> Path:
     return path
 
 
+def started(value: T | None, what: str) -> T:
+    """`value` once the run has started it; a clear error for a scenario that runs too early."""
+    if value is None:
+        raise RuntimeError(f"{what} is not started")
+    return value
+
+
 def retry_after_seconds(value: str | None, default: float = 1.0, cap: float = 10.0) -> float:
     """Seconds a Retry-After header asks to wait (delta-seconds form; the default otherwise)."""
     try:
@@ -170,27 +178,19 @@ class Bench:
 
     @property
     def stack(self) -> Stack:
-        if self._stack is None:
-            raise RuntimeError("the stack is not started")
-        return self._stack
+        return started(self._stack, "the stack")
 
     @property
     def loadgen(self) -> LoadGenerator:
-        if self._loadgen is None:
-            raise RuntimeError("no load generator yet")
-        return self._loadgen
+        return started(self._loadgen, "the load generator")
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("no client session yet")
-        return self._session
+        return started(self._session, "the client session")
 
     @property
     def bare_pid(self) -> int:
-        if self._bare is None or self._bare.pid is None:
-            raise RuntimeError("the bare backend is not started")
-        return self._bare.pid
+        return self.pid_of(started(self._bare, "the bare backend"))
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -199,10 +199,14 @@ class Bench:
         print(f"  note: {text}", flush=True)
 
     def pid(self, name: str) -> int:
-        pid = self.stack.process(name).pid
-        if pid is None:
-            raise RuntimeError(f"{name} is not running")
-        return pid
+        """The pid of the stack's process `name`."""
+        return self.pid_of(self.stack.process(name))
+
+    @staticmethod
+    def pid_of(process: ManagedProcess) -> int:
+        if process.pid is None:
+            raise RuntimeError(f"{process.name} is not running")
+        return process.pid
 
     def placement(self, unpinned: bool = False) -> str:
         if unpinned or not self.pinned:
@@ -323,21 +327,25 @@ class Bench:
                 raise RuntimeError(f"listing orders: {r.status} {await r.text()}")
             self.orders_body = await r.read()
 
+    def start_python(self, name: str, args: list[str], env: Mapping[str, str], ready_url: str,
+                     timeout: float = 30.0) -> ManagedProcess:
+        """A Python process of the bench (`python <args>`) on the core under test, once it
+        answers `ready_url`; stop() it when done (the run also stops it at the end)."""
+        process = ManagedProcess(name, args, dict(env), ready_url, self.data_dir / "logs" / f"{name}.log", ROOT)
+        with self.on_sut():
+            process.start()
+        self.cleanups.append(process.stop)
+        process.wait_ready(timeout)
+        return process
+
     def start_bare_backend(self) -> None:
         """The bare backend answering with the orders backend's own body (bench.stub_backend)."""
         body = self.data_dir / "orders-body.json"
         body.write_bytes(self.orders_body)
         port = free_port()
-        bare = ManagedProcess("bare-backend", ["-m", "bench.stub_backend", "--port", str(port),
-                                               "--body-file", str(body)], {},
-                              f"http://127.0.0.1:{port}/readyz",
-                              self.data_dir / "logs" / "bare-backend.log", ROOT)
         self.bare_url = f"http://127.0.0.1:{port}"
-        with self.on_sut():
-            bare.start()
-        self.cleanups.append(bare.stop)
-        bare.wait_ready(30)
-        self._bare = bare
+        self._bare = self.start_python("bare-backend", ["-m", "bench.stub_backend", "--port", str(port),
+                                                        "--body-file", str(body)], {}, f"{self.bare_url}/readyz")
         self.extra["orders_body_bytes"] = len(self.orders_body)
 
     def bare_gateway_env(self, **extra: str) -> dict[str, str]:

@@ -3,8 +3,7 @@ proxy costs with no features at all."""
 
 from __future__ import annotations
 
-from devstack.processes import ManagedProcess, free_port
-from devstack.stack import ROOT
+from devstack.processes import free_port
 from typing import TYPE_CHECKING
 
 from bench.scenarios import Figures
@@ -20,15 +19,10 @@ async def run(ctx: Bench) -> Figures:
     args = ["-m", "bench.floor_proxy", "--port", str(port), "--upstream", ctx.bare_url]
     for name, value in ctx.backend_headers().items():
         args += ["--header", f"{name}: {value}"]
-    proxy = ManagedProcess("floor-proxy", args, {}, f"http://127.0.0.1:{port}/readyz",
-                           ctx.data_dir / "logs" / "floor-proxy.log", ROOT)
-    with ctx.on_sut():
-        proxy.start()
+    proxy = ctx.start_python("floor-proxy", args, {}, f"http://127.0.0.1:{port}/readyz")
     try:
-        proxy.wait_ready(30)
-        assert proxy.pid is not None
         await ctx.measure(RUN, f"http://127.0.0.1:{port}/orders",
-                          processes={"aiohttp proxy": [proxy.pid], "backend": [ctx.bare_pid]})
+                          processes={"aiohttp proxy": [ctx.pid_of(proxy)], "backend": [ctx.bare_pid]})
     finally:
         proxy.stop()
     return None

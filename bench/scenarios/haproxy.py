@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bench import procstat
+from bench.peer import installed
 from bench.haproxy import HAProxy, install_haproxy, public_key_pem, render_config, tampered, token_kid
 from bench.scenarios import Figures
 from devstack.processes import free_port
@@ -17,9 +18,7 @@ RUN = "haproxy (jwt_verify RS256) → bare"
 
 
 async def run(ctx: Bench) -> Figures:
-    binary = install_haproxy()
-    if binary is None:
-        raise RuntimeError("haproxy is not installed and could not be installed")
+    binary = installed(install_haproxy, "haproxy")
     auth = ctx.stack.process("auth-1").env
     async with ctx.session.get(f"{ctx.stack.url('auth')}/.well-known/jwks.json") as response:
         response.raise_for_status()

@@ -4,6 +4,7 @@ nobody, so the identity headers are set statically. The floor of a C proxy's cos
 from __future__ import annotations
 
 from bench import procstat
+from bench.peer import installed
 from bench.nginx import Nginx, install_nginx, render_config
 from devstack.processes import free_port
 from typing import TYPE_CHECKING
@@ -17,9 +18,7 @@ RUN = "nginx → bare"
 
 
 async def run(ctx: Bench) -> Figures:
-    binary = install_nginx()
-    if binary is None:
-        raise RuntimeError("nginx is not installed and could not be installed")
+    binary = installed(install_nginx, "nginx")
     nginx = Nginx(binary, ctx.data_dir / "nginx", free_port())
     static = {k: v for k, v in ctx.backend_headers().items() if k.startswith("X-User-")}
     config = render_config(nginx.directory, port=nginx.port, upstream=ctx.bare_url, set_headers=static)

@@ -13,8 +13,7 @@ import redis.asyncio as redis_asyncio
 
 from bench import procstat
 from bench.scenarios import Figures
-from devstack.processes import ManagedProcess, free_port
-from devstack.stack import ROOT
+from devstack.processes import free_port
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -70,15 +69,10 @@ async def run(ctx: Bench) -> Figures:
             "PASSGATE_BENCH_SESSION_REDIS_URL": ctx.o.redis_url,
             "PASSGATE_BENCH_SESSION_PREFIX": prefix,
         }
-        proxy = ManagedProcess("session-proxy", ["-m", "bench.session_proxy"], env,
-                               f"http://127.0.0.1:{admin}/readyz",
-                               ctx.data_dir / "logs" / "session-proxy.log", ROOT)
-        with ctx.on_sut():
-            proxy.start()
+        proxy = ctx.start_python("session-proxy", ["-m", "bench.session_proxy"], env,
+                                 f"http://127.0.0.1:{admin}/readyz", timeout=60)
         try:
-            proxy.wait_ready(60)
-            assert proxy.pid is not None
-            groups: dict[str, list[int]] = {"session proxy": [proxy.pid], "backend": [ctx.bare_pid]}
+            groups: dict[str, list[int]] = {"session proxy": [ctx.pid_of(proxy)], "backend": [ctx.bare_pid]}
             redis_pid = procstat.find_process("redis-server")
             if redis_pid is not None:
                 groups["redis (unpinned, shared)"] = [redis_pid]
