@@ -51,7 +51,7 @@ class LoginStats:
         ok = self.statuses.get("200", 0)
         return {
             "route_timeout_s": route_timeout,
-            "logins_after_route_timeout": sum(1 for t in latencies if t > route_timeout),
+            "logins_after_route_timeout": sum(1 for t in latencies if t >= route_timeout),
             "logins_ok": ok,
             "logins_failed": len(latencies) - ok,
             "login_p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else None,

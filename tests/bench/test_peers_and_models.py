@@ -23,7 +23,7 @@ from bench.prometheus import sample_total
 from bench.run import PACKAGED_ROUTES
 from bench.scenarios.storm import LoginStats, login_route_timeout
 from bench.scenarios import run_module
-from bench.scenarios.scaling import per_process
+from bench.scenarios.scaling import ONE, ONE_AGAIN, TWO, each_over_one, per_process
 from devstack.processes import free_port
 
 ISSUER = "http://127.0.0.1:8080"
@@ -178,6 +178,17 @@ def test_metrics_text_sums_a_sample_across_labels() -> None:
 
 def test_each_process_cpu_per_request() -> None:
     assert per_process({"a": 0.5, "b": 0.3}, {"a": 5000, "b": 0}) == {"a": 100.0}
+
+
+def test_each_of_two_is_held_against_the_mean_of_the_single_runs() -> None:
+    figures = {
+        ONE: {"cpu_us_per_request": {"gateway 1": 100.0}},
+        TWO: {"cpu_us_per_request": {"gateway 1": 99.0, "gateway 2": 121.0}},
+        ONE_AGAIN: {"cpu_us_per_request": {"gateway 1": 120.0}},
+    }
+    assert each_over_one(figures) == {"gateway 1": 0.9, "gateway 2": 1.1}
+    del figures[ONE_AGAIN]  # a run cut short: the first alone
+    assert each_over_one(figures)["gateway 2"] == 1.21
 
 
 def test_uvloop_is_found_in_the_memory_map() -> None:
