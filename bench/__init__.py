@@ -1,2 +1,3 @@
-"""`make bench`: what the gateway costs and how it scales, against direct, nginx and
-session-lookup baselines (issue 9). Bench-only code: nothing in the product imports it."""
+"""`make bench`: what the gateway costs per request, against direct, HAProxy, nginx,
+bare-aiohttp and session-lookup baselines, judged against issue 14's targets. Each
+scenario is a module of bench.scenarios. Bench-only code: nothing in the product imports it."""
