@@ -25,7 +25,7 @@ run: $(INSTALLED)-runtime
 test: $(INSTALLED)-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## bench: gateway cost against direct, HAProxy, nginx, bare-aiohttp and session-lookup baselines; issue 14's targets (about 7 minutes)
+## bench: gateway cost against direct, HAProxy, nginx, bare-aiohttp and session-lookup baselines; issue 14's targets (about 8 minutes)
 bench: $(INSTALLED)-bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
