@@ -38,7 +38,7 @@ def edge_middleware(metrics: HttpMetrics | None, screen: Screen | None = None) -
         start = time.perf_counter()
         status = 500  # what a request cancelled or broken off mid-way counts as
         if metrics is not None:
-            metrics.in_flight.inc()
+            metrics.in_flight += 1
         try:
             try:
                 if screen is not None:
@@ -55,7 +55,7 @@ def edge_middleware(metrics: HttpMetrics | None, screen: Screen | None = None) -
             return response
         finally:
             if metrics is not None:
-                metrics.in_flight.dec()
+                metrics.in_flight -= 1
                 metrics.observe(request, status, time.perf_counter() - start)
 
     return edge

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from common.metrics import LATENCY_BUCKETS
+from common.metrics import RequestHistogram
 
 AUTH_FAILURE_REASONS = (
     "missing_token",
@@ -29,12 +29,11 @@ class GatewayMetrics:
     """Every gateway_* series; labels are bounded (upstream and route names, fixed reasons)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.upstream_duration = Histogram(
+        self.upstream_duration = RequestHistogram(
+            registry,
             "gateway_upstream_request_duration_seconds",
             "Time to the upstream's response headers, by outcome (status class or error).",
             ["upstream", "outcome"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
         self.upstream_retries = Counter(
             "gateway_upstream_retries",

@@ -134,11 +134,7 @@ class UpstreamPool:
         self._next = 0
         self._ejections = metrics.upstream_ejections.labels(config.name)
         self.retries = metrics.upstream_retries.labels(config.name)
-        self._metric = metrics.upstream_duration
-        self._duration = {
-            outcome: metrics.upstream_duration.labels(config.name, outcome)
-            for outcome in ("1xx", "2xx", "3xx", "4xx", "5xx", "connect_error", "broken", "timeout")
-        }
+        self._duration = metrics.upstream_duration
         metrics.upstream_healthy.labels(config.name).set_function(self.healthy_count)
 
     async def resolve(self) -> None:
@@ -256,12 +252,7 @@ class UpstreamPool:
         replica.failures = 0
 
     def observe(self, outcome: str, seconds: float) -> None:
-        child = self._duration.get(outcome)
-        if child is None:  # a status class outside 1xx-5xx
-            child = self._duration[outcome] = self._metric.labels(self.name, outcome)
-        child.observe(seconds)
-
-
+        self._duration.observe((self.name, outcome), seconds)
 
 
 class BodyTooLarge(Exception):

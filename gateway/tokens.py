@@ -9,8 +9,12 @@ are done here against the injected clock, so tests never sleep.
 
 A verified token is cached until it expires (or its key leaves the key set), so a repeated
 token costs a hash and a dictionary lookup instead of an RSA verification. The cache is
-keyed by the SHA-256 of the token's exact text: 32 bytes instead of the 800-byte token,
-and finding another text with the same key is a second preimage of SHA-256.
+keyed by the BLAKE2b-128 digest of the token's exact text: 16 bytes instead of the 800-byte
+token, and finding another text with the same key is a second preimage of a cryptographic
+hash (2^128 work), so no forged or altered token can be taken for a cached one. BLAKE2b
+rather than SHA-256 because CPython computes it itself: SHA-256 goes through OpenSSL's
+EVP layer, whose set-up per call cost more than hashing the token (28k against 15k
+instructions for an 800-byte token, callgrind).
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ class TokenVerifier:
         """The identity the token proves, or raise TokenError / KeysUnavailable."""
         now = self._clock()
         if self._cache_size:
-            key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+            key = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
             entry = self._cache.get(key)
             if entry is not None:
                 if now < entry.valid_until and self._jwks.usable(entry.kid, now):
