@@ -1,0 +1,214 @@
+"""Run a service's request-path operations straight on the database driver.
+
+Each operation (a generator of steps, see common.statements) runs whole in one place:
+- SQLite: on a worker thread with its own sqlite3 connection, all of an operation's
+  statements in one hop off the event loop (aiosqlite hops once per cursor call);
+- PostgreSQL: on one asyncpg connection checked out of a pool; asyncpg prepares each
+  statement once per connection and keeps it.
+A write operation runs in a transaction (on SQLite it takes the write lock at BEGIN, so a
+read-then-write cannot fail half-way with SQLITE_BUSY); a read runs in one snapshot.
+
+Schema migrations, and the auth service, keep SQLAlchemy's AsyncEngine (common.db).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+from aiohttp import web
+
+from common.db import migrate_database, normalize_url, prepare_sqlite_file, set_up_sqlite_connection
+from common.keys import READINESS
+from common.settings import DatabaseSettings
+from common.statements import Execute, ExecuteMany, Operation, Rows, Step
+
+T = TypeVar("T")
+
+# Seconds to wait for a PostgreSQL connection, and for one statement, before giving up
+# (then the request answers 503 rather than hanging).
+CONNECT_TIMEOUT = 5.0
+COMMAND_TIMEOUT = 15.0
+
+
+class Driver(Protocol):
+    dialect_name: str
+
+    async def run(self, operation: Operation[T], *, write: bool = False) -> T: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+async def open_driver(database: DatabaseSettings) -> Driver:
+    """A driver for the service's database; it connects on first use, not here."""
+    url = normalize_url(database.url)
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            # Each worker thread would open its own, empty, in-memory database.
+            raise ValueError("the request path needs a SQLite file, not :memory:")
+        # Switching to WAL may wait for other replicas' locks: not on the event loop.
+        await asyncio.get_running_loop().run_in_executor(None, prepare_sqlite_file, url.database)
+        return SqliteDriver(url.database, threads=database.pool_size)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return await PostgresDriver.create(dsn, max_size=2 * database.pool_size)
+
+
+def driver_ctx(
+    database: DatabaseSettings,
+    versions_dir: Path,
+    store: Callable[[web.Application, Driver], None],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context owning the request path's driver: migrate, register readiness, close."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if database.migrate_on_start:
+            await migrate_database(database, versions_dir)
+        driver = await open_driver(database)
+        store(app, driver)
+        app[READINESS].add("database", driver.ping)
+        try:
+            yield
+        finally:
+            await driver.close()
+
+    return ctx
+
+
+class SqliteDriver:
+    """Operations on a pool of worker threads, each holding its own sqlite3 connection."""
+
+    dialect_name = "sqlite"
+
+    def __init__(self, path: str, *, threads: int) -> None:
+        """`path`: a file already prepared by common.db.prepare_sqlite_file (WAL mode)."""
+        self._path = path
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="sqlite")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    async def run(self, operation: Operation[T], *, write: bool = False) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, operation, write)
+
+    async def ping(self) -> None:
+        def select_one() -> None:
+            self._connection().execute("SELECT 1").fetchall()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, select_one)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            # check_same_thread=False only so close() can close it; only this thread uses it.
+            connection = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
+            set_up_sqlite_connection(connection)
+            with self._lock:
+                self._connections.append(connection)
+            self._local.connection = connection
+        return connection
+
+    def _run(self, operation: Operation[T], write: bool) -> T:
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result: Any = None
+            while True:
+                try:
+                    step = operation.send(result)
+                except StopIteration as done:
+                    connection.execute("COMMIT")
+                    return done.value  # type: ignore[no-any-return]
+                result = _sqlite_step(connection, step)
+        except BaseException:
+            operation.close()
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+
+def _sqlite_step(connection: sqlite3.Connection, step: Step) -> Any:
+    compiled = step.statement.compiled("sqlite")
+    if isinstance(step, Rows):
+        return compiled.rows(connection.execute(compiled.sql, compiled.arguments(step.params)).fetchall())
+    if isinstance(step, Execute):
+        return connection.execute(compiled.sql, compiled.arguments(step.params)).rowcount
+    connection.executemany(compiled.sql, [compiled.arguments(p) for p in step.params])
+    return None
+
+
+class PostgresDriver:
+    """Operations on connections from an asyncpg pool (each keeps its prepared statements)."""
+
+    dialect_name = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def create(cls, dsn: str, *, max_size: int) -> PostgresDriver:
+        # min_size=0: no connection at start, so a service starts (unready) without its database.
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=0,
+            max_size=max_size,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=COMMAND_TIMEOUT,
+        )
+        return cls(pool)
+
+    async def run(self, operation: Operation[T], *, write: bool = False) -> T:
+        async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as connection:
+            if not write:
+                # Autocommit statements: the read operations are one statement each, and
+                # READ COMMITTED would give a multi-statement one no more than that anyway.
+                return await _run_on(connection, operation)
+            async with connection.transaction():
+                return await _run_on(connection, operation)
+
+    async def ping(self) -> None:
+        async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as connection:
+            await connection.fetchval("SELECT 1", timeout=CONNECT_TIMEOUT)
+
+    async def close(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._pool.close(), CONNECT_TIMEOUT)
+        self._pool.terminate()
+
+
+async def _run_on(connection: asyncpg.Connection, operation: Operation[T]) -> T:
+    result: Any = None
+    try:
+        while True:
+            try:
+                step = operation.send(result)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            compiled = step.statement.compiled("postgresql")
+            if isinstance(step, Rows):
+                result = compiled.rows(await connection.fetch(compiled.sql, *compiled.arguments(step.params)))
+            elif isinstance(step, Execute):
+                status = await connection.execute(compiled.sql, *compiled.arguments(step.params))
+                result = int(status.rsplit(" ", 1)[1])  # "UPDATE 1", "INSERT 0 1"
+            else:
+                await connection.executemany(compiled.sql, [compiled.arguments(p) for p in step.params])
+                result = None
+    finally:
+        operation.close()
+
