@@ -44,8 +44,9 @@ class OpenApiDocument:
         if schema_name not in self._validators:
             if schema_name not in self.document.get("components", {}).get("schemas", {}):
                 raise KeyError(f"no component schema named {schema_name!r}")
+            schemas = self.document["components"]["schemas"]
             self._validators[schema_name] = Draft202012Validator(
-                {"$ref": f"{_DOCUMENT_URI}#/components/schemas/{schema_name}"},
+                _inline_refs(schemas[schema_name], schemas, (schema_name,)),
                 registry=self._registry,
                 format_checker=FormatChecker(),
             )
@@ -60,6 +61,36 @@ class OpenApiDocument:
             raise invalid_request(
                 [{"pointer": _pointer(e.absolute_path), "detail": _message(e)} for e in errors]
             )
+
+
+_LOCAL_REF = "#/components/schemas/"
+# Keywords whose values are data, not schemas: a {"$ref": ...} in them is left as it is.
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "example"})
+
+
+def _inline_refs(node: Any, schemas: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    """The schema with each plain reference to a component schema replaced by that schema.
+
+    Resolving a $ref through the registry on every validation was half of the validation
+    time of a request body (`referencing` lookups on each item of an order); inlined, the
+    references cost nothing per call. Error messages and instance paths are unchanged.
+    A reference that is part of a cycle, or has sibling keywords, stays a reference,
+    made absolute so that the registry resolves it.
+    """
+    if isinstance(node, list):
+        return [_inline_refs(value, schemas, seen) for value in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_LOCAL_REF):
+        name = ref[len(_LOCAL_REF) :]
+        if len(node) == 1 and name in schemas and name not in seen:
+            return _inline_refs(schemas[name], schemas, (*seen, name))
+        node = {**node, "$ref": _DOCUMENT_URI + ref}
+    return {
+        key: value if key in _DATA_KEYWORDS else _inline_refs(value, schemas, seen)
+        for key, value in node.items()
+    }
 
 
 def _pointer(path: Any) -> str:
