@@ -170,6 +170,7 @@ class PostgresDriver:
             max_size=max_size,
             timeout=CONNECT_TIMEOUT,
             command_timeout=COMMAND_TIMEOUT,
+            reset=_end_open_transaction,
         )
         return cls(pool)
 
@@ -190,6 +191,17 @@ class PostgresDriver:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._pool.close(), CONNECT_TIMEOUT)
         self._pool.terminate()
+
+
+async def _end_open_transaction(connection: asyncpg.Connection) -> None:
+    """What a connection needs before its next use here: no transaction left open.
+
+    asyncpg's default reset sends advisory-unlock, CLOSE ALL, UNLISTEN and RESET ALL on
+    every release, a round trip that was a quarter of a GET's CPU; these operations take
+    no advisory lock, open no cursor, LISTEN to nothing and SET nothing.
+    """
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 async def _run_on(connection: asyncpg.Connection, operation: Operation[T]) -> T:
