@@ -1,8 +1,8 @@
 """Run a service's request-path operations straight on the database driver.
 
 Each operation (a generator of steps, see common.statements) runs whole in one place:
-- SQLite: on a worker thread with its own sqlite3 connection, all of an operation's
-  statements in one hop off the event loop (aiosqlite hops once per cursor call);
+- SQLite: on a thread owning its sqlite3 connection (common.sqlite_worker), all of an
+  operation's statements in one hop off the event loop (aiosqlite hops per cursor call);
 - PostgreSQL: on one asyncpg connection checked out of a pool; asyncpg prepares each
   statement once per connection and keeps it.
 A write operation runs in a transaction (on SQLite it takes the write lock at BEGIN, so a
@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +26,7 @@ from aiohttp import web
 from common.db import migrate_database, normalize_url, prepare_sqlite_file, set_up_sqlite_connection
 from common.keys import READINESS
 from common.settings import DatabaseSettings
+from common.sqlite_worker import SqliteWorker
 from common.statements import Execute, ExecuteMany, Operation, Rows, Step
 
 T = TypeVar("T")
@@ -57,7 +56,7 @@ async def open_driver(database: DatabaseSettings) -> Driver:
             raise ValueError("the request path needs a SQLite file, not :memory:")
         # Switching to WAL may wait for other replicas' locks: not on the event loop.
         await asyncio.get_running_loop().run_in_executor(None, prepare_sqlite_file, url.database)
-        return SqliteDriver(url.database, threads=database.pool_size)
+        return SqliteDriver(url.database)
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     return await PostgresDriver.create(dsn, max_size=2 * database.pool_size)
 
@@ -84,63 +83,54 @@ def driver_ctx(
 
 
 class SqliteDriver:
-    """Operations on a pool of worker threads, each holding its own sqlite3 connection."""
+    """Reads on one thread and writes on another, each with its own sqlite3 connection.
+
+    One of each is enough: the GIL runs one thread's Python at a time anyway, a file takes
+    one writer at a time (BEGIN IMMEDIATE), and in WAL mode reads never wait for the writer,
+    so a write queued behind another replica's lock does not hold up reads.
+    """
 
     dialect_name = "sqlite"
 
-    def __init__(self, path: str, *, threads: int) -> None:
+    def __init__(self, path: str) -> None:
         """`path`: a file already prepared by common.db.prepare_sqlite_file (WAL mode)."""
-        self._path = path
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="sqlite")
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._reader = SqliteWorker("sqlite-reader", lambda: _connect(path))
+        self._writer = SqliteWorker("sqlite-writer", lambda: _connect(path))
 
     async def run(self, operation: Operation[T], *, write: bool = False) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, operation, write)
+        worker = self._writer if write else self._reader
+        return await worker.submit(lambda connection: _run_sqlite(connection, operation, write))  # type: ignore[no-any-return]
 
     async def ping(self) -> None:
-        def select_one() -> None:
-            self._connection().execute("SELECT 1").fetchall()
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, select_one)
+        await self._reader.submit(lambda connection: connection.execute("SELECT 1").fetchall())
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
-        with self._lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
+        await self._reader.stop()
+        await self._writer.stop()
 
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            # check_same_thread=False only so close() can close it; only this thread uses it.
-            connection = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
-            set_up_sqlite_connection(connection)
-            with self._lock:
-                self._connections.append(connection)
-            self._local.connection = connection
-        return connection
 
-    def _run(self, operation: Operation[T], write: bool) -> T:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            result: Any = None
-            while True:
-                try:
-                    step = operation.send(result)
-                except StopIteration as done:
-                    connection.execute("COMMIT")
-                    return done.value  # type: ignore[no-any-return]
-                result = _sqlite_step(connection, step)
-        except BaseException:
-            operation.close()
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+def _connect(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=30)
+    set_up_sqlite_connection(connection)
+    return connection
+
+
+def _run_sqlite(connection: sqlite3.Connection, operation: Operation[T], write: bool) -> T:
+    connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        result: Any = None
+        while True:
+            try:
+                step = operation.send(result)
+            except StopIteration as done:
+                connection.execute("COMMIT")
+                return done.value  # type: ignore[no-any-return]
+            result = _sqlite_step(connection, step)
+    except BaseException:
+        operation.close()
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 def _sqlite_step(connection: sqlite3.Connection, step: Step) -> Any:
