@@ -40,7 +40,15 @@ COMMAND_TIMEOUT = 15.0
 class Driver(Protocol):
     dialect_name: str
 
-    async def run(self, operation: Operation[T], *, write: bool = False) -> T: ...
+    async def run(
+        self, operation: Operation[T], *, write: bool = False, one_statement: bool = False
+    ) -> T:
+        """Run all of `operation`'s steps; with `write`, in one transaction.
+
+        `one_statement`: the operation runs exactly one statement, atomic by itself, so
+        PostgreSQL needs no BEGIN and COMMIT around it.
+        """
+        ...
 
     async def ping(self) -> None: ...
 
@@ -97,7 +105,9 @@ class SqliteDriver:
         self._reader = SqliteWorker("sqlite-reader", lambda: _connect(path))
         self._writer = SqliteWorker("sqlite-writer", lambda: _connect(path))
 
-    async def run(self, operation: Operation[T], *, write: bool = False) -> T:
+    async def run(
+        self, operation: Operation[T], *, write: bool = False, one_statement: bool = False
+    ) -> T:
         worker = self._writer if write else self._reader
         return await worker.submit(lambda connection: _run_sqlite(connection, operation, write))  # type: ignore[no-any-return]
 
@@ -164,12 +174,14 @@ class PostgresDriver:
         )
         return cls(pool)
 
-    async def run(self, operation: Operation[T], *, write: bool = False) -> T:
+    async def run(
+        self, operation: Operation[T], *, write: bool = False, one_statement: bool = False
+    ) -> T:
         async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as connection:
-            if not write:
+            if not write or one_statement:
                 # Autocommit statements: the read operations are one statement each, and
                 # READ COMMITTED would give a multi-statement one no more than that anyway.
-                return await _run_on(connection, operation)
+                return await _run_on(connection, operation, most_steps=1 if write else None)
             async with connection.transaction():
                 return await _run_on(connection, operation)
 
@@ -194,14 +206,20 @@ async def _end_open_transaction(connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")
 
 
-async def _run_on(connection: asyncpg.Connection, operation: Operation[T]) -> T:
+async def _run_on(
+    connection: asyncpg.Connection, operation: Operation[T], most_steps: int | None = None
+) -> T:
     result: Any = None
+    steps = 0
     try:
         while True:
             try:
                 step = operation.send(result)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+            steps += 1
+            if most_steps is not None and steps > most_steps:
+                raise RuntimeError("a one-statement write ran a second statement outside a transaction")
             compiled = step.statement.compiled("postgresql")
             if isinstance(step, Rows):
                 result = compiled.rows(await connection.fetch(compiled.sql, *compiled.arguments(step.params)))
