@@ -3,8 +3,8 @@
 Each operation (a generator of steps, see common.statements) runs whole in one place:
 - SQLite: on a thread owning its sqlite3 connection (common.sqlite_worker), all of an
   operation's statements in one hop off the event loop (aiosqlite hops per cursor call);
-- PostgreSQL: on one asyncpg connection checked out of a pool; asyncpg prepares each
-  statement once per connection and keeps it.
+- PostgreSQL: on one asyncpg connection checked out of a pool (common.pg_pool); asyncpg
+  prepares each statement once per connection and keeps it.
 A write operation runs in a transaction (on SQLite it takes the write lock at BEGIN, so a
 read-then-write cannot fail half-way with SQLITE_BUSY); a read runs in one snapshot.
 
@@ -14,7 +14,6 @@ Schema migrations, and the auth service, keep SQLAlchemy's AsyncEngine (common.d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from aiohttp import web
 
 from common.db import migrate_database, normalize_url, prepare_sqlite_file, set_up_sqlite_connection
 from common.keys import READINESS
+from common.pg_pool import ConnectionPool
 from common.settings import DatabaseSettings
 from common.sqlite_worker import SqliteWorker
 from common.statements import Execute, ExecuteMany, Operation, Rows, Step
@@ -66,6 +66,7 @@ async def open_driver(database: DatabaseSettings) -> Driver:
         await asyncio.get_running_loop().run_in_executor(None, prepare_sqlite_file, url.database)
         return SqliteDriver(url.database)
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    # pool_size connections, as many again under load: what the setting has always meant.
     return await PostgresDriver.create(dsn, max_size=2 * database.pool_size)
 
 
@@ -154,56 +155,59 @@ def _sqlite_step(connection: sqlite3.Connection, step: Step) -> Any:
 
 
 class PostgresDriver:
-    """Operations on connections from an asyncpg pool (each keeps its prepared statements)."""
+    """Operations on connections from a pool (common.pg_pool); asyncpg keeps each
+    statement prepared per connection."""
 
     dialect_name = "postgresql"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
     @classmethod
     async def create(cls, dsn: str, *, max_size: int) -> PostgresDriver:
-        # min_size=0: no connection at start, so a service starts (unready) without its database.
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=0,
-            max_size=max_size,
-            timeout=CONNECT_TIMEOUT,
-            command_timeout=COMMAND_TIMEOUT,
-            reset=_end_open_transaction,
-        )
-        return cls(pool)
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)
+
+        return cls(ConnectionPool(connect, max_size=max_size, acquire_timeout=CONNECT_TIMEOUT))
 
     async def run(
         self, operation: Operation[T], *, write: bool = False, one_statement: bool = False
     ) -> T:
-        async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as connection:
+        connection = await self._pool.acquire()
+        reusable = False
+        try:
             if not write or one_statement:
                 # Autocommit statements: the read operations are one statement each, and
                 # READ COMMITTED would give a multi-statement one no more than that anyway.
-                return await _run_on(connection, operation, most_steps=1 if write else None)
-            async with connection.transaction():
-                return await _run_on(connection, operation)
+                result = await _run_on(connection, operation, most_steps=1 if write else None)
+            else:
+                async with connection.transaction():
+                    result = await _run_on(connection, operation)
+            reusable = True
+            return result
+        except Exception as error:
+            # The operation's own exceptions (a conflict, a constraint the database refused)
+            # leave the connection clean, its transaction rolled back; a lost connection or
+            # a timed-out call may not: it is closed. So is one left by a cancelled request.
+            reusable = not isinstance(error, _CONNECTION_SUSPECT)
+            raise
+        finally:
+            self._pool.release(connection, reusable=reusable)
 
     async def ping(self) -> None:
-        async with self._pool.acquire(timeout=CONNECT_TIMEOUT) as connection:
+        connection = await self._pool.acquire()
+        reusable = False
+        try:
             await connection.fetchval("SELECT 1", timeout=CONNECT_TIMEOUT)
+            reusable = True
+        finally:
+            self._pool.release(connection, reusable=reusable)
 
     async def close(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._pool.close(), CONNECT_TIMEOUT)
-        self._pool.terminate()
+        await self._pool.close(CONNECT_TIMEOUT)
 
 
-async def _end_open_transaction(connection: asyncpg.Connection) -> None:
-    """What a connection needs before its next use here: no transaction left open.
-
-    asyncpg's default reset sends advisory-unlock, CLOSE ALL, UNLISTEN and RESET ALL on
-    every release, a round trip that was a quarter of a GET's CPU; these operations take
-    no advisory lock, open no cursor, LISTEN to nothing and SET nothing.
-    """
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
+_CONNECTION_SUSPECT = (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
 async def _run_on(
