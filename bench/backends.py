@@ -66,8 +66,14 @@ def _spawning_on(cores: set[int] | None) -> Iterator[None]:
         yield
 
 
-def _start(name: str, args: list[str], env: dict[str, str], workdir: Path,
-           cores: set[int] | None, root: Path = ROOT) -> tuple[ManagedProcess, str]:
+def _start(
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    cores: set[int] | None,
+    root: Path = ROOT,
+) -> tuple[ManagedProcess, str]:
     port = free_port()
     process = ManagedProcess(
         name,
@@ -83,7 +89,9 @@ def _start(name: str, args: list[str], env: dict[str, str], workdir: Path,
     return process, f"http://127.0.0.1:{port}"
 
 
-async def _exchange(url: str, method: str, headers: dict[str, str], body: Any = None) -> tuple[int, bytes]:
+async def _exchange(
+    url: str, method: str, headers: dict[str, str], body: Any = None
+) -> tuple[int, bytes]:
     """One request on its own connection, for seeding (measured load goes through run_load)."""
     data = json.dumps(body).encode() if body is not None else b""
     if body is not None:
@@ -97,28 +105,44 @@ async def _exchange(url: str, method: str, headers: dict[str, str], body: Any = 
         writer.close()
     head, _, payload = raw.partition(b"\r\n\r\n")
     if b"transfer-encoding: chunked" in head.lower():
-        raise BenchError(f"{method} {url}: a chunked answer, where a Content-Length one was expected")
+        raise BenchError(
+            f"{method} {url}: a chunked answer, where a Content-Length one was expected"
+        )
     return int(head.split(b" ", 2)[1]), payload
 
 
-async def _drive(url: str, method: str, headers: dict[str, str], body: Any, count: int,
-                 concurrency: int) -> dict[str, Any]:
+async def _drive(
+    url: str, method: str, headers: dict[str, str], body: Any, count: int, concurrency: int
+) -> dict[str, Any]:
     data = b""
     if body is not None:
         data = json.dumps(body).encode()
         headers = {**headers, "Content-Type": "application/json"}
     request = build_request(method, url, headers, data)
-    result = await run_load(url, concurrency=concurrency, duration=600.0,
-                            requests=[request] * count, once=True)
-    failures = sum(result[k] for k in ("connect_errors", "read_errors", "write_errors",
-                                       "http_errors", "timeouts"))
+    result = await run_load(
+        url, concurrency=concurrency, duration=600.0, requests=[request] * count, once=True
+    )
+    failures = sum(
+        result[k]
+        for k in ("connect_errors", "read_errors", "write_errors", "http_errors", "timeouts")
+    )
     if failures or result["requests"] != count:
         raise BenchError(f"{method} {url}: {failures} failures in {result['requests']} of {count}")
     return result
 
 
-async def _cpu_per_request(pid: int, url: str, method: str, headers: dict[str, str], body: Any,
-                           *, count: int, warmup: int, concurrency: int, rounds: int) -> dict[str, Any]:
+async def _cpu_per_request(
+    pid: int,
+    url: str,
+    method: str,
+    headers: dict[str, str],
+    body: Any,
+    *,
+    count: int,
+    warmup: int,
+    concurrency: int,
+    rounds: int,
+) -> dict[str, Any]:
     """CPU per request over `rounds` windows of `count` requests; the least is the figure.
 
     On a shared machine other work only ever adds to a window's CPU (cache and core
@@ -130,7 +154,9 @@ async def _cpu_per_request(pid: int, url: str, method: str, headers: dict[str, s
         before = procstat.cpu_seconds(pid)
         result = await _drive(url, method, headers, body, count, concurrency)
         used = procstat.cpu_seconds(pid) - before
-        windows.append((used / count * 1e6, count / result["duration_s"], result["latency_us"]["p50"]))
+        windows.append(
+            (used / count * 1e6, count / result["duration_s"], result["latency_us"]["p50"])
+        )
     best = min(windows)
     return {
         "cpu_us_per_request": round(best[0], 1),
@@ -158,9 +184,17 @@ async def _postgres_databases(admin_url: str, names: list[str]) -> Any:
         await connection.close()
 
 
-async def _measure_services(urls: dict[str, str], workdir: Path, *, count: int, warmup: int,
-                            concurrency: int, rounds: int, cores: set[int] | None,
-                            root: Path) -> tuple[dict[str, Any], bytes]:
+async def _measure_services(
+    urls: dict[str, str],
+    workdir: Path,
+    *,
+    count: int,
+    warmup: int,
+    concurrency: int,
+    rounds: int,
+    cores: set[int] | None,
+    root: Path,
+) -> tuple[dict[str, Any], bytes]:
     user_id = str(uuid.uuid4())
     identity = Identity(user_id, USER_SCOPES, client_id="passgate-web", token_id=uuid.uuid4().hex)
     headers = identity.to_headers()
@@ -172,9 +206,15 @@ async def _measure_services(urls: dict[str, str], workdir: Path, *, count: int, 
             processes[service], base[service] = _start(
                 service, ["-m", f"services.{service}", "serve"], env, workdir, cores, root
             )
-        provisioner = Identity(user_id, frozenset({"profiles:provision"}), client_id="passgate-auth")
-        status, _ = await _exchange(f"{base['users']}/internal/profiles/{user_id}", "PUT",
-                                    provisioner.to_headers(), {"username": "bench-user"})
+        provisioner = Identity(
+            user_id, frozenset({"profiles:provision"}), client_id="passgate-auth"
+        )
+        status, _ = await _exchange(
+            f"{base['users']}/internal/profiles/{user_id}",
+            "PUT",
+            provisioner.to_headers(),
+            {"username": "bench-user"},
+        )
         if status != 201:
             raise BenchError(f"provisioning the profile answered {status}")
         order_ids = []
@@ -198,7 +238,14 @@ async def _measure_services(urls: dict[str, str], workdir: Path, *, count: int, 
             pid = processes[OPERATIONS[operation]].pid
             assert pid is not None
             figures[operation] = await _cpu_per_request(
-                pid, url, method, headers, body, count=count, warmup=warmup, concurrency=concurrency,
+                pid,
+                url,
+                method,
+                headers,
+                body,
+                count=count,
+                warmup=warmup,
+                concurrency=concurrency,
                 rounds=rounds,
             )
         return figures, list_body
@@ -207,23 +254,43 @@ async def _measure_services(urls: dict[str, str], workdir: Path, *, count: int, 
             process.stop()
 
 
-async def _measure_bare(body: bytes, workdir: Path, *, count: int, warmup: int, concurrency: int,
-                        rounds: int, cores: set[int] | None) -> dict[str, Any]:
+async def _measure_bare(
+    body: bytes,
+    workdir: Path,
+    *,
+    count: int,
+    warmup: int,
+    concurrency: int,
+    rounds: int,
+    cores: set[int] | None,
+) -> dict[str, Any]:
     body_file = workdir / "orders-body.json"
     body_file.write_bytes(body)
     port = free_port()
     process = ManagedProcess(
-        "bare", ["-m", "bench.stub_backend", "--port", str(port), "--body-file", str(body_file)],
-        {}, ready_url=f"http://127.0.0.1:{port}/readyz", log_path=workdir / "bare.log", cwd=ROOT,
+        "bare",
+        ["-m", "bench.stub_backend", "--port", str(port), "--body-file", str(body_file)],
+        {},
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+        log_path=workdir / "bare.log",
+        cwd=ROOT,
     )
     with _spawning_on(cores):
         process.start()
     try:
         process.wait_ready(30)
         assert process.pid is not None
-        return await _cpu_per_request(process.pid, f"http://127.0.0.1:{port}/orders", "GET", {},
-                                      None, count=count, warmup=warmup, concurrency=concurrency,
-                                      rounds=rounds)
+        return await _cpu_per_request(
+            process.pid,
+            f"http://127.0.0.1:{port}/orders",
+            "GET",
+            {},
+            None,
+            count=count,
+            warmup=warmup,
+            concurrency=concurrency,
+            rounds=rounds,
+        )
     finally:
         process.stop()
 
@@ -247,15 +314,26 @@ async def measure(
     checkout whose services run (another one, to compare before and after a change).
     """
     workdir = Path(tempfile.mkdtemp(prefix="passgate-backends-"))
-    options = {"count": requests, "warmup": warmup, "concurrency": concurrency, "rounds": rounds,
-               "cores": service_cores}
+    options = {
+        "count": requests,
+        "warmup": warmup,
+        "concurrency": concurrency,
+        "rounds": rounds,
+        "cores": service_cores,
+    }
     try:
         sqlite_urls = {s: f"sqlite:///{workdir / s}.db" for s in ("orders", "users")}
         sqlite, list_body = await _measure_services(sqlite_urls, workdir, root=root, **options)
         bare = await _measure_bare(list_body, workdir, **options)
         result: dict[str, Any] = {
-            "load": {"requests": requests, "warmup": warmup, "concurrency": concurrency, "rounds": rounds,
-                     "orders_seeded": ORDERS_SEEDED, "list_body_bytes": len(list_body)},
+            "load": {
+                "requests": requests,
+                "warmup": warmup,
+                "concurrency": concurrency,
+                "rounds": rounds,
+                "orders_seeded": ORDERS_SEEDED,
+                "list_body_bytes": len(list_body),
+            },
             "bare_backend": bare,
             "sqlite": sqlite,
         }
@@ -264,8 +342,12 @@ async def measure(
                 result["postgres"], _ = await _measure_services(urls, workdir, root=root, **options)
         floor = bare["cpu_us_per_request"]
         result["ratio_to_bare"] = {
-            database: {op: round(fig["cpu_us_per_request"] / floor, 2) for op, fig in result[database].items()}
-            for database in ("sqlite", "postgres") if database in result
+            database: {
+                op: round(fig["cpu_us_per_request"] / floor, 2)
+                for op, fig in result[database].items()
+            }
+            for database in ("sqlite", "postgres")
+            if database in result
         }
         return result
     finally:
@@ -274,19 +356,27 @@ async def measure(
 
 def render(result: dict[str, Any]) -> str:
     databases = [d for d in ("sqlite", "postgres") if d in result]
-    lines = ["| operation | " + " | ".join(f"{d} us/req (x bare)" for d in databases) + " |",
-             "| --- |" + " --- |" * len(databases)]
+    lines = [
+        "| operation | " + " | ".join(f"{d} us/req (x bare)" for d in databases) + " |",
+        "| --- |" + " --- |" * len(databases),
+    ]
     for operation in OPERATIONS:
-        cells = [f"{result[d][operation]['cpu_us_per_request']:.0f} ({result['ratio_to_bare'][d][operation]:.1f}x)"
-                 for d in databases]
+        cells = [
+            f"{result[d][operation]['cpu_us_per_request']:.0f} ({result['ratio_to_bare'][d][operation]:.1f}x)"
+            for d in databases
+        ]
         lines.append(f"| {operation} | " + " | ".join(cells) + " |")
-    lines.append(f"| bare backend GET | {result['bare_backend']['cpu_us_per_request']:.0f} |"
-                 + " |" * (len(databases) - 1))
+    lines.append(
+        f"| bare backend GET | {result['bare_backend']['cpu_us_per_request']:.0f} |"
+        + " |" * (len(databases) - 1)
+    )
     load = result["load"]
-    lines.append(f"\nThe least of {load['rounds']} windows of {load['requests']} requests per operation, "
-                 f"after {load['warmup']} warm-up, "
-                 f"{load['concurrency']} connections, {load['orders_seeded']} orders listed "
-                 f"({load['list_body_bytes']} bytes).")
+    lines.append(
+        f"\nThe least of {load['rounds']} windows of {load['requests']} requests per operation, "
+        f"after {load['warmup']} warm-up, "
+        f"{load['concurrency']} connections, {load['orders_seeded']} orders listed "
+        f"({load['list_body_bytes']} bytes)."
+    )
     return "\n".join(lines)
 
 
@@ -296,19 +386,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="measured windows; the least counts")
-    parser.add_argument("--root", type=Path, default=ROOT,
-                        help="the checkout whose services run (to compare before and after)")
-    parser.add_argument("--postgres-url", help="an admin URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="the checkout whose services run (to compare before and after)",
+    )
+    parser.add_argument(
+        "--postgres-url", help="an admin URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres"
+    )
     parser.add_argument("--service-core", type=int, help="pin the measured processes to this core")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     args = parser.parse_args(argv)
     cores = {args.service_core} if args.service_core is not None else None
     if cores and os.cpu_count() and args.service_core >= os.cpu_count():
         parser.error("--service-core names a core this machine does not have")
-    result = asyncio.run(measure(requests=args.requests, warmup=args.warmup,
-                                 concurrency=args.concurrency, rounds=args.rounds,
-                                 postgres_url=args.postgres_url, service_cores=cores,
-                                 root=args.root.resolve()))
+    result = asyncio.run(
+        measure(
+            requests=args.requests,
+            warmup=args.warmup,
+            concurrency=args.concurrency,
+            rounds=args.rounds,
+            postgres_url=args.postgres_url,
+            service_cores=cores,
+            root=args.root.resolve(),
+        )
+    )
     print(render(result))
     if args.json:
         print(json.dumps(result, indent=2))

@@ -27,7 +27,7 @@ from common.keys import READINESS
 from common.pg_pool import ConnectionPool
 from common.settings import DatabaseSettings
 from common.sqlite_worker import SqliteWorker
-from common.statements import Execute, ExecuteMany, Operation, Rows, Step
+from common.statements import Execute, Operation, Rows, Step
 
 T = TypeVar("T")
 
@@ -147,7 +147,9 @@ def _run_sqlite(connection: sqlite3.Connection, operation: Operation[T], write: 
 def _sqlite_step(connection: sqlite3.Connection, step: Step) -> Any:
     compiled = step.statement.compiled("sqlite")
     if isinstance(step, Rows):
-        return compiled.rows(connection.execute(compiled.sql, compiled.arguments(step.params)).fetchall())
+        return compiled.rows(
+            connection.execute(compiled.sql, compiled.arguments(step.params)).fetchall()
+        )
     if isinstance(step, Execute):
         return connection.execute(compiled.sql, compiled.arguments(step.params)).rowcount
     connection.executemany(compiled.sql, [compiled.arguments(p) for p in step.params])
@@ -166,7 +168,9 @@ class PostgresDriver:
     @classmethod
     async def create(cls, dsn: str, *, max_size: int) -> PostgresDriver:
         async def connect() -> asyncpg.Connection:
-            return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT)
+            return await asyncpg.connect(
+                dsn, timeout=CONNECT_TIMEOUT, command_timeout=COMMAND_TIMEOUT
+            )
 
         return cls(ConnectionPool(connect, max_size=max_size, acquire_timeout=CONNECT_TIMEOUT))
 
@@ -207,7 +211,12 @@ class PostgresDriver:
         await self._pool.close(CONNECT_TIMEOUT)
 
 
-_CONNECTION_SUSPECT = (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+_CONNECTION_SUSPECT = (
+    TimeoutError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+)
 
 
 async def _run_on(
@@ -223,16 +232,21 @@ async def _run_on(
                 return done.value  # type: ignore[no-any-return]
             steps += 1
             if most_steps is not None and steps > most_steps:
-                raise RuntimeError("a one-statement write ran a second statement outside a transaction")
+                raise RuntimeError(
+                    "a one-statement write ran a second statement outside a transaction"
+                )
             compiled = step.statement.compiled("postgresql")
             if isinstance(step, Rows):
-                result = compiled.rows(await connection.fetch(compiled.sql, *compiled.arguments(step.params)))
+                result = compiled.rows(
+                    await connection.fetch(compiled.sql, *compiled.arguments(step.params))
+                )
             elif isinstance(step, Execute):
                 status = await connection.execute(compiled.sql, *compiled.arguments(step.params))
                 result = int(status.rsplit(" ", 1)[1])  # "UPDATE 1", "INSERT 0 1"
             else:
-                await connection.executemany(compiled.sql, [compiled.arguments(p) for p in step.params])
+                await connection.executemany(
+                    compiled.sql, [compiled.arguments(p) for p in step.params]
+                )
                 result = None
     finally:
         operation.close()
-

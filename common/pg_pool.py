@@ -37,7 +37,9 @@ class ConnectionPool:
         self._open = 0  # idle, in use, or being opened
         # Requests waiting for a connection: each gets one handed over, or None when a
         # slot opened up (a connection was closed), to open a new one itself.
-        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = (
+            collections.deque()
+        )
         self._closed = False
 
     async def acquire(self) -> asyncpg.Connection:

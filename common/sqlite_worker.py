@@ -64,7 +64,7 @@ class SqliteWorker:
                         if connection is None:  # opened here: the thread that uses it
                             connection = self._connect()
                         finished.append((future, job(connection), None))
-                    except BaseException as error:  # handed to the awaiting request
+                    except Exception as error:  # noqa: BLE001 - handed to the awaiting request
                         finished.append((future, None, error))
                     if len(finished) >= MAX_BATCH:
                         _settle_on_loop(finished)

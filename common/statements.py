@@ -64,7 +64,9 @@ class Compiled:
             return [tuple(row) for row in raw]
         processors = self.result_processors
         return [
-            tuple(value if p is None else p(value) for p, value in zip(processors, row, strict=True))
+            tuple(
+                value if p is None else p(value) for p, value in zip(processors, row, strict=True)
+            )
             for row in raw
         ]
 
@@ -137,4 +139,3 @@ class ExecuteMany:
 
 Step = Rows | Execute | ExecuteMany
 Operation = Generator[Step, Any, T]
-

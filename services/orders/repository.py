@@ -120,10 +120,12 @@ INSERT_ORDER = Statement(orders.insert().values(_ALL_ORDER_VALUES))
 # ON CONFLICT DO NOTHING: a concurrent insert with the same key waits for the first to
 # commit (PostgreSQL) or for the write lock (SQLite), then inserts nothing.
 INSERT_ORDER_ONCE = Statement(
-    lambda insert: insert(orders)
-    .values(_ALL_ORDER_VALUES)
-    .on_conflict_do_nothing(index_elements=["user_id", "idempotency_id"])
-    .returning(orders.c.id)
+    lambda insert: (
+        insert(orders)
+        .values(_ALL_ORDER_VALUES)
+        .on_conflict_do_nothing(index_elements=["user_id", "idempotency_id"])
+        .returning(orders.c.id)
+    )
 )
 FIND_BY_KEY = Statement(
     sa.select(orders.c.id, orders.c.request_fingerprint).where(
@@ -152,16 +154,22 @@ def _insert_with_items(insert: Any, *, once: bool) -> Any:
         .render_derived()
         .alias("line")
     )
-    return order_items.insert().from_select(
-        ["order_id", "line_no", "sku", "quantity", "unit_price_cents"],
-        sa.select(new_order.c.id, *lines.c).select_from(new_order).join(lines, sa.true()),
-    ).returning(order_items.c.order_id)
+    return (
+        order_items.insert()
+        .from_select(
+            ["order_id", "line_no", "sku", "quantity", "unit_price_cents"],
+            sa.select(new_order.c.id, *lines.c).select_from(new_order).join(lines, sa.true()),
+        )
+        .returning(order_items.c.order_id)
+    )
 
 
 INSERT_WITH_ITEMS = Statement(lambda insert: _insert_with_items(insert, once=False))
 INSERT_ONCE_WITH_ITEMS = Statement(lambda insert: _insert_with_items(insert, once=True))
 INSERT_ITEMS = Statement(
-    order_items.insert().values({column.name: sa.bindparam(column.name) for column in order_items.c})
+    order_items.insert().values(
+        {column.name: sa.bindparam(column.name) for column in order_items.c}
+    )
 )
 # The status condition makes concurrent cancels count once: PostgreSQL re-checks it after
 # waiting for the row lock; SQLite runs write transactions one at a time.
@@ -256,7 +264,9 @@ class OrderRepository:
         if idempotency_key is None:
             yield Execute(INSERT_ORDER, _order_values(order, None, None))
         else:
-            inserted = yield Rows(INSERT_ORDER_ONCE, _order_values(order, idempotency_key, fingerprint))
+            inserted = yield Rows(
+                INSERT_ORDER_ONCE, _order_values(order, idempotency_key, fingerprint)
+            )
             if not inserted:
                 return (yield from _replay(order.user_id, idempotency_key, fingerprint))
         yield ExecuteMany(
@@ -358,6 +368,11 @@ def _page_of(user_id: str, limit: int, after: Position | None) -> Operation[list
         created_at, order_id = after
         rows = yield Rows(
             NEXT_PAGE,
-            {"user_id": user_id, "limit": limit, "after_created_at": created_at, "after_id": order_id},
+            {
+                "user_id": user_id,
+                "limit": limit,
+                "after_created_at": created_at,
+                "after_id": order_id,
+            },
         )
     return _orders_from_rows(rows)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,10 +56,12 @@ GET = Statement(sa.select(*_COLUMNS).where(profiles.c.id == sa.bindparam("id")))
 # ON CONFLICT DO NOTHING covers both unique columns, so concurrent repeats on PostgreSQL
 # wait for each other instead of failing.
 PROVISION = Statement(
-    lambda insert: insert(profiles)
-    .values({column.name: sa.bindparam(column.name) for column in profiles.c})
-    .on_conflict_do_nothing()
-    .returning(profiles.c.id)
+    lambda insert: (
+        insert(profiles)
+        .values({column.name: sa.bindparam(column.name) for column in profiles.c})
+        .on_conflict_do_nothing()
+        .returning(profiles.c.id)
+    )
 )
 SET_DISPLAY_NAME = Statement(
     profiles.update()

@@ -27,10 +27,18 @@ events = sa.Table(
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
 )
-INSERT = Statement(events.insert().values(id=sa.bindparam("id"), at=sa.bindparam("at"), amount=sa.bindparam("amount")))
-GET = Statement(sa.select(events.c.id, events.c.at, events.c.amount).where(events.c.id == sa.bindparam("id")))
+INSERT = Statement(
+    events.insert().values(
+        id=sa.bindparam("id"), at=sa.bindparam("at"), amount=sa.bindparam("amount")
+    )
+)
+GET = Statement(
+    sa.select(events.c.id, events.c.at, events.c.amount).where(events.c.id == sa.bindparam("id"))
+)
 ADD = Statement(
-    events.update().where(events.c.id == sa.bindparam("id")).values(amount=events.c.amount + sa.bindparam("delta"))
+    events.update()
+    .where(events.c.id == sa.bindparam("id"))
+    .values(amount=events.c.amount + sa.bindparam("delta"))
 )
 AT = dt.datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 
@@ -89,7 +97,9 @@ async def test_what_the_driver_stores_sqlalchemy_reads_and_back(driver: Driver, 
         await connection.execute(events.insert().values(id=theirs, at=later, amount=2**62))
         row = (await connection.execute(sa.select(events).where(events.c.id == ours))).one()
         # Keyset comparisons on the stored form see the driver's row as earlier.
-        earlier = (await connection.execute(sa.select(events.c.id).where(events.c.at < later))).scalars()
+        earlier = (
+            await connection.execute(sa.select(events.c.id).where(events.c.at < later))
+        ).scalars()
         assert ours in list(earlier)
     assert (row.at, row.amount) == (AT, 11)
     [(_, at, amount)] = await driver.run(get(theirs))
@@ -118,7 +128,9 @@ async def test_a_worker_hands_each_caller_its_own_result_or_error(tmp_path) -> N
 
         return run
 
-    results = await asyncio.gather(*(worker.submit(job(n)) for n in range(100)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(worker.submit(job(n)) for n in range(100)), return_exceptions=True
+    )
     for n, result in enumerate(results):
         if n % 7 == 3:
             assert isinstance(result, Boom) and result.args == (n,)

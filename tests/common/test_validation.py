@@ -20,7 +20,10 @@ from common.validation import _DOCUMENT_URI, OpenApiDocument
 from services.orders.app import OPENAPI_PATH as ORDERS_OPENAPI
 from services.users.app import OPENAPI_PATH as USERS_OPENAPI
 
-DOCUMENTS = {"orders": OpenApiDocument.load(ORDERS_OPENAPI), "users": OpenApiDocument.load(USERS_OPENAPI)}
+DOCUMENTS = {
+    "orders": OpenApiDocument.load(ORDERS_OPENAPI),
+    "users": OpenApiDocument.load(USERS_OPENAPI),
+}
 SCHEMAS = [
     (service, name)
     for service, document in DOCUMENTS.items()
@@ -29,12 +32,16 @@ SCHEMAS = [
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
-def values_for(schema: dict[str, Any], schemas: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
+def values_for(
+    schema: dict[str, Any], schemas: dict[str, Any], depth: int = 0
+) -> st.SearchStrategy[Any]:
     """Values shaped like `schema`: mostly near-valid, with wrong types and boundaries mixed in."""
     if "$ref" in schema:
         return values_for(schemas[schema["$ref"].rsplit("/", 1)[1]], schemas, depth)
@@ -66,7 +73,10 @@ def values_for(schema: dict[str, Any], schemas: dict[str, Any], depth: int = 0) 
                 st.fixed_dictionaries(
                     {},
                     optional={
-                        **{name: values_for(s, schemas, depth + 1) for name, s in properties.items()},
+                        **{
+                            name: values_for(s, schemas, depth + 1)
+                            for name, s in properties.items()
+                        },
                         "unexpected": json_values,
                     },
                 )
@@ -81,8 +91,13 @@ def _strings(schema: dict[str, Any]) -> st.SearchStrategy[str]:
     options = [st.text(max_size=schema.get("maxLength", 40) + 2)]
     if schema.get("format") == "uuid":
         uuids = st.uuids().map(str)
-        options += [uuids, uuids.map(str.upper), uuids.map(lambda u: u.replace("-", "_", 1)),
-                    uuids.map(lambda u: u[:-1] + "g"), uuids.map(lambda u: u + "\n")]
+        options += [
+            uuids,
+            uuids.map(str.upper),
+            uuids.map(lambda u: u.replace("-", "_", 1)),
+            uuids.map(lambda u: u[:-1] + "g"),
+            uuids.map(lambda u: u + "\n"),
+        ]
     if "pattern" in schema:
         options.append(st.from_regex(schema["pattern"], fullmatch=False))
         options.append(st.from_regex(schema["pattern"], fullmatch=True).map(lambda s: s + "\n"))
@@ -101,13 +116,17 @@ def reference_errors(document: OpenApiDocument, name: str, value: Any) -> list[t
 @pytest.mark.parametrize(("service", "name"), SCHEMAS)
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_check_answers_as_the_reference_validator(service: str, name: str, data: st.DataObject) -> None:
+def test_check_answers_as_the_reference_validator(
+    service: str, name: str, data: st.DataObject
+) -> None:
     document = DOCUMENTS[service]
     schemas = document.document["components"]["schemas"]
     value = data.draw(values_for(schemas[name], schemas))
     expected = reference_errors(document, name, value)
     # Inlined references: the same errors, at the same places, as resolved ones.
-    inlined = sorted((str(list(e.absolute_path)), e.message) for e in document.validator(name).iter_errors(value))
+    inlined = sorted(
+        (str(list(e.absolute_path)), e.message) for e in document.validator(name).iter_errors(value)
+    )
     assert inlined == expected
     # The fast pass never lets through what the reference rejects, and check() says the same.
     if expected:
@@ -127,7 +146,10 @@ def test_a_cyclic_reference_stays_a_reference() -> None:
                     "Node": {
                         "type": "object",
                         "additionalProperties": False,
-                        "properties": {"next": {"$ref": "#/components/schemas/Node"}, "n": {"type": "integer"}},
+                        "properties": {
+                            "next": {"$ref": "#/components/schemas/Node"},
+                            "n": {"type": "integer"},
+                        },
                     }
                 }
             }
@@ -136,4 +158,6 @@ def test_a_cyclic_reference_stays_a_reference() -> None:
     document.check("Node", {"next": {"next": {"n": 1}}})
     with pytest.raises(Problem) as raised:
         document.check("Node", {"next": {"next": {"n": "one"}}})
-    assert raised.value.extensions["errors"] == [{"pointer": "/next/next/n", "detail": "'one' is not of type 'integer'"}]
+    assert raised.value.extensions["errors"] == [
+        {"pointer": "/next/next/n", "detail": "'one' is not of type 'integer'"}
+    ]
