@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from aiohttp import web
 from alembic import command
@@ -52,8 +53,7 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            _use_wal(parsed.database)
+            prepare_sqlite_file(parsed.database)
         engine = create_async_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -67,6 +67,12 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
         # asyncpg: give up on a dead server quickly so requests fail fast with 503.
         connect_args={"timeout": 5, "command_timeout": 15},
     )
+
+
+def prepare_sqlite_file(path: str) -> None:
+    """Make the file's directory and put the file in WAL mode, before any connection uses it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _use_wal(path)
 
 
 def _use_wal(path: str) -> None:
@@ -89,8 +95,13 @@ def _use_wal(path: str) -> None:
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    set_up_sqlite_connection(dbapi_connection)
+
+
+def set_up_sqlite_connection(dbapi_connection: Any) -> None:
+    """The settings every SQLite connection of a service has (SQLAlchemy's and the driver's)."""
     # The sqlite3 module's own transaction handling defers BEGIN to the first write and
-    # never wraps DDL; turn it off and let SQLAlchemy's begin event (below) say BEGIN.
+    # never wraps DDL; turn it off and say BEGIN ourselves (SQLAlchemy's begin event below).
     dbapi_connection.isolation_level = None
     # busy_timeout makes writers queue, not fail; the file is in WAL mode (see _use_wal).
     cursor = dbapi_connection.cursor()
@@ -179,6 +190,21 @@ def database_ctx(
     return ctx
 
 
+# What a lost, refused, overloaded or timed-out database raises through the drivers the
+# request path uses directly (common.driver); anything else (an integrity or syntax error)
+# is a bug and stays a 500.
+DRIVER_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.OperationalError,  # locked past busy_timeout, unreadable file, disk I/O
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # the connection went away under a call
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin or crash shutdown
+    OSError,
+    TimeoutError,
+)
+
+
 def _unavailable() -> Problem:
     return Problem(
         503,
@@ -204,7 +230,8 @@ async def database_unavailable_middleware(
             raise
         _LOGGER.warning("database unavailable: %s", type(error.orig).__name__)
         raise _unavailable() from None
-    except (exc.TimeoutError, OSError) as error:  # pool exhausted, connect refused or timed out
+    except (exc.TimeoutError, *DRIVER_UNAVAILABLE_ERRORS) as error:
+        # Pool exhausted, connect refused or timed out, connection lost under a call.
         _LOGGER.warning("database unavailable: %s", type(error).__name__)
         raise _unavailable() from None
 

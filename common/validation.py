@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import yaml
 from aiohttp import web
 from jsonschema import Draft202012Validator, FormatChecker
@@ -29,6 +30,7 @@ class OpenApiDocument:
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
         self._validators: dict[str, Draft202012Validator] = {}
+        self._fast: dict[str, jsonschema_rs.Validator | None] = {}
 
     @classmethod
     def load(cls, path: Path) -> OpenApiDocument:
@@ -40,19 +42,50 @@ class OpenApiDocument:
         resource = DRAFT202012.create_resource(self.document)
         return Registry().with_resource(_DOCUMENT_URI, resource)
 
+    def _inlined(self, schema_name: str) -> Any:
+        schemas = self.document.get("components", {}).get("schemas", {})
+        if schema_name not in schemas:
+            raise KeyError(f"no component schema named {schema_name!r}")
+        return _inline_refs(schemas[schema_name], schemas, (schema_name,))
+
     def validator(self, schema_name: str) -> Draft202012Validator:
+        """The reference validator (jsonschema): its verdict and messages are the answer."""
         if schema_name not in self._validators:
-            if schema_name not in self.document.get("components", {}).get("schemas", {}):
-                raise KeyError(f"no component schema named {schema_name!r}")
             self._validators[schema_name] = Draft202012Validator(
-                {"$ref": f"{_DOCUMENT_URI}#/components/schemas/{schema_name}"},
+                self._inlined(schema_name),
                 registry=self._registry,
                 format_checker=FormatChecker(),
             )
         return self._validators[schema_name]
 
+    def _accepts_quickly(self, schema_name: str, value: Any) -> bool:
+        """True when jsonschema-rs finds `value` valid: then the request goes on at once.
+
+        jsonschema validated an order body in about 200 us, jsonschema-rs in about 3 us.
+        Its False, or any failure to take the value (an integer beyond 64 bits, a lone
+        surrogate), only sends the value to the reference validator, whose verdict and
+        messages are the answer; jsonschema-rs is only ever stricter in what it accepts
+        (tests/common/test_validation.py checks that on generated values).
+        """
+        if schema_name not in self._fast:
+            try:
+                self._fast[schema_name] = jsonschema_rs.Draft202012Validator(
+                    self._inlined(schema_name), validate_formats=True
+                )
+            except (ValueError, jsonschema_rs.ReferencingError):  # e.g. a cyclic reference
+                self._fast[schema_name] = None
+        fast = self._fast[schema_name]
+        if fast is None:
+            return False
+        try:
+            return bool(fast.is_valid(value))
+        except (ValueError, OverflowError, UnicodeError):
+            return False
+
     def check(self, schema_name: str, value: Any) -> None:
         """Raise a 400 problem listing what is wrong with `value`, if anything."""
+        if self._accepts_quickly(schema_name, value):
+            return
         errors = sorted(
             self.validator(schema_name).iter_errors(value), key=lambda e: list(e.absolute_path)
         )
@@ -60,6 +93,36 @@ class OpenApiDocument:
             raise invalid_request(
                 [{"pointer": _pointer(e.absolute_path), "detail": _message(e)} for e in errors]
             )
+
+
+_LOCAL_REF = "#/components/schemas/"
+# Keywords whose values are data, not schemas: a {"$ref": ...} in them is left as it is.
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "example"})
+
+
+def _inline_refs(node: Any, schemas: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    """The schema with each plain reference to a component schema replaced by that schema.
+
+    Resolving a $ref through the registry on every validation was half of the validation
+    time of a request body (`referencing` lookups on each item of an order); inlined, the
+    references cost nothing per call. Error messages and instance paths are unchanged.
+    A reference that is part of a cycle, or has sibling keywords, stays a reference,
+    made absolute so that the registry resolves it.
+    """
+    if isinstance(node, list):
+        return [_inline_refs(value, schemas, seen) for value in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_LOCAL_REF):
+        name = ref[len(_LOCAL_REF) :]
+        if len(node) == 1 and name in schemas and name not in seen:
+            return _inline_refs(schemas[name], schemas, (*seen, name))
+        node = {**node, "$ref": _DOCUMENT_URI + ref}
+    return {
+        key: value if key in _DATA_KEYWORDS else _inline_refs(value, schemas, seen)
+        for key, value in node.items()
+    }
 
 
 def _pointer(path: Any) -> str:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from common.errors import Problem, insufficient_scope
 from common.identity import Identity, require_identity
+from common.jsonresponse import json_response
 from common.validation import invalid_request, read_json
 from services.orders.keys import METRICS, OPENAPI, REPOSITORY
 from services.orders.models import items_from_json, request_fingerprint
@@ -97,7 +98,7 @@ async def place_order(request: web.Request) -> web.Response:
         request.app[METRICS].placed.inc()
     else:
         headers[REPLAYED_HEADER] = "true"
-    return web.json_response(order.to_json(), status=201, headers=headers)
+    return json_response(order.to_json(), status=201, headers=headers)
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -120,7 +121,7 @@ async def list_orders(request: web.Request) -> web.Response:
     orders, position = await request.app[REPOSITORY].list(
         owner, limit=query.get("limit", DEFAULT_PAGE_SIZE), after=after
     )
-    return web.json_response(
+    return json_response(
         {
             "items": [order.to_json() for order in orders],
             "next_cursor": encode_cursor(position) if position is not None else None,
@@ -135,7 +136,7 @@ async def get_order(request: web.Request) -> web.Response:
     order = await request.app[REPOSITORY].get(order_id, owner=owner)
     if order is None:
         raise _not_found()
-    return web.json_response(order.to_json())
+    return json_response(order.to_json())
 
 
 async def cancel_order(request: web.Request) -> web.Response:
@@ -148,4 +149,4 @@ async def cancel_order(request: web.Request) -> web.Response:
     order, changed = result
     if changed:
         request.app[METRICS].cancelled.inc()
-    return web.json_response(order.to_json())
+    return json_response(order.to_json())

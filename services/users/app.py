@@ -6,10 +6,10 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.app import make_base_app
-from common.db import database_ctx, database_unavailable_middleware
+from common.db import database_unavailable_middleware
+from common.driver import Driver, driver_ctx
 from common.keys import REGISTRY
 from common.timestamps import Clock, utc_now
 from common.validation import OpenApiDocument
@@ -41,9 +41,9 @@ def create_app(
     app[OPENAPI] = OpenApiDocument.load(OPENAPI_PATH)
     app[METRICS] = UsersMetrics(app[REGISTRY])
 
-    def store(app: web.Application, engine: AsyncEngine) -> None:
-        app[REPOSITORY] = ProfileRepository(engine, clock=clock)
+    def store(app: web.Application, driver: Driver) -> None:
+        app[REPOSITORY] = ProfileRepository(driver, clock=clock)
 
-    app.cleanup_ctx.append(database_ctx(settings.database, MIGRATIONS_DIR, store))
+    app.cleanup_ctx.append(driver_ctx(settings.database, MIGRATIONS_DIR, store))
     setup_routes(app)
     return app

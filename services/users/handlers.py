@@ -6,6 +6,7 @@ from aiohttp import web
 
 from common.errors import Problem
 from common.identity import require_identity
+from common.jsonresponse import json_response
 from common.validation import read_json
 from services.users.keys import METRICS, OPENAPI, REPOSITORY
 from services.users.repository import ProfileConflict
@@ -32,7 +33,7 @@ async def get_own_profile(request: web.Request) -> web.Response:
     profile = await request.app[REPOSITORY].get(identity.subject)
     if profile is None:
         raise _no_profile()
-    return web.json_response(profile.to_json())
+    return json_response(profile.to_json())
 
 
 async def update_own_profile(request: web.Request) -> web.Response:
@@ -42,7 +43,7 @@ async def update_own_profile(request: web.Request) -> web.Response:
     if profile is None:
         raise _no_profile()
     request.app[METRICS].profiles_updated.inc()
-    return web.json_response(profile.to_json())
+    return json_response(profile.to_json())
 
 
 async def get_profile(request: web.Request) -> web.Response:
@@ -50,7 +51,7 @@ async def get_profile(request: web.Request) -> web.Response:
     profile = await request.app[REPOSITORY].get(_path_user_id(request))
     if profile is None:
         raise _no_profile()
-    return web.json_response(profile.to_json())
+    return json_response(profile.to_json())
 
 
 async def provision_profile(request: web.Request) -> web.Response:
@@ -74,4 +75,4 @@ async def provision_profile(request: web.Request) -> web.Response:
         ) from None
     if created:
         request.app[METRICS].profiles_created.inc()
-    return web.json_response(profile.to_json(), status=201 if created else 200)
+    return json_response(profile.to_json(), status=201 if created else 200)

@@ -1,6 +1,7 @@
 """All SQL of the users service: the profiles table and its queries (SQLAlchemy Core).
 
-The same statements run on SQLite and PostgreSQL. A profile holds no credential of any
+The same statements run on SQLite and PostgreSQL, compiled once per dialect and run on the
+driver (common.statements says why). A profile holds no credential of any
 kind: auth owns passwords, refresh tokens and keys; users only knows who someone is.
 """
 
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common.db import dialect_insert, write_transaction
+from common.driver import Driver
+from common.statements import Execute, Operation, Rows, Statement
 from common.timestamps import Clock, UtcDateTime, rfc3339, utc_now
 
 metadata = sa.MetaData()
@@ -50,66 +52,84 @@ class ProfileConflict(Exception):
 
 _COLUMNS = (profiles.c.id, profiles.c.username, profiles.c.display_name, profiles.c.created_at)
 
+GET = Statement(sa.select(*_COLUMNS).where(profiles.c.id == sa.bindparam("id")))
+# ON CONFLICT DO NOTHING covers both unique columns, so concurrent repeats on PostgreSQL
+# wait for each other instead of failing.
+PROVISION = Statement(
+    lambda insert: (
+        insert(profiles)
+        .values({column.name: sa.bindparam(column.name) for column in profiles.c})
+        .on_conflict_do_nothing()
+        .returning(profiles.c.id)
+    )
+)
+SET_DISPLAY_NAME = Statement(
+    profiles.update()
+    .where(profiles.c.id == sa.bindparam("id"))
+    .values(display_name=sa.bindparam("display_name"), updated_at=sa.bindparam("updated_at"))
+)
+RESET_DISPLAY_NAME = Statement(
+    profiles.update()
+    .where(profiles.c.id == sa.bindparam("id"))
+    .values(display_name=profiles.c.username, updated_at=sa.bindparam("updated_at"))
+)
 
-def _profile(row: sa.Row) -> Profile:
-    return Profile(row.id, row.username, row.display_name, row.created_at)
+
+def _get(user_id: str) -> Operation[Profile | None]:
+    rows = yield Rows(GET, {"id": user_id})
+    return Profile(*rows[0]) if rows else None
 
 
 class ProfileRepository:
-    def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
-        self.engine = engine
+    def __init__(self, driver: Driver, *, clock: Clock = utc_now) -> None:
+        self.driver = driver
         self.clock = clock
 
     async def get(self, user_id: str) -> Profile | None:
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(sa.select(*_COLUMNS).where(profiles.c.id == user_id))
-            ).first()
-        return _profile(row) if row else None
+        return await self.driver.run(_get(user_id))
 
     async def provision(
         self, user_id: str, username: str, display_name: str | None
     ) -> tuple[Profile, bool]:
         """Create the profile once; a repeat with the same username returns it unchanged.
 
-        Returns (profile, created). ON CONFLICT DO NOTHING covers both unique columns, so
-        concurrent repeats on PostgreSQL wait for each other instead of failing.
+        Returns (profile, created).
         """
         now = self.clock()
-        async with write_transaction(self.engine) as connection:
-            inserted = (
-                await connection.execute(
-                    dialect_insert(connection, profiles)
-                    .values(
-                        id=user_id,
-                        username=username,
-                        display_name=display_name or username,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(profiles.c.id)
-                )
-            ).first()
-            row = (
-                await connection.execute(sa.select(*_COLUMNS).where(profiles.c.id == user_id))
-            ).first()
-        if row is None or row.username != username:
+        values = {
+            "id": user_id,
+            "username": username,
+            "display_name": display_name or username,
+            "created_at": now,
+            "updated_at": now,
+        }
+        inserted, profile = await self.driver.run(_provision(values), write=True)
+        if profile is None or profile.username != username:
             raise ProfileConflict(user_id)
-        return _profile(row), inserted is not None
+        return profile, inserted
 
     async def set_display_name(self, user_id: str, display_name: str | None) -> Profile | None:
         """Change the display name; None resets it to the username. None when no profile."""
-        new_name = profiles.c.username if display_name is None else sa.literal(display_name)
-        async with write_transaction(self.engine) as connection:
-            result = await connection.execute(
-                profiles.update()
-                .where(profiles.c.id == user_id)
-                .values(display_name=new_name, updated_at=self.clock())
-            )
-            if result.rowcount == 0:
-                return None
-            row = (
-                await connection.execute(sa.select(*_COLUMNS).where(profiles.c.id == user_id))
-            ).one()
-        return _profile(row)
+        return await self.driver.run(
+            _set_display_name(user_id, display_name, self.clock()), write=True
+        )
+
+
+def _provision(values: dict[str, Any]) -> Operation[tuple[bool, Profile | None]]:
+    inserted = yield Rows(PROVISION, values)
+    profile = yield from _get(values["id"])
+    return bool(inserted), profile
+
+
+def _set_display_name(
+    user_id: str, display_name: str | None, now: dt.datetime
+) -> Operation[Profile | None]:
+    if display_name is None:
+        changed = yield Execute(RESET_DISPLAY_NAME, {"id": user_id, "updated_at": now})
+    else:
+        changed = yield Execute(
+            SET_DISPLAY_NAME, {"id": user_id, "display_name": display_name, "updated_at": now}
+        )
+    if changed == 0:
+        return None
+    return (yield from _get(user_id))

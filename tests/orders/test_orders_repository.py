@@ -11,6 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from common.db import create_engine, migrate
+from common.driver import Driver, open_driver
+from common.settings import DatabaseSettings
 from services.orders.app import MIGRATIONS_DIR
 from services.orders.models import OrderItem, request_fingerprint
 from services.orders.repository import IdempotencyConflict, OrderRepository, orders
@@ -30,8 +32,18 @@ async def engine(database_url):
 
 
 @pytest.fixture
-async def repository(engine) -> AsyncIterator[OrderRepository]:
-    yield OrderRepository(engine, clock=lambda: T0)
+async def driver(engine, database_url) -> AsyncIterator[Driver]:
+    """The request path's driver, on the database the engine fixture migrated."""
+    driver = await open_driver(DatabaseSettings(database_url, migrate_on_start=False))
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+@pytest.fixture
+async def repository(driver) -> AsyncIterator[OrderRepository]:
+    yield OrderRepository(driver, clock=lambda: T0)
 
 
 async def count_orders(engine) -> int:
@@ -103,12 +115,12 @@ async def test_concurrent_repeats_create_one_order(repository, engine) -> None:
     assert await count_orders(engine) == 1
 
 
-async def test_keyset_pages_break_timestamp_ties_by_id(engine) -> None:
+async def test_keyset_pages_break_timestamp_ties_by_id(driver) -> None:
     """Orders sharing one timestamp still page without duplicates or gaps."""
     ticks = iter(
         [T0] * 7 + [T0 + dt.timedelta(microseconds=1)] * 6 + [T0 + dt.timedelta(seconds=1)] * 4
     )
-    repository = OrderRepository(engine, clock=lambda: next(ticks))
+    repository = OrderRepository(driver, clock=lambda: next(ticks))
     user = str(uuid.uuid4())
     placed = [(await repository.create(user, ITEMS, None))[0] for _ in range(17)]
     expected = [o.id for o in sorted(placed, key=lambda o: (o.created_at, o.id), reverse=True)]
@@ -135,9 +147,9 @@ async def test_list_is_per_user_and_bounded(repository) -> None:
     assert await repository.list(str(uuid.uuid4()), limit=5) == ([], None)
 
 
-async def test_cancel(engine) -> None:
+async def test_cancel(driver) -> None:
     ticks = iter([T0, T0 + dt.timedelta(minutes=1), T0 + dt.timedelta(minutes=2)])
-    repository = OrderRepository(engine, clock=lambda: next(ticks))
+    repository = OrderRepository(driver, clock=lambda: next(ticks))
     user = str(uuid.uuid4())
     order, _ = await repository.create(user, ITEMS, None)
     assert await repository.cancel(order.id, owner=str(uuid.uuid4())) is None

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from common.db import create_engine, migrate
+from common.driver import open_driver
+from common.settings import DatabaseSettings
 from services.users.app import MIGRATIONS_DIR
 from services.users.repository import ProfileConflict, ProfileRepository
 
@@ -20,10 +22,12 @@ T0 = dt.datetime(2025, 3, 4, 5, 6, 7, 890123, tzinfo=dt.UTC)
 async def repository(database_url) -> AsyncIterator[ProfileRepository]:
     engine = create_engine(database_url)
     await migrate(engine, MIGRATIONS_DIR)
+    await engine.dispose()
+    driver = await open_driver(DatabaseSettings(database_url, migrate_on_start=False))
     try:
-        yield ProfileRepository(engine, clock=lambda: T0)
+        yield ProfileRepository(driver, clock=lambda: T0)
     finally:
-        await engine.dispose()
+        await driver.close()
 
 
 async def test_provision_then_get(repository) -> None:
