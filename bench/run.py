@@ -32,6 +32,7 @@ from bench import procstat
 from bench.loadgen import LoadGenerator, LoadResult, install_wrk
 from bench.scenarios import (
     Figures,
+    backends,
     cache_off,
     event_loop,
     floor,
@@ -41,7 +42,6 @@ from bench.scenarios import (
     nginx,
     orders,
     profile,
-    run_module,
     scaling,
     session,
     storm,
@@ -470,15 +470,11 @@ class Bench:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-async def _backends(ctx: Bench) -> Figures:
-    return await run_module("backends", ctx)
-
-
 # The scenarios in the order they run, by the names --skip takes. The stack, the bench user
 # and the bare backend (with its gateway, gateway-bare) are started before the first.
 SEQUENCE: tuple[tuple[str, Callable[[Bench], Awaitable[Figures]]], ...] = (
     ("orders", orders.run),
-    ("backends", _backends),  # bench/backends.py, from the backends' own change, when present
+    ("backends", backends.run),
     ("gateway", gateway.run),
     ("event-loop", event_loop.run),  # right after the gateway's run: the loops in near conditions
     ("cache-off", cache_off.run),

@@ -99,7 +99,7 @@ def targets(data: Mapping[str, Any]) -> list[Target]:
                "both direct, 5 orders, same body"),
         Target("orders CPU per GET /orders on PostgreSQL",
                postgres.get("orders_list_cpu_us_postgresql"), None, False, " µs",
-               "from bench/backends.py when present"),
+               "direct to the orders service, 5 orders (bench/backends.py)"),
         Target("whole system: gateway → orders throughput ÷ direct to the bare backend",
                _ratio(_rps(data, GATEWAY_ORDERS), _rps(data, DIRECT)), 0.08, True, "×",
                "authenticated GET /orders through the gateway to the real orders service"),

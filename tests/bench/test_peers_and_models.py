@@ -22,7 +22,6 @@ from bench.haproxy import HAProxy, find_haproxy, public_key_pem, render_config, 
 from bench.prometheus import sample_total
 from bench.run import PACKAGED_ROUTES
 from bench.scenarios.storm import LoginStats, login_route_timeout
-from bench.scenarios import run_module
 from bench.scenarios.scaling import ONE, ONE_AGAIN, TWO, each_over_one, per_process
 from devstack.processes import free_port
 
@@ -203,18 +202,6 @@ def test_uvloop_is_found_in_the_memory_map() -> None:
 def test_login_timeout_is_the_route_that_serves_login() -> None:
     # POST /auth/login falls to the `/auth/*` route, whose timeout is the file's default.
     assert login_route_timeout(PACKAGED_ROUTES) == 10.0
-
-
-async def test_a_missing_scenario_module_is_noted_not_failed() -> None:
-    class Ctx:
-        notes: list[str] = []
-
-        def note(self, text: str) -> None:
-            self.notes.append(text)
-
-    ctx = Ctx()
-    assert await run_module("no_such_scenario", ctx) is None
-    assert ctx.notes == ["scenario no_such_scenario not run: bench/no_such_scenario.py is not there yet"]
 
 
 def test_login_stats_count_answers_and_late_logins() -> None:
