@@ -63,6 +63,11 @@ class RateLimit:
     def rate(self) -> float:
         return self.requests / self.per
 
+    @property
+    def interval(self) -> float:
+        """Seconds per token: the GCRA emission interval."""
+        return self.per / self.requests
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class UpstreamConfig:
