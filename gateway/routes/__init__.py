@@ -13,7 +13,7 @@ here runs per request.
 """
 
 from gateway.routes.lint import ERROR, NOTE, lint
-from gateway.routes.loading import load_routes, parse_routes
+from gateway.routes.loading import load_routes, parse_routes, read_routes
 from gateway.routes.model import (
     INTERNAL_PREFIX,
     PUBLIC,
@@ -54,5 +54,6 @@ __all__ = [
     "override_key",
     "override_variable",
     "parse_routes",
+    "read_routes",
     "replica_problem",
 ]

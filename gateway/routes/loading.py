@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from gateway.routes import schema
+from gateway.routes.lint import ERROR, lint
 from gateway.routes.model import (
     INTERNAL_PREFIX,
     PUBLIC,
@@ -44,6 +45,16 @@ _UPSTREAM_TUNING = (
 
 
 def load_routes(path: Path, overrides: Mapping[str, tuple[str, ...]] | None = None) -> RouteTable:
+    """The route table the gateway starts with: read, validated, and refused with every
+    problem listed if invalid or if lint finds an error in it."""
+    table = read_routes(path, overrides)
+    errors = [message for level, message in lint(table) if level == ERROR]
+    if errors:
+        raise RoutesError(table.source, errors)
+    return table
+
+
+def read_routes(path: Path, overrides: Mapping[str, tuple[str, ...]] | None = None) -> RouteTable:
     """Read and validate the routes file (not linted); raise RoutesError listing every problem."""
     source = str(path)
     try:
