@@ -52,13 +52,8 @@ def stack(tmp_path: Path, relay: tuple[BackgroundLoop, TcpProxy]) -> Iterator[St
             "gateway": {"PASSGATE_REDIS_URL": f"redis://127.0.0.1:{proxy.port}{database}"},
         },
     )
-    stack = Stack(config)
-    stack.start()
-    try:
+    with Stack(config) as stack:
         yield stack
-    finally:
-        codes = stack.stop()
-        assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
 
 
 async def test_redis_outage_is_visible_and_recovers(
@@ -105,3 +100,6 @@ async def test_redis_outage_is_visible_and_recovers(
         fallbacks = await metric("gateway_rate_limit_fallbacks_total")
         await limited_request()
         assert await metric("gateway_rate_limit_fallbacks_total") == fallbacks  # decided in Redis
+
+    exits = stack.stop()
+    assert set(exits.values()) == {0}, f"unclean exits: {exits}"
