@@ -53,13 +53,17 @@ def policy_header(route: RouteConfig) -> str:
 
 
 class _BackendMetrics:
-    def __init__(self, registry: CollectorRegistry | None) -> None:
+    """Exported with or without Redis (the `backend` label says which is configured), so
+    dashboards and alerts read one series everywhere; the memory backend is always up."""
+
+    def __init__(self, registry: CollectorRegistry | None, backend: str) -> None:
         self.up = Gauge(
             "gateway_rate_limit_backend_up",
-            "1 while the shared rate-limit store (Redis) answers; 0 while this replica "
-            "decides limits alone.",
+            "1 while the configured rate-limit store answers (memory always does); 0 while "
+            "Redis cannot answer and this replica decides limits alone.",
+            ["backend"],
             registry=registry,
-        )
+        ).labels(backend)
         self.fallbacks = Counter(
             "gateway_rate_limit_fallbacks",
             "Rate-limit decisions made by this replica's own buckets because Redis could not answer.",
@@ -80,7 +84,7 @@ class RateLimiter:
     ) -> None:
         self._memory = MemoryBuckets(clock)
         self._shared = SharedBuckets(redis_url) if redis_url else None
-        self._metrics = _BackendMetrics(registry) if self._shared is not None else None
+        self._metrics = _BackendMetrics(registry, "redis" if self._shared is not None else "memory")
         self._down_since: float | None = None  # time.monotonic() of the first failure
         self._down_reason = ""
         self._retry_at = -math.inf
@@ -103,7 +107,6 @@ class RateLimiter:
             else:
                 self._answered()
                 return decision
-        assert self._metrics is not None
         self._metrics.fallbacks.inc()
         return self._memory.take(key, limit)
 
@@ -132,7 +135,6 @@ class RateLimiter:
         self._down_reason = type(exc).__name__
         if self._down_since is None:
             self._down_since = now
-            assert self._metrics is not None
             self._metrics.up.set(0)
         if now - self._last_warning >= REDIS_WARNING_INTERVAL:
             self._last_warning = now
@@ -145,7 +147,6 @@ class RateLimiter:
             )
             self._down_since = None
             self._retry_at = -math.inf
-            assert self._metrics is not None
             self._metrics.up.set(1)
 
     async def close(self) -> None:

@@ -76,7 +76,8 @@ async def test_redis_outage_is_visible_and_recovers(
                 return await response.json()
 
         async def metric(name: str) -> float:
-            return sample_sum(await scrape(session, metrics_url), name)
+            labels = {"backend": "redis"} if name == "gateway_rate_limit_backend_up" else {}
+            return sample_sum(await scrape(session, metrics_url), name, **labels)
 
         await limited_request()
         assert await metric("gateway_rate_limit_backend_up") == 1
