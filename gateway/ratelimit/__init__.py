@@ -143,7 +143,8 @@ class RateLimiter:
     def _answered(self) -> None:
         if self._down_since is not None:
             _LOGGER.warning(
-                "rate limits are shared in Redis again after %.0f s", time.monotonic() - self._down_since
+                "rate limits are shared in Redis again after %.0f s",
+                time.monotonic() - self._down_since,
             )
             self._down_since = None
             self._retry_at = -math.inf

@@ -40,10 +40,14 @@ class Decision:
     def headers(self, policy: str) -> dict[str, str]:
         """RateLimit and RateLimit-Policy fields (draft-ietf-httpapi-ratelimit-headers)."""
         remaining = int(self.tokens)
-        reset = self.retry_after if remaining == 0 else (self.limit.burst - self.tokens) / self.limit.rate
+        reset = (
+            self.retry_after
+            if remaining == 0
+            else (self.limit.burst - self.tokens) / self.limit.rate
+        )
         return {
             "RateLimit-Policy": policy,
-            "RateLimit": f'{policy.split(";", 1)[0]};r={remaining};t={math.ceil(reset)}',
+            "RateLimit": f"{policy.split(';', 1)[0]};r={remaining};t={math.ceil(reset)}",
         }
 
 

@@ -18,8 +18,9 @@ CONNECT_TIMEOUT_SECONDS = 0.5
 
 # KEYS[1] the bucket; ARGV interval (seconds a token), burst, and optionally `now` (seconds;
 # given only by tests that hold the script to the in-memory arithmetic on one clock).
-# 1e-5 is buckets.CLOCK_TOLERANCE. Returns {allowed, tokens left}; numbers go back as strings because Redis truncates Lua
-# numbers to integers, and '%.17g' keeps every bit of a double (tostring keeps 14 digits).
+# 1e-5 is buckets.CLOCK_TOLERANCE. Returns {allowed, tokens left}; numbers go back as
+# strings because Redis truncates Lua numbers to integers, and '%.17g' keeps every bit of
+# a double (tostring keeps 14 digits).
 TAKE_SCRIPT = """
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -47,7 +48,9 @@ class SharedBuckets:
 
     def __init__(self, redis_url: str) -> None:
         self._redis = aioredis.Redis.from_url(
-            redis_url, socket_timeout=CONNECT_TIMEOUT_SECONDS, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS
+            redis_url,
+            socket_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         )
         self._script = self._redis.register_script(TAKE_SCRIPT)
 

@@ -25,16 +25,20 @@ def lint(
             findings.append((NOTE, f"route {route.name!r} ({methods} {route.path}) needs no token"))
             if route.forward_basic_auth:
                 findings.append(
-                    (NOTE, f"route {route.name!r} passes HTTP Basic credentials to {route.upstream!r}")
+                    (
+                        NOTE,
+                        f"route {route.name!r} passes HTTP Basic credentials to {route.upstream!r}",
+                    )
                 )
         elif not route.scopes:
             findings.append((NOTE, f"route {route.name!r} accepts any valid token (no scope)"))
         unknown = sorted(route.scopes - table.issuable_scopes)
         if unknown:
-            findings.append(
-                (ERROR, f"route {route.name!r} requires {', '.join(unknown)}, "
-                        "which no issued token can carry (see scopes:)")
+            message = (
+                f"route {route.name!r} requires {', '.join(unknown)}, "
+                "which no issued token can carry (see scopes:)"
             )
+            findings.append((ERROR, message))
         if route.rate_limit is None:
             findings.append((NOTE, f"route {route.name!r} has no rate limit"))
     used = {route.upstream for route in table.routes}
@@ -42,8 +46,9 @@ def lint(
         findings.append((NOTE, f"upstream {name!r} is defined but no route uses it"))
     for origin in cors_origins:
         if origin == "*" and cors_allow_credentials:
-            findings.append(
-                (ERROR, "CORS: PASSGATE_CORS_ORIGINS='*' with PASSGATE_CORS_ALLOW_CREDENTIALS "
-                        "would let every site act with the user's credentials")
+            message = (
+                "CORS: PASSGATE_CORS_ORIGINS='*' with PASSGATE_CORS_ALLOW_CREDENTIALS "
+                "would let every site act with the user's credentials"
             )
+            findings.append((ERROR, message))
     return findings

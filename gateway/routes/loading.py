@@ -17,30 +17,20 @@ from typing import Any
 
 import yaml
 
-from gateway.routes import schema
+from gateway.routes import model, schema
 from gateway.routes.lint import ERROR, lint
-from gateway.routes.model import (
-    INTERNAL_PREFIX,
-    PUBLIC,
-    REFUSED_METHODS,
-    RESERVED_PATHS,
-    ROUTABLE_METHODS,
-    UPSTREAM_ENV_PREFIX,
-    RateLimit,
-    RouteConfig,
-    RoutesError,
-    RouteTable,
-    UpstreamConfig,
-    override_key,
-    override_variable,
-    replica_problem,
-)
+from gateway.routes.model import RoutesError, RouteTable
 
 _LITERAL_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()+,;=:@-]+$")
 _PARAM_SEGMENT = re.compile(r"^\{([a-z_][a-z0-9_]*)\}$")
 _ROUTE_DEFAULT_KEYS = ("timeout", "max_body_bytes", "rate_limit")
 _UPSTREAM_TUNING = (
-    "eject_after", "eject_seconds", "connect_timeout", "health_interval", "discovery", "resolve_interval"
+    "eject_after",
+    "eject_seconds",
+    "connect_timeout",
+    "health_interval",
+    "discovery",
+    "resolve_interval",
 )
 
 
@@ -72,7 +62,9 @@ def parse_routes(
 ) -> RouteTable:
     """Validate a parsed routes document and build its table; raise RoutesError."""
     if not isinstance(document, dict):
-        raise RoutesError(source, ["file: must be a mapping with keys scopes, defaults, upstreams, routes"])
+        raise RoutesError(
+            source, ["file: must be a mapping with keys scopes, defaults, upstreams, routes"]
+        )
     problems: list[str] = []
     invalid_routes: set[int] = set()
     malformed_sections = False
@@ -88,7 +80,9 @@ def parse_routes(
         raise RoutesError(source, problems)
     builder = _Builder(problems, overrides)
     upstreams = builder.upstreams(document["upstreams"])
-    routes = builder.routes(document["routes"], document.get("defaults") or {}, upstreams, invalid_routes)
+    routes = builder.routes(
+        document["routes"], document.get("defaults") or {}, upstreams, invalid_routes
+    )
     if problems:
         raise RoutesError(source, problems)
     return RouteTable(source, frozenset(document["scopes"]), upstreams, tuple(routes))
@@ -100,15 +94,24 @@ def _where(document: dict[str, Any], location: tuple[Any, ...]) -> str:
         return "file"
     head, rest = location[0], location[1:]
     if head == "routes" and rest and isinstance(rest[0], int):
-        name = document["routes"][rest[0]].get("name") if isinstance(document["routes"][rest[0]], dict) else None
-        where, rest = f"routes[{rest[0]}]" + (f" ({name})" if isinstance(name, str) else ""), rest[1:]
+        name = (
+            document["routes"][rest[0]].get("name")
+            if isinstance(document["routes"][rest[0]], dict)
+            else None
+        )
+        where, rest = (
+            f"routes[{rest[0]}]" + (f" ({name})" if isinstance(name, str) else ""),
+            rest[1:],
+        )
     elif head == "upstreams" and rest:
         where, rest = f"upstreams.{rest[0]}", rest[1:]
     else:
         where = str(head)
     if not rest:
         return where
-    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in rest).lstrip(".")
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in rest).lstrip(
+        "."
+    )
     return f"{where}: {field}"
 
 
@@ -122,23 +125,25 @@ class _Builder:
     def fail(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
 
-    def upstreams(self, specs: Mapping[str, Any]) -> dict[str, UpstreamConfig]:
+    def upstreams(self, specs: Mapping[str, Any]) -> dict[str, model.UpstreamConfig]:
         upstreams = {}
         for name, spec in specs.items():
-            variable = override_variable(name)
-            if override_key(name) in self.overrides:
-                where, replicas = variable, self.overrides[override_key(name)]
+            variable = model.override_variable(name)
+            if model.override_key(name) in self.overrides:
+                where, replicas = variable, self.overrides[model.override_key(name)]
             elif "replicas" in spec:
                 where, replicas = f"upstreams.{name}: replicas", tuple(spec["replicas"])
             else:
                 self.fail(f"upstreams.{name}", f"replicas: required unless {variable} is set")
                 continue
             for replica in replicas:
-                problem = replica_problem(replica)
+                problem = model.replica_problem(replica)
                 if problem:
                     self.fail(where, problem)
-            tuning = {key: spec.get(key, schema.default("upstream", key)) for key in _UPSTREAM_TUNING}
-            upstreams[name] = UpstreamConfig(
+            tuning = {
+                key: spec.get(key, schema.default("upstream", key)) for key in _UPSTREAM_TUNING
+            }
+            upstreams[name] = model.UpstreamConfig(
                 name,
                 tuple(r.rstrip("/") for r in replicas),
                 eject_after=int(tuning["eject_after"]),
@@ -148,11 +153,11 @@ class _Builder:
                 discovery=tuning["discovery"],
                 resolve_interval=float(tuning["resolve_interval"]),
             )
-        known = {override_key(name) for name in specs}
+        known = {model.override_key(name) for name in specs}
         for key in self.overrides:
             if key not in known:
                 self.fail(
-                    UPSTREAM_ENV_PREFIX + key.upper(),
+                    model.UPSTREAM_ENV_PREFIX + key.upper(),
                     f"names no upstream of the routes file (known: {', '.join(sorted(specs))})",
                 )
         return upstreams
@@ -161,10 +166,10 @@ class _Builder:
         self,
         specs: list[dict[str, Any]],
         defaults: Mapping[str, Any],
-        upstreams: Mapping[str, UpstreamConfig],
+        upstreams: Mapping[str, model.UpstreamConfig],
         invalid: set[int],
-    ) -> list[RouteConfig]:
-        routes: list[RouteConfig] = []
+    ) -> list[model.RouteConfig]:
+        routes: list[model.RouteConfig] = []
         names: set[str] = set()
         seen: dict[tuple[str, str], str] = {}
         for index, spec in enumerate(specs):
@@ -190,8 +195,8 @@ class _Builder:
         where: str,
         spec: Mapping[str, Any],
         defaults: Mapping[str, Any],
-        upstreams: Mapping[str, UpstreamConfig],
-    ) -> RouteConfig | None:
+        upstreams: Mapping[str, model.UpstreamConfig],
+    ) -> model.RouteConfig | None:
         problems_before = len(self.problems)
         self.path(where, spec["path"])
         methods = self.methods(where, spec["methods"])
@@ -201,21 +206,25 @@ class _Builder:
                 f"upstream: {spec['upstream']!r} is not defined under upstreams "
                 f"(known: {', '.join(sorted(upstreams)) or 'none'})",
             )
-        public = spec.get("auth", schema.default("route", "auth")) == PUBLIC
+        public = spec.get("auth", schema.default("route", "auth")) == model.PUBLIC
         scopes = spec.get("scopes", schema.default("route", "scopes"))
         mode, listed = next(iter(scopes.items())) if isinstance(scopes, dict) else ("all", scopes)
         if public and listed:
             self.fail(where, "scopes: a public route takes no token, so it cannot require scopes")
-        forward_basic = spec.get("forward_basic_auth", schema.default("route", "forward_basic_auth"))
+        forward_basic = spec.get(
+            "forward_basic_auth", schema.default("route", "forward_basic_auth")
+        )
         if forward_basic and not public:
-            self.fail(where, "forward_basic_auth: only a public route may pass HTTP Basic credentials")
+            self.fail(
+                where, "forward_basic_auth: only a public route may pass HTTP Basic credentials"
+            )
         settings = {
             key: spec[key] if key in spec else defaults.get(key, schema.default("route", key))
             for key in _ROUTE_DEFAULT_KEYS
         }
         if len(self.problems) > problems_before:
             return None
-        return RouteConfig(
+        return model.RouteConfig(
             name=spec["name"],
             path=spec["path"],
             methods=methods,
@@ -233,9 +242,11 @@ class _Builder:
         if not path.startswith("/") or path == "/":
             self.fail(where, f"path: {path!r} must start with '/' and name at least one segment")
             return
-        if path == INTERNAL_PREFIX or path.startswith(INTERNAL_PREFIX + "/"):
-            self.fail(where, f"path: {path!r}: {INTERNAL_PREFIX}/* is never routed by the gateway")
-        if any(path == p or path.startswith(p + "/") for p in RESERVED_PATHS):
+        if path == model.INTERNAL_PREFIX or path.startswith(model.INTERNAL_PREFIX + "/"):
+            self.fail(
+                where, f"path: {path!r}: {model.INTERNAL_PREFIX}/* is never routed by the gateway"
+            )
+        if any(path == p or path.startswith(p + "/") for p in model.RESERVED_PATHS):
             self.fail(where, f"path: {path!r} is reserved for the gateway itself")
         segments = path[1:].split("/")
         for position, segment in enumerate(segments):
@@ -255,10 +266,12 @@ class _Builder:
         methods: list[str] = []
         for method in listed:
             upper = method.upper()
-            if upper in REFUSED_METHODS:
-                self.fail(where, f"methods: {REFUSED_METHODS[upper]}")
-            elif upper not in ROUTABLE_METHODS:
-                self.fail(where, f"methods: {method!r} is not one of {', '.join(ROUTABLE_METHODS)}")
+            if upper in model.REFUSED_METHODS:
+                self.fail(where, f"methods: {model.REFUSED_METHODS[upper]}")
+            elif upper not in model.ROUTABLE_METHODS:
+                self.fail(
+                    where, f"methods: {method!r} is not one of {', '.join(model.ROUTABLE_METHODS)}"
+                )
             elif upper not in methods:
                 methods.append(upper)
         # A GET route answers HEAD too (RFC 9110 section 9.3.2), like aiohttp's add_get.
@@ -267,12 +280,12 @@ class _Builder:
         return tuple(methods)
 
 
-def _rate_limit(value: Any) -> RateLimit | None:
+def _rate_limit(value: Any) -> model.RateLimit | None:
     """The schema admits a token bucket mapping, or null, false or "off" for none."""
     if not isinstance(value, dict):
         return None
     requests = value["requests"]
-    return RateLimit(
+    return model.RateLimit(
         requests=int(requests),
         per=float(value.get("per", schema.default("tokenBucket", "per"))),
         burst=int(value.get("burst", requests)),  # the schema's stated default: requests

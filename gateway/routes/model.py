@@ -15,8 +15,11 @@ TOKEN = "token"
 ROUTABLE_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # Never routed: TRACE echoes requests (and their credentials) back, CONNECT opens tunnels,
 # and OPTIONS is the CORS preflight, answered by the gateway itself without a token.
-REFUSED_METHODS = {"TRACE": "TRACE is never routed", "CONNECT": "CONNECT is never routed",
-                   "OPTIONS": "OPTIONS is answered by the gateway (CORS preflight)"}
+REFUSED_METHODS = {
+    "TRACE": "TRACE is never routed",
+    "CONNECT": "CONNECT is never routed",
+    "OPTIONS": "OPTIONS is answered by the gateway (CORS preflight)",
+}
 RESERVED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
 # Internal backend endpoints (profile provisioning ...) are reachable only inside the mesh.
 INTERNAL_PREFIX = "/internal"

@@ -39,7 +39,9 @@ def default(definition: str, field: str) -> Any:
 def problems(document: Any) -> list[tuple[tuple[Any, ...], str]]:
     """Every structural problem as (path in the document, message)."""
     found = []
-    for error in sorted(_validator().iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]):
+    for error in sorted(
+        _validator().iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path]
+    ):
         found.extend(_describe(error))
     return found
 
@@ -65,11 +67,19 @@ def _describe(error: ValidationError) -> Iterator[tuple[tuple[Any, ...], str]]:
         yield path, f"unknown key(s) {', '.join(unknown)}; expected {', '.join(known)}"
     elif kind == "required":
         missing = str(error.message).split("'")[1]
-        yield (*path, missing), f"required: {_description(subschema.get('properties', {}).get(missing, {}))}"
+        yield (
+            (*path, missing),
+            f"required: {_description(subschema.get('properties', {}).get(missing, {}))}",
+        )
     elif subschema.get("type") in ("number", "integer") and kind in ("type", "minimum", "maximum"):
         noun = "an integer" if subschema["type"] == "integer" else "a number"
-        yield path, (f"must be {noun} from {subschema['minimum']:g} to {subschema['maximum']:g}, "
-                     f"got {error.instance!r}")
+        yield (
+            path,
+            (
+                f"must be {noun} from {subschema['minimum']:g} to {subschema['maximum']:g}, "
+                f"got {error.instance!r}"
+            ),
+        )
     elif kind == "enum":
         choices = " or ".join(repr(choice) for choice in error.validator_value)
         yield path, f"must be {choices}, got {error.instance!r}"
@@ -80,9 +90,18 @@ def _describe(error: ValidationError) -> Iterator[tuple[tuple[Any, ...], str]]:
     elif kind == "pattern":
         yield path, f"{error.instance!r}: {_description(subschema)}"
     elif kind == "type":
-        expected = subschema["type"] if isinstance(subschema["type"], str) else " or ".join(subschema["type"])
-        what = {"object": "a mapping", "array": "a list", "string": "a string", "boolean": "true or false",
-                "null": "empty"}
+        expected = (
+            subschema["type"]
+            if isinstance(subschema["type"], str)
+            else " or ".join(subschema["type"])
+        )
+        what = {
+            "object": "a mapping",
+            "array": "a list",
+            "string": "a string",
+            "boolean": "true or false",
+            "null": "empty",
+        }
         expected = " or ".join(what.get(t, t) for t in expected.split(" or "))
         yield path, f"must be {expected}, got {error.instance!r}"
     else:

@@ -21,7 +21,9 @@ limits = st.builds(
     burst=st.integers(1, 200),
 )
 # Gaps between requests, in seconds: many at once, and some long enough to refill.
-gaps = st.lists(st.one_of(st.just(0.0), st.floats(0, 5), st.floats(0, 4000)), min_size=1, max_size=60)
+gaps = st.lists(
+    st.one_of(st.just(0.0), st.floats(0, 5), st.floats(0, 4000)), min_size=1, max_size=60
+)
 
 
 class ReferenceBucket:
@@ -33,7 +35,9 @@ class ReferenceBucket:
 
     def take(self, now: float) -> tuple[float, bool, float]:
         """(tokens before, allowed, tokens after)."""
-        self.tokens = before = min(self.limit.burst, self.tokens + (now - self.at) * self.limit.rate)
+        self.tokens = before = min(
+            self.limit.burst, self.tokens + (now - self.at) * self.limit.rate
+        )
         self.at = now
         if self.tokens >= 1:
             self.tokens = max(0.0, self.tokens - 1)
@@ -49,7 +53,9 @@ TOKENS_TOLERANCE = 1e-3
 
 @settings(max_examples=200, deadline=None)
 @given(limit=limits, gaps=gaps, start=st.floats(0, 2e9))
-def test_memory_buckets_answer_like_the_token_bucket(limit: RateLimit, gaps: list[float], start: float) -> None:
+def test_memory_buckets_answer_like_the_token_bucket(
+    limit: RateLimit, gaps: list[float], start: float
+) -> None:
     now = [start]
     buckets = MemoryBuckets(lambda: now[0])
     reference = ReferenceBucket(limit, start)
@@ -95,7 +101,9 @@ def test_memory_buckets_forget_the_least_recently_used_first() -> None:
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations=st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=400))
-def test_memory_buckets_stay_within_their_cap_through_any_churn(operations: list[tuple[int, bool]]) -> None:
+def test_memory_buckets_stay_within_their_cap_through_any_churn(
+    operations: list[tuple[int, bool]],
+) -> None:
     """Callers coming back and new ones arriving in any order never push past the cap,
     and a caller used since the last one forgotten keeps its state."""
     limit = RateLimit(1, 3600.0, 1)
@@ -123,7 +131,9 @@ def test_memory_buckets_keep_working_past_many_compactions() -> None:
     assert len(buckets) == 100
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(limit=limits, gaps=gaps, start=st.floats(1e9, 2e9))
 def test_redis_script_answers_like_the_memory_buckets(
     redis_url: str, limit: RateLimit, gaps: list[float], start: float
@@ -141,7 +151,8 @@ def test_redis_script_answers_like_the_memory_buckets(
                 expected = memory.take(key, limit)
                 got = await shared.take(key, limit, now=now[0])
                 assert (got.allowed, got.tokens) == (
-                    expected.allowed, pytest.approx(expected.tokens, rel=1e-9, abs=1e-9)
+                    expected.allowed,
+                    pytest.approx(expected.tokens, rel=1e-9, abs=1e-9),
                 )
         finally:
             await shared.close()

@@ -35,7 +35,9 @@ def test_defaults_are_stated_once_in_the_schema() -> None:
     """The model classes hold no defaults; a bare route gets exactly the schema's."""
     for model in (RouteConfig, UpstreamConfig):
         for field in dataclasses.fields(model):
-            assert field.default is dataclasses.MISSING, f"{model.__name__}.{field.name} has a default"
+            assert field.default is dataclasses.MISSING, (
+                f"{model.__name__}.{field.name} has a default"
+            )
     table = parse_routes(MINIMAL, source="t", overrides={})
     route, upstream = table.routes[0], table.upstreams["orders"]
     definitions = SCHEMA["$defs"]
@@ -43,31 +45,66 @@ def test_defaults_are_stated_once_in_the_schema() -> None:
     assert route.max_body_bytes == definitions["maxBodyBytes"]["default"]
     assert route.rate_limit is None and definitions["rateLimit"]["default"] == "off"
     assert route.public is (definitions["route"]["properties"]["auth"]["default"] == "public")
-    for key in ("eject_after", "eject_seconds", "connect_timeout", "health_interval", "discovery",
-                "resolve_interval"):
+    for key in (
+        "eject_after",
+        "eject_seconds",
+        "connect_timeout",
+        "health_interval",
+        "discovery",
+        "resolve_interval",
+    ):
         assert getattr(upstream, key) == definitions["upstream"]["properties"][key]["default"]
 
 
 def test_file_defaults_apply_between_the_schema_and_the_route() -> None:
     document = {**MINIMAL, "defaults": {"timeout": 3, "rate_limit": {"requests": 5}}}
-    document["routes"] = [*MINIMAL["routes"], {**MINIMAL["routes"][0], "name": "b", "path": "/b", "timeout": 1}]
+    document["routes"] = [
+        *MINIMAL["routes"],
+        {**MINIMAL["routes"][0], "name": "b", "path": "/b", "timeout": 1},
+    ]
     first, second = parse_routes(document, source="t", overrides={}).routes
     assert (first.timeout, second.timeout) == (3.0, 1.0)
     assert first.rate_limit is not None
     # per defaults to the schema's 1 second, burst to requests.
-    assert (first.rate_limit.per, first.rate_limit.burst) == (SCHEMA["$defs"]["tokenBucket"]["properties"]["per"]["default"], 5)
+    assert (first.rate_limit.per, first.rate_limit.burst) == (
+        SCHEMA["$defs"]["tokenBucket"]["properties"]["per"]["default"],
+        5,
+    )
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-ROUTE_FIELDS = ["name", "path", "methods", "upstream", "auth", "scopes", "timeout", "max_body_bytes",
-                "rate_limit", "forward_basic_auth", "colour"]
-UPSTREAM_FIELDS = ["replicas", "eject_after", "eject_seconds", "connect_timeout", "health_interval",
-                   "discovery", "resolve_interval"]
+ROUTE_FIELDS = [
+    "name",
+    "path",
+    "methods",
+    "upstream",
+    "auth",
+    "scopes",
+    "timeout",
+    "max_body_bytes",
+    "rate_limit",
+    "forward_basic_auth",
+    "colour",
+]
+UPSTREAM_FIELDS = [
+    "replicas",
+    "eject_after",
+    "eject_seconds",
+    "connect_timeout",
+    "health_interval",
+    "discovery",
+    "resolve_interval",
+]
 
 
 @st.composite
@@ -78,20 +115,35 @@ def damaged_documents(draw: st.DrawFn) -> Any:
         value = draw(json_values)
         place = draw(st.sampled_from(["route", "upstream", "defaults", "top", "rate_limit"]))
         if place == "route":
-            route = draw(st.sampled_from(document["routes"])) if isinstance(document.get("routes"), list) and document["routes"] else None
+            route = (
+                draw(st.sampled_from(document["routes"]))
+                if isinstance(document.get("routes"), list) and document["routes"]
+                else None
+            )
             if isinstance(route, dict):
                 route[draw(st.sampled_from(ROUTE_FIELDS))] = value
-        elif place == "upstream" and isinstance(document.get("upstreams"), dict) and document["upstreams"]:
+        elif (
+            place == "upstream"
+            and isinstance(document.get("upstreams"), dict)
+            and document["upstreams"]
+        ):
             spec = document["upstreams"][draw(st.sampled_from(sorted(document["upstreams"])))]
             if isinstance(spec, dict):
                 spec[draw(st.sampled_from(UPSTREAM_FIELDS))] = value
         elif place == "defaults":
             kept = document.get("defaults") if isinstance(document.get("defaults"), dict) else {}
-            document["defaults"] = {**kept, draw(st.sampled_from(["timeout", "max_body_bytes", "rate_limit"])): value}
+            document["defaults"] = {
+                **kept,
+                draw(st.sampled_from(["timeout", "max_body_bytes", "rate_limit"])): value,
+            }
         elif place == "rate_limit":
-            document["defaults"] = {"rate_limit": {draw(st.sampled_from(["requests", "per", "burst"])): value}}
+            document["defaults"] = {
+                "rate_limit": {draw(st.sampled_from(["requests", "per", "burst"])): value}
+            }
         else:
-            document[draw(st.sampled_from(["scopes", "defaults", "upstreams", "routes", "extra"]))] = value
+            document[
+                draw(st.sampled_from(["scopes", "defaults", "upstreams", "routes", "extra"]))
+            ] = value
     return document
 
 
@@ -106,7 +158,12 @@ def test_any_document_gets_a_table_or_clear_problems(document: Any) -> None:
         for problem in error.problems:
             assert isinstance(problem, str) and ": " in problem
             assert problem.split(":", 1)[0].split(" ")[0].split(".")[0].split("[")[0] in (
-                "file", "scopes", "defaults", "upstreams", "routes", "PASSGATE_UPSTREAM_ORDERS",
+                "file",
+                "scopes",
+                "defaults",
+                "upstreams",
+                "routes",
+                "PASSGATE_UPSTREAM_ORDERS",
             ), problem
     else:
         assert table.routes and table.upstreams
