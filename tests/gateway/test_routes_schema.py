@@ -45,15 +45,9 @@ def test_defaults_are_stated_once_in_the_schema() -> None:
     assert route.max_body_bytes == definitions["maxBodyBytes"]["default"]
     assert route.rate_limit is None and definitions["rateLimit"]["default"] == "off"
     assert route.public is (definitions["route"]["properties"]["auth"]["default"] == "public")
-    for key in (
-        "eject_after",
-        "eject_seconds",
-        "connect_timeout",
-        "health_interval",
-        "discovery",
-        "resolve_interval",
-    ):
-        assert getattr(upstream, key) == definitions["upstream"]["properties"][key]["default"]
+    for key, spec in definitions["upstream"]["properties"].items():
+        if key != "replicas":  # the only upstream field without a default
+            assert getattr(upstream, key) == spec["default"]
 
 
 def test_file_defaults_apply_between_the_schema_and_the_route() -> None:
@@ -83,28 +77,9 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-ROUTE_FIELDS = [
-    "name",
-    "path",
-    "methods",
-    "upstream",
-    "auth",
-    "scopes",
-    "timeout",
-    "max_body_bytes",
-    "rate_limit",
-    "forward_basic_auth",
-    "colour",
-]
-UPSTREAM_FIELDS = [
-    "replicas",
-    "eject_after",
-    "eject_seconds",
-    "connect_timeout",
-    "health_interval",
-    "discovery",
-    "resolve_interval",
-]
+# Every field the schema knows, and one it does not.
+ROUTE_FIELDS = [*sorted(SCHEMA["$defs"]["route"]["properties"]), "colour"]
+UPSTREAM_FIELDS = sorted(SCHEMA["$defs"]["upstream"]["properties"])
 
 
 @st.composite
