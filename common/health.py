@@ -14,6 +14,7 @@ from common.keys import READINESS
 _LOGGER = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+ReadinessDetail = Callable[[], Awaitable[str]]
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
@@ -26,10 +27,28 @@ class Readiness:
 
     def __init__(self) -> None:
         self.checks: dict[str, ReadinessCheck] = {}
+        self.details: dict[str, ReadinessDetail] = {}
         self.draining = False
 
     def add(self, name: str, check: ReadinessCheck) -> None:
         self.checks[name] = check
+
+    def add_detail(self, name: str, detail: ReadinessDetail) -> None:
+        """A dependency the process can serve without, degraded: its state (text) is
+        shown under `details` in /readyz's body but never makes the process unready."""
+        self.details[name] = detail
+
+    async def describe(self) -> dict[str, str]:
+        async def run(detail: ReadinessDetail) -> str:
+            try:
+                return await asyncio.wait_for(detail(), CHECK_TIMEOUT_SECONDS)
+            except TimeoutError:
+                return "degraded: timed out"
+            except Exception as exc:  # a detail that cannot tell is reported, never a 500
+                return f"degraded: {exc or type(exc).__name__}"
+
+        results = await asyncio.gather(*(run(detail) for detail in self.details.values()))
+        return dict(zip(self.details, results, strict=True))
 
     async def evaluate(self) -> dict[str, str]:
         async def run(check: ReadinessCheck) -> str:
@@ -56,6 +75,9 @@ async def readyz(request: web.Request) -> web.Response:
     if readiness.draining:
         raise Problem(503, "shutting down", kind="not-ready", extensions={"checks": {}})
     checks = await readiness.evaluate()
+    extra = {"details": await readiness.describe()} if readiness.details else {}
     if any(result != "ok" for result in checks.values()):
-        raise Problem(503, "a dependency is unavailable", kind="not-ready", extensions={"checks": checks})
-    return web.json_response({"status": "ready", "checks": checks})
+        raise Problem(
+            503, "a dependency is unavailable", kind="not-ready", extensions={"checks": checks, **extra}
+        )
+    return web.json_response({"status": "ready", "checks": checks, **extra})

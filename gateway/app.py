@@ -185,8 +185,9 @@ def _rate_limiter_ctx(
     settings: GatewaySettings, clock: Clock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
-        limiter = RateLimiter(clock=clock, redis_url=settings.redis_url)
+        limiter = RateLimiter(clock=clock, redis_url=settings.redis_url, registry=app[REGISTRY])
         app[RATE_LIMITER] = limiter
+        app[READINESS].add_detail("rate_limits", limiter.describe)
         for handler in app[ROUTE_HANDLERS]:
             handler.limiter = limiter
         try:

@@ -18,6 +18,7 @@ from common.settings import (
     env_list,
     env_str,
 )
+from gateway.routes import UPSTREAM_ENV_PREFIX, replica_problem
 
 DEFAULT_ROUTES_FILE = Path(__file__).with_name("routes.yaml")
 DEFAULT_ISSUER = "http://127.0.0.1:8080"
@@ -31,8 +32,6 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 )
 MAX_LEEWAY_SECONDS = 60.0
 
-# PASSGATE_UPSTREAM_<NAME> overrides the replicas of upstream <name> of the routes file.
-UPSTREAM_ENV_PREFIX = "PASSGATE_UPSTREAM_"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -126,11 +125,20 @@ def parse_networks(items: tuple[str, ...]) -> tuple[Network, ...]:
 
 
 def upstream_overrides(env: Env) -> dict[str, tuple[str, ...]]:
-    """Replica lists from PASSGATE_UPSTREAM_AUTH, _USERS, _ORDERS (any upstream name)."""
+    """Replica lists from PASSGATE_UPSTREAM_AUTH, _USERS, _ORDERS (any upstream name;
+    gateway.routes.override_key says how a variable names one), keyed by lowercase name.
+
+    Each URL is checked here, so a bad one is reported as the variable's fault, not the
+    routes file's; whether the name is an upstream of the routes file is checked there.
+    """
     overrides = {}
     for name in env:
         if name.startswith(UPSTREAM_ENV_PREFIX):
             replicas = env_list(env, name)
+            for replica in replicas:
+                problem = replica_problem(replica)
+                if problem:
+                    raise SettingsError(f"{name}: {problem}")
             if replicas:
                 overrides[name[len(UPSTREAM_ENV_PREFIX) :].lower()] = replicas
     return overrides

@@ -95,3 +95,22 @@ async def test_unreachable_redis_falls_back_to_local_buckets(make_stack) -> None
     headers = stack.bearer()
     statuses = [(await stack.client.get("/users/me", headers=headers)).status for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+async def test_the_limiter_says_which_store_decides(make_stack) -> None:
+    """Without Redis the memory store is the configured one and always up; with Redis
+    unreachable the gateway stays ready but says its limits are per replica."""
+    local = await make_stack(routes=TIGHT)
+    await local.client.get("/users/me", headers=local.bearer())
+    assert local.metric("gateway_rate_limit_backend_up", {"backend": "memory"}) == 1
+    assert local.metric("gateway_rate_limit_fallbacks_total") == 0
+    ready = await local.client.get("/readyz")
+    assert (await ready.json())["details"]["rate_limits"].startswith("local")
+
+    cut_off = await make_stack(routes=TIGHT, redis_url="redis://127.0.0.1:1/0")
+    await cut_off.client.get("/users/me", headers=cut_off.bearer())
+    assert cut_off.metric("gateway_rate_limit_backend_up", {"backend": "redis"}) == 0
+    assert cut_off.metric("gateway_rate_limit_fallbacks_total") == 1
+    ready = await cut_off.client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["details"]["rate_limits"].startswith("degraded")

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from gateway.routes import RoutesError, lint, load_routes, parse_routes
+from common.settings import SettingsError
+from gateway.routes import RoutesError, lint, load_routes, parse_routes, read_routes
 
 PROJECT = Path(__file__).resolve().parents[2]
 BASE = {
@@ -124,3 +127,67 @@ def test_lint_command_fails_on_errors(tmp_path: Path, monkeypatch, capsys) -> No
     assert main(["lint", str(path)]) == 1
     out = capsys.readouterr().out
     assert "no issued token can carry" in out and "PASSGATE_CORS_ORIGINS='*'" in out
+
+
+# -- lint and start agree (one validation path) ------------------------------------------
+
+
+def _write(tmp_path: Path, document: dict, name: str = "routes.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    required=st.lists(st.lists(st.sampled_from(["orders:read", "orders:write", "admin", "nope", "x:y"]),
+                               max_size=3), min_size=1, max_size=4),
+    issuable=st.lists(st.sampled_from(["orders:read", "orders:write", "admin"]), max_size=3),
+)
+def test_start_refuses_exactly_what_lint_calls_an_error(tmp_path: Path, required: list, issuable: list) -> None:
+    routes = [route(name=f"r{i}", path=f"/r{i}", scopes=scopes) for i, scopes in enumerate(required)]
+    path = _write(tmp_path, {**BASE, "scopes": issuable, "routes": routes})
+    errors = [m for level, m in lint(read_routes(path)) if level == "error"]
+    try:
+        load_routes(path)
+    except RoutesError as refused:
+        assert refused.problems == errors
+    else:
+        assert errors == []
+
+
+def test_a_gateway_process_does_not_start_with_a_scope_no_token_can_carry(tmp_path: Path) -> None:
+    path = _write(tmp_path, {**BASE, "routes": [route(scopes=["orders:delete"])]})
+    assert _lint(tmp_path, yaml.safe_load(path.read_text())).returncode == 1
+    from devstack.processes import free_port
+
+    started = subprocess.run(
+        [sys.executable, "-m", "gateway"], check=False, cwd=PROJECT, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PASSGATE_ROUTES_FILE": str(path),
+             "PASSGATE_PORT": str(free_port()), "PASSGATE_ADMIN_PORT": str(free_port())},
+    )
+    assert started.returncode != 0
+    assert "orders:delete, which no issued token can carry" in started.stdout + started.stderr
+
+
+def test_a_bad_upstream_override_is_the_variables_fault_not_the_routes_files(tmp_path: Path) -> None:
+    from gateway.settings import GatewaySettings
+
+    for value, message in (("ftp://users", "must be an http:// or https:// base URL"),
+                           ("http://users:8082/api", "no path, query or user")):
+        with pytest.raises(SettingsError) as error:
+            GatewaySettings.from_env({"PASSGATE_UPSTREAM_USERS": value})
+        assert str(error.value).startswith("PASSGATE_UPSTREAM_USERS: ") and message in str(error.value)
+        assert "routes" not in str(error.value)
+        linted = _lint(tmp_path, {**BASE, "routes": [route()]}, env={"PASSGATE_UPSTREAM_USERS": value})
+        assert linted.returncode == 1
+        assert "PASSGATE_UPSTREAM_USERS" in linted.stdout and "routes.yaml" not in linted.stdout
+
+
+def test_an_override_names_an_upstream_with_dashes_by_underscores() -> None:
+    document = {**BASE, "upstreams": {"order-archive": {"replicas": ["http://127.0.0.1:1"]}},
+                "routes": [route(upstream="order-archive")]}
+    table = parse_routes(document, source="t", overrides={"order_archive": ("http://10.0.0.9:80",)})
+    assert table.upstreams["order-archive"].replicas == ("http://10.0.0.9:80",)
+    with pytest.raises(RoutesError, match="PASSGATE_UPSTREAM_ORDER_ARCHIVES: names no upstream"):
+        parse_routes(document, source="t", overrides={"order_archives": ("http://10.0.0.9:80",)})
