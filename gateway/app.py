@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -52,6 +53,12 @@ def create_app(
     The order every request goes through is stated once, in gateway.pipeline.
     """
     table = load_routes(settings.routes_file, settings.upstream_overrides)
+    if settings.discovery is not None:
+        upstreams = {
+            name: dataclasses.replace(config, discovery=settings.discovery)
+            for name, config in table.upstreams.items()
+        }
+        table = dataclasses.replace(table, upstreams=upstreams)
     policy = CorsPolicy(
         settings.cors_origins,
         allow_credentials=settings.cors_allow_credentials,

@@ -69,7 +69,7 @@ def route_for(table: RouteTable, method: str, path: str) -> RouteConfig | None:
     method = method.upper()
     for route in table.routes:
         if (method in route.methods or (method == "HEAD" and "GET" in route.methods)) and (
-            _matches(route.path, path)
+            _matches(route.template, path)
         ):
             return route
     return None

@@ -63,6 +63,9 @@ class GatewaySettings:
     upstream_overrides: Mapping[str, tuple[str, ...]] = dataclasses.field(
         default_factory=lambda: MappingProxyType({})
     )
+    # How every upstream's replicas are found ("static" or "dns"), over each upstream's own
+    # `discovery` in the routes file; None keeps the file's. Kubernetes sets dns.
+    discovery: str | None = None
 
     def __post_init__(self) -> None:
         bad = [alg for alg in self.algorithms if alg not in ASYMMETRIC_ALGORITHMS]
@@ -114,7 +117,15 @@ class GatewaySettings:
             trusted_proxies=parse_networks(env_list(env, "PASSGATE_TRUSTED_PROXIES")),
             redis_url=env.get("PASSGATE_REDIS_URL", "").strip() or None,
             upstream_overrides=MappingProxyType(upstream_overrides(env)),
+            discovery=_discovery(env),
         )
+
+
+def _discovery(env: Env) -> str | None:
+    value = env.get("PASSGATE_DISCOVERY", "").strip().lower()
+    if value not in ("", "static", "dns"):
+        raise SettingsError(f"PASSGATE_DISCOVERY must be static or dns, got {value!r}")
+    return value or None
 
 
 def parse_networks(items: tuple[str, ...]) -> tuple[Network, ...]:

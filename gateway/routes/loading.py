@@ -22,7 +22,7 @@ from gateway.routes.lint import ERROR, lint
 from gateway.routes.model import RoutesError, RouteTable
 
 _LITERAL_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()+,;=:@-]+$")
-_PARAM_SEGMENT = re.compile(r"^\{([a-z_][a-z0-9_]*)\}$")
+_PARAM_SEGMENT = re.compile(r"^\{([a-z_][a-z0-9_]*)(?::(" + "|".join(model.PARAM_TYPES) + r"))?\}$")
 _ROUTE_DEFAULT_KEYS = ("timeout", "max_body_bytes", "rate_limit")
 _UPSTREAM_TUNING = (
     "eject_after",
@@ -259,6 +259,7 @@ class _Builder:
                 self.fail(
                     where,
                     f"path: segment {segment!r} of {path!r} must be a literal, a {{param}}, "
+                    f"a typed {{param:type}} ({', '.join(model.PARAM_TYPES)}), "
                     "or a final '*' after a literal prefix",
                 )
 

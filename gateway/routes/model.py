@@ -7,6 +7,7 @@ none, so a value always comes from the file, the file's `defaults:`, or the sche
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -85,10 +86,17 @@ class RouteConfig:
 
     @property
     def router_path(self) -> str:
-        """The aiohttp path pattern: `{id}` is one segment, a final `*` any remainder."""
-        if self.path.endswith("/*"):
-            return self.path[:-1] + "{tail:.+}"
-        return self.path
+        """The aiohttp path pattern: `{id}` is one segment, `{id:uuid}` one segment of that
+        type, a final `*` any remainder."""
+        path = _TYPED_PARAM.sub(lambda m: f"{{{m[1]}:{PARAM_TYPES[m[2]]}}}", self.path)
+        if path.endswith("/*"):
+            return path[:-1] + "{tail:.+}"
+        return path
+
+    @property
+    def template(self) -> str:
+        """The path with parameter types erased: /orders/{id:uuid} is /orders/{id}."""
+        return _TYPED_PARAM.sub(lambda m: f"{{{m[1]}}}", self.path)
 
     def allows(self, scopes: frozenset[str]) -> bool:
         if not self.scopes:
@@ -128,3 +136,12 @@ def replica_problem(url: str) -> str | None:
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         return f"{url!r} must be scheme://host:port only (no path, query or user)"
     return None
+
+
+# Parameter types a path may give (`{id:uuid}`): a value of another shape matches no route,
+# so it is a 404 before any token or scope is looked at (an id that cannot be an id is not
+# a question of authorization), and a backend never sees it.
+PARAM_TYPES = {
+    "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+}
+_TYPED_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*):([a-z]+)\}")

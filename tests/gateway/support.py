@@ -120,6 +120,21 @@ class JwksServer:
         return str(self.server.make_url("/jwks.json"))
 
 
+# Order ids that make the recording backend misbehave; the routes file types order ids as
+# UUIDs, so the behaviour is named by an id rather than a word in the path.
+MISBEHAVE = {
+    "drop": "00000000-0000-4000-8000-00000000d509",
+    "slow": "00000000-0000-4000-8000-0000000051c0",
+    "stream-out": "00000000-0000-4000-8000-0000005e0070",
+    "stream-broken": "00000000-0000-4000-8000-0000005e0b40",
+    "lie": "00000000-0000-4000-8000-00000000011e",
+}
+
+
+def _behaviour(path: str) -> str | None:
+    return next((name for name, order_id in MISBEHAVE.items() if order_id in path), None)
+
+
 async def recording_handler(request: web.Request) -> web.StreamResponse:
     """Echo what arrived: method, raw path, query, every header, the body size."""
     name = request.app[BACKEND_NAME]
@@ -130,21 +145,22 @@ async def recording_handler(request: web.Request) -> web.StreamResponse:
         {"backend": name, "method": request.method, "raw_path": request.raw_path,
          "headers": list(request.headers.items())}
     )
-    if path.endswith("/slow"):
+    behaviour = _behaviour(path)
+    if behaviour == "slow":
         await asyncio.sleep(1)
-    if "/drop" in path:
+    if behaviour == "drop":
         assert request.transport is not None
         request.transport.close()
         return web.Response()
     body = await request.read()
-    if path.endswith("/stream-broken"):
+    if behaviour == "stream-broken":
         response = web.StreamResponse()
         await response.prepare(request)
         await response.write(b"x" * 65536)
         assert request.transport is not None
         request.transport.close()
         return response
-    if path.endswith("/stream-out"):
+    if behaviour == "stream-out":
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         await response.prepare(request)
         for _ in range(8):

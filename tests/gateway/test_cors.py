@@ -78,7 +78,9 @@ async def test_allowed_origin_can_read_every_error(make_stack, case: str) -> Non
     if case == "401":
         response = await stack.client.get("/users/me", headers=origin)
     elif case == "403":
-        response = await stack.client.get("/users/abc", headers={**origin, **stack.bearer()})
+        response = await stack.client.get(
+            "/users/00000000-0000-4000-8000-000000000abc", headers={**origin, **stack.bearer()}
+        )
     elif case == "404":
         response = await stack.client.get("/missing", headers=origin)
     elif case == "405":

@@ -38,7 +38,7 @@ PATHS = [
     ("private", "GET", "/users/me", True, 200, True),
     ("private-no-scope", "POST", "/orders", True, 403, False),
     ("error-no-token", "GET", "/orders", False, 401, False),
-    ("error-bad-token", "GET", "/orders/1", None, 401, False),
+    ("error-bad-token", "GET", "/orders/00000000-0000-4000-8000-000000000001", None, 401, False),
     ("unmatched", "GET", "/no/such/path", True, 404, False),
     ("internal", "PUT", "/internal/profiles/1", False, 404, False),
     ("method-not-allowed", "DELETE", "/users/me", True, 405, False),

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.gateway.support import BACKEND_STATE, raw_request, received_headers
+from tests.gateway.support import BACKEND_STATE, MISBEHAVE, raw_request, received_headers
 
 
 async def test_one_replica_killed_every_get_succeeds(make_stack) -> None:
@@ -58,19 +58,19 @@ async def test_post_goes_to_another_replica_only_when_nothing_was_sent(make_stac
 async def test_post_that_reached_a_backend_is_never_sent_again(make_stack) -> None:
     """A backend that drops the connection mid-request gets a POST once: 502."""
     stack = await make_stack(replicas=2)
-    response = await stack.client.post("/orders/drop/cancel", headers=stack.bearer())
+    response = await stack.client.post(f"/orders/{MISBEHAVE['drop']}/cancel", headers=stack.bearer())
     assert response.status == 502
     assert response.content_type == "application/problem+json"
-    assert len([r for r in stack.log if r["raw_path"] == "/orders/drop/cancel"]) == 1
+    assert len([r for r in stack.log if r["raw_path"] == f"/orders/{MISBEHAVE['drop']}/cancel"]) == 1
     assert stack.metric("gateway_upstream_retries_total", {"upstream": "orders"}) == 0
 
 
 async def test_get_broken_off_by_a_replica_is_tried_once_on_another(make_stack) -> None:
     """A safe request may go again (RFC 9110 9.2.1); once, on the other replica, then 502."""
     stack = await make_stack(replicas=2)
-    response = await stack.client.get("/orders/drop", headers=stack.bearer())
+    response = await stack.client.get(f"/orders/{MISBEHAVE['drop']}", headers=stack.bearer())
     assert response.status == 502
-    tried = [r["backend"] for r in stack.log if r["raw_path"] == "/orders/drop"]
+    tried = [r["backend"] for r in stack.log if r["raw_path"] == f"/orders/{MISBEHAVE['drop']}"]
     assert sorted(tried) == ["orders-0", "orders-1"]
     assert stack.metric("gateway_upstream_retries_total", {"upstream": "orders"}) == 1
 
@@ -103,7 +103,7 @@ async def test_unready_replica_gets_no_requests_while_another_is_ready(make_stac
 
 async def test_route_timeout_gives_504(make_stack) -> None:
     stack = await make_stack(routes={"orders_get": {"timeout": 0.2}})
-    response = await stack.client.get("/orders/slow", headers=stack.bearer())
+    response = await stack.client.get(f"/orders/{MISBEHAVE['slow']}", headers=stack.bearer())
     assert response.status == 504
     assert response.content_type == "application/problem+json"
     assert stack.metric(
@@ -145,7 +145,7 @@ async def test_body_within_limit_is_streamed_through(make_stack) -> None:
 
 async def test_large_response_is_streamed(make_stack) -> None:
     stack = await make_stack()
-    response = await stack.client.get("/orders/stream-out", headers=stack.bearer())
+    response = await stack.client.get(f"/orders/{MISBEHAVE['stream-out']}", headers=stack.bearer())
     assert response.status == 200
     assert len(await response.read()) == 8 * 65536
 
@@ -303,8 +303,8 @@ async def test_backend_slow_does_not_block_others(make_stack) -> None:
     """A timed-out request does not hold up another request to the same upstream."""
     stack = await make_stack(routes={"orders_get": {"timeout": 0.2}})
     slow, fast = await asyncio.gather(
-        stack.client.get("/orders/slow", headers=stack.bearer()),
-        stack.client.get("/orders/1", headers=stack.bearer()),
+        stack.client.get(f"/orders/{MISBEHAVE['slow']}", headers=stack.bearer()),
+        stack.client.get("/orders/00000000-0000-4000-8000-000000000001", headers=stack.bearer()),
     )
     assert (slow.status, fast.status) == (504, 200)
 
@@ -314,9 +314,9 @@ async def test_upstream_breaking_off_a_streamed_answer_cuts_the_client(make_stac
     import aiohttp
 
     stack = await make_stack()
-    response = await stack.client.get("/orders/stream-broken", headers=stack.bearer())
+    response = await stack.client.get(f"/orders/{MISBEHAVE['stream-broken']}", headers=stack.bearer())
     assert response.status == 200
     with pytest.raises(aiohttp.ClientPayloadError):
         await response.read()
     # The gateway itself is fine afterwards.
-    assert (await stack.client.get("/orders/1", headers=stack.bearer())).status == 200
+    assert (await stack.client.get("/orders/00000000-0000-4000-8000-000000000001", headers=stack.bearer())).status == 200

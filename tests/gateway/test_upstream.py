@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from gateway.upstream import Broken, ConnectFailed, ConnectionPool
+from tests.gateway.support import MISBEHAVE
 
 Answer = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
 
@@ -383,7 +384,7 @@ async def test_gateway_times_out_a_stalled_backend(make_stack, backend_factory) 
 
 async def test_gateway_relays_chunked_and_refuses_a_lying_length(make_stack, backend_factory) -> None:
     async def answer(head, reader, writer) -> bool:
-        if b"/orders/lie" in head:
+        if MISBEHAVE["lie"].encode() in head:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort")
             return False
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -395,7 +396,7 @@ async def test_gateway_relays_chunked_and_refuses_a_lying_length(make_stack, bac
     response = await stack.client.get("/orders", headers=stack.bearer())
     assert response.status == 200
     assert await response.read() == b"abcdef"
-    response = await stack.client.get("/orders/lie", headers=stack.bearer())
+    response = await stack.client.get(f"/orders/{MISBEHAVE['lie']}", headers=stack.bearer())
     assert response.status == 502
     assert response.content_type == "application/problem+json"
 
