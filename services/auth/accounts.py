@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
 from common.timestamps import Clock
 from common.tracing import TraceContext
 from services.auth.metrics import AuthMetrics
-from services.auth.passwords import Passwords, check_policy
+from services.auth.password_policy import check_password
+from services.auth.passwords import Passwords
 from services.auth.provisioning import ProfileProvisioner
 from services.auth.repository import Account, AuthRepository
 from services.auth.settings import AuthSettings
@@ -67,7 +69,8 @@ class Accounts:
 
         Raises PasswordPolicyError, UsernameTakenError or ProvisioningError.
         """
-        check_policy(username, password)
+        # zxcvbn is pure Python: a thread keeps its few milliseconds off the loop.
+        await asyncio.to_thread(check_password, username, password)
         password_hash = await self.passwords.hash(password)
         account = await self.repository.create_account(
             str(uuid.uuid4()), username, password_hash, "user", self.clock()
@@ -135,7 +138,7 @@ class Accounts:
         if not (await self.passwords.verify(account.password_hash, current)).ok:
             await self.throttle.failed([(key, self.settings.login_max_failures)], now)
             raise InvalidCredentialsError()
-        check_policy(account.username, new)
+        await asyncio.to_thread(check_password, account.username, new)
         new_hash = await self.passwords.hash(new)
         if not await self.repository.change_password(
             account.id, account.password_hash, new_hash, now

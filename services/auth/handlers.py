@@ -28,7 +28,7 @@ from services.auth.keys import (
     TOKENS,
 )
 from services.auth.oauth import NO_STORE, OAuthError, basic_credentials, read_form
-from services.auth.passwords import PasswordPolicyError
+from services.auth.password_policy import PasswordPolicyError
 from services.auth.repository import RotationStatus, UsernameTakenError
 from services.auth.scopes import SUPPORTED_SCOPES, InvalidScopeError
 from services.auth.signing_keys import ALGORITHM

@@ -38,22 +38,6 @@ class HashingBusyError(RuntimeError):
     """Too many password hashes are admitted, or this one waited too long; try again shortly."""
 
 
-class PasswordPolicyError(ValueError):
-    """The new password is refused; the message says why (and never repeats it)."""
-
-
-def check_policy(username: str, password: str) -> None:
-    """API.md: 12-256 characters (enforced by the schema); never the username itself."""
-    folded = password.strip().casefold()
-    if folded == username.casefold() or folded in {
-        username.casefold() * 2,
-        username[::-1].casefold(),
-    }:
-        raise PasswordPolicyError("the password must not be the username")
-    if len(set(password)) < 4:
-        raise PasswordPolicyError("the password must use at least 4 different characters")
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Verification:
     ok: bool
