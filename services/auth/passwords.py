@@ -2,7 +2,8 @@
 
 argon2-cffi releases the GIL while hashing, so a few threads hash in parallel while the
 loop keeps serving; the pool is bounded so that bursts of logins cannot exhaust memory
-(each hash holds `memory_cost` KiB).
+(each hash holds `memory_cost` KiB), and admission (services.auth.admission) refuses at
+once what could not be hashed in time.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,24 +20,24 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from prometheus_client import Histogram
 
+from services.auth.admission import HashAdmission, HashingBusyError
 from services.auth.settings import Argon2Settings
 
 T = TypeVar("T")
 
-MAX_HASHING_THREADS = 4
-# Hashes admitted at once, running or queued. A login storm beyond this is answered 503 at
-# once instead of queueing for longer than any client (or the gateway) waits, which would
-# leave auth hashing passwords for callers that have already given up.
-MAX_PENDING_HASHES = 4 * MAX_HASHING_THREADS
-# A hash that waited this long for a thread is not started: its caller is about to give up
-# (the gateway's route timeout is 10 s), and its work would only delay the ones behind it.
-MAX_QUEUE_SECONDS = 3.0
+# Threads hashing at once: one per core this process may run on (a 1-CPU pod gets one),
+# at most 4. More would only share the same cores and hold more memory (each hash holds
+# `memory_cost` KiB while it runs).
+MAX_HASHING_THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
+# A hash is admitted while the queue ahead of it finishes within this many seconds (see
+# services.auth.admission): well inside the gateway's route timeout of 10 s.
+MAX_WAIT_SECONDS = 3.0
+# A safety net for when the estimate was wrong (a neighbour took the CPU after admission):
+# a hash that waited this long for a thread is not started, since its caller (or the
+# gateway, at 10 s) is about to give up and its work would only delay the ones behind it.
+MAX_QUEUE_SECONDS = 6.0
 # Never a valid password: a verification against it always fails, at full cost.
 _DUMMY_PASSWORD = "passgate dummy password for unknown users"
-
-
-class HashingBusyError(RuntimeError):
-    """Too many password hashes are admitted, or this one waited too long; try again shortly."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,7 +54,10 @@ class Passwords:
         settings: Argon2Settings,
         duration: Histogram,
         *,
+        threads: int = MAX_HASHING_THREADS,
+        max_wait_seconds: float = MAX_WAIT_SECONDS,
         max_queue_seconds: float = MAX_QUEUE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hasher = argon2.PasswordHasher(
             time_cost=settings.time_cost,
@@ -62,11 +67,15 @@ class Passwords:
         )
         self._duration = duration
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=MAX_HASHING_THREADS, thread_name_prefix="argon2"
+            max_workers=threads, thread_name_prefix="argon2"
         )
         self._dummy_hash: str | None = None
-        self._pending = 0
+        # The first estimate of a hash's duration is refined by the dummy hash at start.
+        self.admission = HashAdmission(
+            threads=threads, max_wait=max_wait_seconds, hash_seconds=0.05
+        )
         self._max_queue_seconds = max_queue_seconds
+        self._monotonic = monotonic
 
     async def start(self) -> None:
         """Make the dummy hash with the current parameters, so unknown users cost the same."""
@@ -76,25 +85,25 @@ class Passwords:
         self._executor.shutdown(wait=True)
 
     async def _run(self, operation: str, function: Callable[[], T]) -> T:
-        if self._pending >= MAX_PENDING_HASHES:
-            raise HashingBusyError(operation)
+        self.admission.admit()  # HashingBusyError at once when the queue is too long
         loop = asyncio.get_running_loop()
-        queued = time.monotonic()
+        queued = self._monotonic()
+        ran: list[float] = []
 
         def timed() -> T:
-            if time.monotonic() - queued > self._max_queue_seconds:
-                raise HashingBusyError(operation)
+            if self._monotonic() - queued > self._max_queue_seconds:
+                raise HashingBusyError(1.0)
             start = time.perf_counter()
             try:
                 return function()
             finally:
-                self._duration.labels(operation).observe(time.perf_counter() - start)
+                ran.append(time.perf_counter() - start)
+                self._duration.labels(operation).observe(ran[-1])
 
-        self._pending += 1
         try:
             return await loop.run_in_executor(self._executor, timed)
         finally:
-            self._pending -= 1
+            self.admission.finished(ran[0] if ran else None)
 
     async def hash(self, password: str) -> str:
         return await self._run("hash", lambda: self._hasher.hash(password))

@@ -31,12 +31,12 @@ def test_defaults() -> None:
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("::1/128"),
     )
-    # The production Argon2 cost is argon2-cffi's RFC 9106 low-memory profile.
+    # The production Argon2 cost is OWASP's first choice for Argon2id: m=19 MiB, t=2, p=1.
     assert (
         settings.argon2.time_cost,
         settings.argon2.memory_cost,
         settings.argon2.parallelism,
-    ) == (3, 65536, 4)
+    ) == (2, 19456, 1)
 
 
 def test_overrides_and_validation() -> None:
