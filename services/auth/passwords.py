@@ -30,12 +30,15 @@ T = TypeVar("T")
 # `memory_cost` KiB while it runs).
 MAX_HASHING_THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
 # A hash is admitted while the queue ahead of it finishes within this many seconds (see
-# services.auth.admission): well inside the gateway's route timeout of 10 s.
-MAX_WAIT_SECONDS = 3.0
+# services.auth.admission): inside the gateway's route timeout of 10 s with room for the
+# rest of a login (a few milliseconds of database and signing) and for estimation error.
+# Shorter refused logins that would have succeeded: clients of a storm that retry at once
+# turn every early refusal into several.
+MAX_WAIT_SECONDS = 6.0
 # A safety net for when the estimate was wrong (a neighbour took the CPU after admission):
 # a hash that waited this long for a thread is not started, since its caller (or the
 # gateway, at 10 s) is about to give up and its work would only delay the ones behind it.
-MAX_QUEUE_SECONDS = 6.0
+MAX_QUEUE_SECONDS = 8.0
 # Never a valid password: a verification against it always fails, at full cost.
 _DUMMY_PASSWORD = "passgate dummy password for unknown users"
 
