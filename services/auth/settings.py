@@ -42,7 +42,7 @@ class Argon2Settings:
     - The cheat sheet lists m=19 MiB/t=2 with settings it calls equally strong, trading
       memory for passes (46 MiB/t=1 ... 7 MiB/t=5); this one keeps per-hash memory small
       enough for several hashes at once in a small pod without leaning on passes alone.
-    - It took 25 ms of one core here, against 160 ms for argon2-cffi's RFC 9106
+    - It took 23 ms of one core here, against 160 ms for argon2-cffi's RFC 9106
       low-memory profile (64 MiB, t=3, p=4) used before: a 50-login storm is about
       1.3 s of CPU, which admission (services.auth.admission) queues instead of refusing.
 
