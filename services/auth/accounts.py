@@ -99,10 +99,10 @@ class Accounts:
         now = self.clock()
         account_k, address_k = account_key(username), address_key(address)
         pair_k = pair_key(username, address)
-        account_locked = await self.throttle.retry_after([account_k], now)
+        lockouts = await self.throttle.lockouts([account_k, address_k], now)
+        account_locked, address_locked = lockouts.get(account_k), lockouts.get(address_k)
         # An address locked for spraying still lets in the accounts that signed in
         # correctly from it lately (the people behind that NAT); nobody else is checked.
-        address_locked = await self.throttle.retry_after([address_k], now)
         address_blocks = address_locked is not None and not await self.throttle.known(
             pair_k, now
         )

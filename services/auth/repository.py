@@ -473,14 +473,17 @@ class AuthRepository:
 
     async def locked_until(self, keys: Sequence[str], now: dt.datetime) -> dt.datetime | None:
         """The latest lockout still running on any of `keys`."""
+        return max((await self.lockouts(keys, now)).values(), default=None)
+
+    async def lockouts(self, keys: Sequence[str], now: dt.datetime) -> dict[str, dt.datetime]:
+        """The end of each lockout still running among `keys`."""
         async with self.engine.connect() as connection:
-            return (
-                await connection.execute(
-                    sa.select(sa.func.max(login_failures.c.locked_until)).where(
-                        login_failures.c.key.in_(keys), login_failures.c.locked_until > now
-                    )
+            rows = await connection.execute(
+                sa.select(login_failures.c.key, login_failures.c.locked_until).where(
+                    login_failures.c.key.in_(keys), login_failures.c.locked_until > now
                 )
-            ).scalar()
+            )
+            return {row.key: row.locked_until for row in rows}
 
     async def record_failure(
         self,

@@ -97,8 +97,12 @@ def _trusted(address: str, trusted: Sequence[IpNetwork]) -> bool:
 
 class LoginThrottle(abc.ABC):
     @abc.abstractmethod
+    async def lockouts(self, keys: Sequence[str], now: dt.datetime) -> dict[str, float]:
+        """Seconds left of each running lockout among `keys` (unlocked keys are absent)."""
+
     async def retry_after(self, keys: Sequence[str], now: dt.datetime) -> float | None:
         """Seconds until the longest running lockout on `keys` ends, or None."""
+        return max((await self.lockouts(keys, now)).values(), default=None)
 
     @abc.abstractmethod
     async def failed(self, limits: Sequence[tuple[str, int]], now: dt.datetime) -> None:
@@ -126,9 +130,9 @@ class DatabaseThrottle(LoginThrottle):
     window: dt.timedelta
     lockout: dt.timedelta
 
-    async def retry_after(self, keys: Sequence[str], now: dt.datetime) -> float | None:
-        until = await self.repository.locked_until(keys, now)
-        return None if until is None else (until - now).total_seconds()
+    async def lockouts(self, keys: Sequence[str], now: dt.datetime) -> dict[str, float]:
+        locked = await self.repository.lockouts(keys, now)
+        return {key: (until - now).total_seconds() for key, until in locked.items()}
 
     async def failed(self, limits: Sequence[tuple[str, int]], now: dt.datetime) -> None:
         await self.repository.record_failure(limits, now, self.window, self.lockout)
@@ -151,12 +155,12 @@ class RedisThrottle(LoginThrottle):
     window: dt.timedelta
     lockout: dt.timedelta
 
-    async def retry_after(self, keys: Sequence[str], now: dt.datetime) -> float | None:
+    async def lockouts(self, keys: Sequence[str], now: dt.datetime) -> dict[str, float]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.pttl(REDIS_PREFIX + "lock:" + key)
-            remaining = [ms for ms in await pipe.execute() if ms > 0]
-        return max(remaining) / 1000 if remaining else None
+            remaining = await pipe.execute()
+        return {key: ms / 1000 for key, ms in zip(keys, remaining, strict=True) if ms > 0}
 
     async def failed(self, limits: Sequence[tuple[str, int]], now: dt.datetime) -> None:
         for key, limit in limits:

@@ -137,3 +137,17 @@ async def test_concurrent_failures_are_all_counted(repository: AuthRepository) -
         *(repository.record_failure([("k", 6)], START, window, lockout) for _ in range(6))
     )
     assert await repository.locked_until(["k"], START) == START + lockout
+
+
+async def test_lockouts_are_reported_per_key(repository: AuthRepository) -> None:
+    window, lockout = dt.timedelta(minutes=5), dt.timedelta(minutes=10)
+    await repository.record_failure([("account", 1)], START, window, lockout)
+    later = START + dt.timedelta(minutes=1)
+    await repository.record_failure([("address", 1)], later, window, lockout)
+    assert await repository.lockouts(["account", "address", "other"], later) == {
+        "account": START + lockout,
+        "address": later + lockout,
+    }
+    assert await repository.lockouts(["account", "address"], START + lockout) == {
+        "address": later + lockout
+    }
