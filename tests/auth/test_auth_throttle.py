@@ -227,7 +227,7 @@ async def test_known_addresses_are_shared_through_redis(auth_client, redis_url) 
     second = await auth_client(redis_url=redis_url, login_max_failures_per_address=2)
     await register(first, name)
     assert (await attempt(first, name, PASSWORD, **nat)).status == 200
-    for index in range(2):
+    for _ in range(2):
         await attempt(second, f"sprayed-{uuid.uuid4().hex[:8]}", **nat)
     assert (await attempt(second, f"other-{uuid.uuid4().hex[:8]}", **nat)).status == 429
     assert (await attempt(second, name, PASSWORD, **nat)).status == 200
