@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import argon2
@@ -25,10 +28,24 @@ from services.auth.settings import Argon2Settings
 
 T = TypeVar("T")
 
-# Threads hashing at once: one per core this process may run on (a 1-CPU pod gets one),
-# at most 4. More would only share the same cores and hold more memory (each hash holds
-# `memory_cost` KiB while it runs).
-MAX_HASHING_THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a
+    Kubernetes CPU limit of 1 shows every core of the node in the affinity mask)."""
+    cores = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    return cores
+
+
+# Threads hashing at once: one per usable core (a 1-CPU pod gets one), at most 4. More
+# would only share the same cores and hold more memory (each hash holds `memory_cost` KiB
+# while it runs).
+MAX_HASHING_THREADS = min(4, usable_cores())
 # A hash is admitted while the queue ahead of it finishes within this many seconds (see
 # services.auth.admission): inside the gateway's route timeout of 10 s with room for the
 # rest of a login (a few milliseconds of database and signing) and for estimation error.

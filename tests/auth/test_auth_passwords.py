@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 
 import argon2
 import pytest
@@ -12,7 +13,7 @@ from argon2.profiles import RFC_9106_LOW_MEMORY
 from prometheus_client import CollectorRegistry, Histogram
 
 from services.auth.admission import HashAdmission, HashingBusyError
-from services.auth.passwords import Passwords
+from services.auth.passwords import Passwords, usable_cores
 from services.auth.settings import Argon2Settings
 from tests.auth.helpers import CHEAP_ARGON2, PASSWORD, login, stored_password_hash
 
@@ -110,3 +111,16 @@ async def test_hashes_of_the_previous_default_move_to_owasps_parameters_at_login
         time_cost=2, memory_cost=19456, parallelism=1,
     )
     await login(client)
+
+
+def test_hashing_threads_follow_a_cgroup_cpu_limit(tmp_path) -> None:
+    """A pod limited to one CPU hashes on one thread, whatever cores the node has."""
+    affinity = len(os.sched_getaffinity(0))
+    limit = tmp_path / "cpu.max"
+    limit.write_text("100000 100000\n")  # a CPU limit of 1
+    assert usable_cores(limit) == 1
+    limit.write_text("150000 100000\n")  # 1.5 CPUs: two threads can use them
+    assert usable_cores(limit) == min(2, affinity)
+    limit.write_text("max 100000\n")  # no limit
+    assert usable_cores(limit) == affinity
+    assert usable_cores(tmp_path / "absent") == affinity  # no cgroup v2
