@@ -14,12 +14,14 @@ import argparse
 import asyncio
 import errno
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
 from common.db import migrate_database
 from common.logging import configure_logging
@@ -39,6 +41,9 @@ ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+_CONNECTION_ERRORS = (sa_exc.DBAPIError, ConnectionError, TimeoutError, socket.gaierror)
+
+
 def describe(error: BaseException) -> str:
     """The first line of what went wrong, with the driver's own words for a database error."""
     if isinstance(error, sa_exc.DBAPIError):
@@ -51,22 +56,38 @@ def describe(error: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
+def database_named(url: str) -> str:
+    """A database URL as an operator may see it in an error: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return "PASSGATE_DATABASE_URL"
+
+
 def guarded(
     prog: str,
     work: Callable[[], int | None],
     *,
     settings_errors: tuple[type[BaseException], ...] = (),
-    environment_errors: tuple[type[BaseException], ...] = (),
+    database_url: Callable[[], str | None] = lambda: None,
 ) -> int:
-    """Run `work`; a wrong setting or a refusing environment becomes one line and an exit code."""
+    """Run `work`; a wrong setting or a refusing environment becomes one line and an exit code.
+
+    `database_url` names the database a failed connection most likely went to (the only
+    connection a service makes before it serves), since the driver's error may not say.
+    """
     try:
         return work() or 0
     except (SettingsError, *settings_errors) as error:
         for line in str(error).strip().splitlines() or [type(error).__name__]:
             print(f"{prog}: configuration error: {line}", file=sys.stderr)
         return EXIT_SETTINGS
-    except (*ENVIRONMENT_ERRORS, *environment_errors) as error:
-        print(f"{prog}: cannot start: {describe(error)}", file=sys.stderr)
+    except ENVIRONMENT_ERRORS as error:
+        line = describe(error)
+        url = database_url()
+        if url and isinstance(error, _CONNECTION_ERRORS):
+            line += f" (database {database_named(url)})"
+        print(f"{prog}: cannot start: {line}", file=sys.stderr)
         return EXIT_STARTUP
 
 
@@ -103,8 +124,11 @@ def database_service_main(
     )
     args = parser.parse_args(argv)
 
+    database: list[str] = []
+
     def work() -> int:
         settings = settings_from_env(os.environ)
+        database.append(settings.database.url)
         if args.command == "migrate":
             asyncio.run(migrate_database(settings.database, migrations_dir))
             print("migrations applied")
@@ -112,4 +136,4 @@ def database_service_main(
         serve(service, create_app(settings), settings.server)
         return 0
 
-    return guarded(prog, work)
+    return guarded(prog, work, database_url=lambda: database[0] if database else None)

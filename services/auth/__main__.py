@@ -71,8 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
+    database: list[str] = []
+
     def work() -> int:
         settings = AuthSettings.from_env(os.environ)
+        database.append(settings.database.url)
         command = args.command or "serve"
         if command == "serve":
             serve("auth", create_app(settings), settings.server)
@@ -82,7 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_database_command(settings, args))
 
     # A key set that is missing (and may not be generated) is a setting to fix.
-    return guarded("python -m services.auth", work, settings_errors=(KeySetError,))
+    return guarded(
+        "python -m services.auth",
+        work,
+        settings_errors=(KeySetError,),
+        database_url=lambda: database[0] if database else None,
+    )
 
 
 def _rotate_keys(settings: AuthSettings, lead: int | None) -> int:

@@ -90,8 +90,10 @@ def test_an_unreachable_database_is_one_line_and_exit_1(component: str, tmp_path
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = run(component, cwd=tmp_path, PASSGATE_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/x")
-    assert_one_line(result, 1, "cannot start", str(port))
+    url = f"postgresql://postgres:s3cret@127.0.0.1:{port}/x"
+    result = run(component, cwd=tmp_path, PASSGATE_DATABASE_URL=url)
+    assert_one_line(result, 1, "cannot start", f"127.0.0.1:{port}")
+    assert "s3cret" not in result.stderr  # the password is never printed
 
 
 @pytest.mark.parametrize("component", ["users", "orders"])
