@@ -43,12 +43,8 @@ def packaged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             }
         },
     )
-    stack = Stack(config)
-    stack.start()
-    try:
+    with Stack(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def from_address(address: str) -> aiohttp.ClientSession:
