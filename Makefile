@@ -17,9 +17,9 @@ $(INSTALLED)-%: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.$(if $(filter-out runtime,$*),[$*])'
 	touch $@
 
-## run: start the whole system locally on SQLite (Ctrl-C stops it)
+## run: start the whole system locally on SQLite (Ctrl-C stops it); BASE_PORT=N moves every port
 run: $(INSTALLED)-runtime
-	$(BIN)/python -m devstack $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(DB),--db $(DB))
+	$(BIN)/python -m devstack $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(DB),--db $(DB)) $(if $(BASE_PORT),--base-port $(BASE_PORT))
 
 ## test: install what the tests need and run them
 test: $(INSTALLED)-test

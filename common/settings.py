@@ -174,7 +174,7 @@ class DatabaseSettings:
     @classmethod
     def from_env(cls, env: Env, *, default_url: str) -> DatabaseSettings:
         return cls(
-            url=env_str(env, "PASSGATE_DATABASE_URL", default_url),
+            url=database_url(env_str(env, "PASSGATE_DATABASE_URL", default_url)),
             migrate_on_start=env_bool(env, "PASSGATE_MIGRATE_ON_START", True),
             pool_size=env_int(env, "PASSGATE_DATABASE_POOL_SIZE", 5, minimum=1, maximum=100),
         )
@@ -193,3 +193,22 @@ class DatabaseServiceSettings:
             server=ServerSettings.from_env(env, service=service, default_port=default_port),
             database=DatabaseSettings.from_env(env, default_url=f"sqlite:///.data/{service}.db"),
         )
+
+
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+
+
+def database_url(url: str, name: str = "PASSGATE_DATABASE_URL") -> str:
+    """`url` if it names a database Passgate can use (sqlite:///path or postgresql://...)."""
+    from sqlalchemy.engine import make_url  # the settings module stays light to import
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise SettingsError(f"{name} is not a database URL") from None
+    if backend not in SUPPORTED_DATABASES:
+        raise SettingsError(
+            f"{name}: unsupported database {backend!r}; use sqlite:///path or postgresql://..."
+        )
+    return url

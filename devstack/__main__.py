@@ -9,8 +9,10 @@ import sys
 import threading
 from pathlib import Path
 
-from devstack.stack import ROOT, Stack, StackConfig
+from devstack.stack import ROOT, PortPlan, Stack, StackConfig
 from devstack.walkthrough import walkthrough
+
+WATCH_INTERVAL = 0.5  # seconds between checks that every process still runs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,11 +30,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", help="share rate limits and login throttles through Redis")
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".data")
     parser.add_argument(
+        "--base-port",
+        type=int,
+        help="listen on other ports: gateway N, auth N+1, users N+2, orders N+3, gateway admin "
+        "N+9, browser demo N+10..N+12 (default: 8080, 8081, 8082, 8083, 9080, 3000..3002)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the processes and their environment as JSON; start nothing"
     )
     args = parser.parse_args(argv)
     if args.replicas < 1 or (args.gateways is not None and args.gateways < 1):
         parser.error("--replicas and --gateways must be at least 1")
+    # Replica i listens at + 100 * i: the highest planned port must still be a port.
+    if args.base_port is not None and not 1024 <= args.base_port <= 65535 - 12 - 100 * (
+        max(args.replicas, args.gateways or 1) - 1
+    ):
+        parser.error("--base-port must leave room for every port it plans (1024 and up)")
     return args
 
 
@@ -42,6 +55,7 @@ def build_config(args: argparse.Namespace) -> StackConfig:
     pool_size = args.database_pool_size or (3 if args.db == "postgres" else None)
     return StackConfig(
         data_dir=args.data_dir if args.db == "sqlite" else args.data_dir / "postgres",
+        ports=PortPlan() if args.base_port is None else PortPlan.from_base(args.base_port),
         replicas=args.replicas,
         gateways=gateways,
         db=args.db,
@@ -69,7 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"could not start: {error}", file=sys.stderr)
         return 1
     print(summary(stack), flush=True)
-    stop.wait()
+    # Watch the processes: one that dies (a crash, a port lost, a database gone) stops the
+    # whole system with its name and the end of its log, rather than leaving a system
+    # that looks up and is not.
+    while not stop.wait(WATCH_INTERVAL):
+        exited = stack.exited()
+        if exited:
+            reports = "\n".join(process.exit_report() for process in exited)
+            print(f"\n{reports}\nstopping everything ...", file=sys.stderr, flush=True)
+            stack.stop()
+            return 1
     print("\nstopping ...", flush=True)
     codes = stack.stop()
     failed = {name: code for name, code in codes.items() if code not in (0, None)}

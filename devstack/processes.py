@@ -13,6 +13,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from devstack.ports import listens_on
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on now, for tests that start real processes.
@@ -53,6 +55,7 @@ class ManagedProcess:
         ready_url: str,
         log_path: Path,
         cwd: Path,
+        ports: tuple[int, ...] = (),
     ) -> None:
         self.name = name
         self.args = args
@@ -60,6 +63,9 @@ class ManagedProcess:
         self.ready_url = ready_url
         self.log_path = log_path
         self.cwd = cwd
+        # The ports this process listens on: readiness counts only when it is this process
+        # that holds them, not another listener answering there.
+        self.ports = ports
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -101,11 +107,30 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running:
-                raise RuntimeError(f"{self.name} exited early; see {self.log_path}\n{self.tail()}")
+                raise RuntimeError(self.exit_report())
             if self.is_ready():
+                self._check_listening()
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s; see {self.log_path}\n{self.tail()}")
+
+    def _check_listening(self) -> None:
+        """Readiness answered: make sure it was this process that answered."""
+        assert self.pid is not None
+        for port in self.ports:
+            if listens_on(self.pid, port) is False:
+                if not self.running:
+                    raise RuntimeError(self.exit_report())
+                raise RuntimeError(
+                    f"{self.name}: port {port} is answered by another process, not by "
+                    f"{self.name} (pid {self.pid}); see {self.log_path}"
+                )
+
+    def exit_report(self) -> str:
+        """Which process stopped, with what code, and the end of its log (the reason)."""
+        return (
+            f"{self.name} exited with code {self.returncode}; see {self.log_path}\n{self.tail(5)}"
+        )
 
     def wait_unready(self, timeout: float = 30.0) -> None:
         """Wait until readiness stops answering 200 (draining, a lost dependency, or gone)."""

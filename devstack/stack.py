@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from devstack.ports import port_is_free
 from devstack.processes import ManagedProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,15 @@ class PortPlan:
                 for name in ("gateway", "gateway_admin", *SERVICES)
                 for index in range(1, max(replicas, gateways))
             },
+        )
+
+    @classmethod
+    def from_base(cls, base: int) -> PortPlan:
+        """`make run BASE_PORT=N`: gateway N, auth N+1, users N+2, orders N+3, the gateway's
+        admin port N+9, the browser demo N+10 to N+12 (replicas: + 100 each, as ever)."""
+        return cls(
+            gateway=base, auth=base + 1, users=base + 2, orders=base + 3, gateway_admin=base + 9,
+            frontends=(base + 10, base + 11, base + 12),
         )
 
     def port(self, name: str, index: int = 0) -> int:
@@ -156,12 +166,24 @@ class Stack:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def _process(self, name: str, args: list[str], env: dict[str, str], ready_url: str) -> ManagedProcess:
+    def _process(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        ready_url: str,
+        ports: tuple[int, ...] = (),
+    ) -> ManagedProcess:
         log = self.config.data_dir / "logs" / f"{name}.log"
         env = env | dict(self.config.process_env.get(name, {}))
         if "PASSGATE_PORT" in env:
             self._urls[name] = f"http://{self.config.host}:{env['PASSGATE_PORT']}"
-        return ManagedProcess(name, args, env, ready_url, log, ROOT)
+        ports = ports or tuple(
+            int(env[key])
+            for key in ("PASSGATE_PORT", "PASSGATE_ADMIN_PORT")
+            if env.get(key, "").isdigit()
+        )
+        return ManagedProcess(name, args, env, ready_url, log, ROOT, ports=ports)
 
     def _groups(self) -> Iterator[list[ManagedProcess]]:
         """Processes in start order; each group is ready before the next starts. The services
@@ -198,6 +220,7 @@ class Stack:
                      "--gateway", self.gateway_url, "--root", str(FRONTEND_DIR)],
                     {},
                     f"http://127.0.0.1:{port}/healthz",
+                    ports=(port,),
                 )
                 for origin, port in zip(self.frontend_origins, self.config.ports.frontends, strict=True)
             ]
@@ -215,7 +238,23 @@ class Stack:
             for process in group
         ]
 
+    def taken_ports(self) -> list[str]:
+        """The planned ports another listener holds now, each with the process it was for."""
+        return [
+            f"port {port} ({process.name})"
+            for group in self._groups()
+            for process in group
+            for port in process.ports
+            if not port_is_free(self.config.host, port)
+        ]
+
     def start(self, timeout: float = 60.0) -> None:
+        taken = self.taken_ports()
+        if taken:
+            raise RuntimeError(
+                f"{', '.join(taken)}: taken by another process; stop it, or choose other ports "
+                "(make run BASE_PORT=...)"
+            )
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         if self.config.db == "postgres":
             asyncio.run(self._create_databases())
@@ -311,6 +350,14 @@ class Stack:
         process.start()
         process.wait_ready(timeout)
         return process
+
+    def exited(self) -> list[ManagedProcess]:
+        """Processes that were started and are no longer running."""
+        return [
+            process
+            for process in self.processes.values()
+            if process.process is not None and not process.running
+        ]
 
     def stop(self) -> dict[str, int | None]:
         """Stop the gateways and frontends first (no new traffic), then the services; the

@@ -7,8 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from common.logging import configure_logging
-from common.runner import listeners, run
+from common.cli import guarded, serve
 from common.settings import SettingsError
 from gateway.app import create_app
 from gateway.cors import CorsPolicy
@@ -52,14 +51,31 @@ def lint_command(argv: list[str]) -> int:
     return 1 if errors else 0
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway",
+        description="Run the gateway, or check a routes file. Settings come from PASSGATE_* "
+        "environment variables (see the README).",
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="verify tokens and proxy to the services (the default)")
+    lint_parser = commands.add_parser("lint", help=lint_command.__doc__, add_help=False)
+    lint_parser.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "lint":
         return lint_command(argv[1:])
-    settings = GatewaySettings.from_env(os.environ)
-    configure_logging("gateway", settings.server.log_level)
-    run(listeners(create_app(settings), settings.server), settings.server)
-    return 0
+    _parser().parse_args(argv)  # --help, and unknown arguments refused (exit 2)
+
+    def work() -> None:
+        settings = GatewaySettings.from_env(os.environ)
+        serve("gateway", create_app(settings), settings.server)
+
+    # A broken routes file is a setting to fix: each of its problems on a line of its own.
+    return guarded("python -m gateway", work, settings_errors=(RoutesError,))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ def generous_routes(path: Path, **route_overrides: dict[str, Any]) -> Path:
     routes = yaml.safe_load(PACKAGED_ROUTES.read_text())
     routes["defaults"]["rate_limit"] = {"requests": 100000, "per": 60, "burst": 10000}
     for route in routes["routes"]:
-        route.pop("rate_limit", None)
+        if route.get("rate_limit", "off") not in ("off", False, None):
+            route.pop("rate_limit")  # the generous default instead; "off" stays off
         route.update(route_overrides.get(route["name"], {}))
     path.write_text(yaml.safe_dump(routes))
     return path

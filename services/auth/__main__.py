@@ -20,11 +20,14 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.cli import guarded, serve
 from common.db import create_engine, migrate, migrate_database
-from common.logging import configure_logging
-from common.runner import listeners, run
-from common.settings import SettingsError
 from common.timestamps import rfc3339, utc_now
 from services.auth.app import MIGRATIONS_DIR, create_app
 from services.auth.repository import AuthRepository
@@ -67,20 +70,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
+
+    database: list[str] = []
+
+    def work() -> int:
         settings = AuthSettings.from_env(os.environ)
-    except SettingsError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    command = args.command or "serve"
-    if command == "serve":
-        configure_logging("auth", settings.server.log_level)
-        app = create_app(settings)
-        run(listeners(app, settings.server), settings.server)
-        return 0
-    if command == "rotate-keys":
-        return _rotate_keys(settings, args.lead)
-    return asyncio.run(_database_command(settings, args))
+        database.append(settings.database.url)
+        command = args.command or "serve"
+        if command == "serve":
+            serve("auth", create_app(settings), settings.server)
+            return 0
+        if command == "rotate-keys":
+            return _rotate_keys(settings, args.lead)
+        return asyncio.run(_database_command(settings, args))
+
+    # A key set that is missing (and may not be generated) is a setting to fix.
+    return guarded(
+        "python -m services.auth",
+        work,
+        settings_errors=(KeySetError,),
+        database_url=lambda: database[0] if database else None,
+    )
 
 
 def _rotate_keys(settings: AuthSettings, lead: int | None) -> int:
@@ -118,8 +128,25 @@ async def _database_command(settings: AuthSettings, args: argparse.Namespace) ->
         await migrate_database(settings.database, MIGRATIONS_DIR)
         print("migrations applied")
         return 0
+    missing = _missing_sqlite_file(settings.database.url)
+    if missing is not None:
+        # Opening it would create an empty database and act on that: the usual cause is
+        # a command run from another directory than the service, with the default URL.
+        print(
+            f"{args.command}: no auth database at {missing}; run this where the service "
+            "runs, or set PASSGATE_DATABASE_URL to its database",
+            file=sys.stderr,
+        )
+        return 1
     engine = create_engine(settings.database.url, pool_size=1)
     try:
+        if not await _has_accounts_table(engine):
+            print(
+                f"{args.command}: the database at PASSGATE_DATABASE_URL has no auth tables; "
+                "is it auth's database? (`python -m services.auth migrate` creates them)",
+                file=sys.stderr,
+            )
+            return 1
         if settings.database.migrate_on_start:
             await migrate(engine, MIGRATIONS_DIR)
         repository = AuthRepository(engine)
@@ -132,6 +159,21 @@ async def _database_command(settings: AuthSettings, args: argparse.Namespace) ->
         return await _create_client(repository, args.client_id, args.scope)
     finally:
         await engine.dispose()
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names when it does not exist (None for PostgreSQL, whose
+    missing database the driver reports itself)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database).resolve()
+    return None if path.exists() else path
+
+
+async def _has_accounts_table(engine: AsyncEngine) -> bool:
+    async with engine.connect() as connection:
+        return await connection.run_sync(lambda sync: sa.inspect(sync).has_table("accounts"))
 
 
 async def _create_client(repository: AuthRepository, client_id: str, scope: str) -> int:

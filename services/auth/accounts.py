@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
 from common.timestamps import Clock
 from common.tracing import TraceContext
 from services.auth.metrics import AuthMetrics
-from services.auth.passwords import Passwords, check_policy
+from services.auth.password_policy import check_password
+from services.auth.passwords import Passwords
 from services.auth.provisioning import ProfileProvisioner
 from services.auth.repository import Account, AuthRepository
 from services.auth.settings import AuthSettings
-from services.auth.throttle import LoginThrottle, account_key, address_key
+from services.auth.throttle import LoginThrottle, account_key, address_key, pair_key
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,7 +69,8 @@ class Accounts:
 
         Raises PasswordPolicyError, UsernameTakenError or ProvisioningError.
         """
-        check_policy(username, password)
+        # zxcvbn is pure Python: a thread keeps its few milliseconds off the loop.
+        await asyncio.to_thread(check_password, username, password)
         password_hash = await self.passwords.hash(password)
         account = await self.repository.create_account(
             str(uuid.uuid4()), username, password_hash, "user", self.clock()
@@ -95,9 +98,18 @@ class Accounts:
         """
         now = self.clock()
         account_k, address_k = account_key(username), address_key(address)
-        retry_after = await self.throttle.retry_after([account_k, address_k], now)
-        if retry_after is not None:
-            raise LoginThrottledError(retry_after)
+        pair_k = pair_key(username, address)
+        lockouts = await self.throttle.lockouts([account_k, address_k], now)
+        account_locked, address_locked = lockouts.get(account_k), lockouts.get(address_k)
+        # An address locked for spraying still lets in the accounts that signed in
+        # correctly from it lately (the people behind that NAT); nobody else is checked.
+        address_blocks = address_locked is not None and not await self.throttle.known(
+            pair_k, now
+        )
+        waits = [account_locked, address_locked if address_blocks else None]
+        if any(wait is not None for wait in waits):
+            # The longest of the lockouts that apply: waiting that long is enough.
+            raise LoginThrottledError(max(wait for wait in waits if wait is not None))
         account = await self.repository.account_by_username(username)
         # Unknown users, and accounts that sign in only with an external provider, are
         # checked against a dummy hash: same work, same answer.
@@ -112,8 +124,12 @@ class Accounts:
                 ],
                 now,
             )
+            if address_locked is not None:
+                # The same answer a locked address gives everyone else: a wrong password
+                # here must not tell a sprayer behind that NAT that the account exists.
+                raise LoginThrottledError(address_locked)
             raise InvalidCredentialsError()
-        await self.throttle.succeeded(account_k, now)
+        await self.throttle.succeeded(account_k, pair_k, now)
         if verification.needs_rehash:
             # Parameters were raised since this hash was made: upgrade it while we hold
             # the password (the only moment we ever do).
@@ -135,7 +151,7 @@ class Accounts:
         if not (await self.passwords.verify(account.password_hash, current)).ok:
             await self.throttle.failed([(key, self.settings.login_max_failures)], now)
             raise InvalidCredentialsError()
-        check_policy(account.username, new)
+        await asyncio.to_thread(check_password, account.username, new)
         new_hash = await self.passwords.hash(new)
         if not await self.repository.change_password(
             account.id, account.password_hash, new_hash, now

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from common.keys import READINESS, REGISTRY
 from common.timestamps import Clock, utc_now
 from common.validation import OpenApiDocument
 from services.auth.accounts import Accounts
+from services.auth.admission import HashingBusyError
 from services.auth.external import ExternalSignIn
 from services.auth.keys import (
     ACCOUNTS,
@@ -38,7 +40,7 @@ from services.auth.keys import (
 )
 from services.auth.metrics import AuthMetrics
 from services.auth.oidc import OidcClient
-from services.auth.passwords import HashingBusyError, Passwords
+from services.auth.passwords import Passwords
 from services.auth.provisioning import ProfileProvisioner
 from services.auth.repository import AuthRepository
 from services.auth.routes import setup_routes
@@ -104,13 +106,15 @@ async def unavailable_middleware(
         raise Problem(
             503, "tokens cannot be issued right now", kind="signing-unavailable"
         ) from None
-    except HashingBusyError:
+    except HashingBusyError as busy:
         _LOGGER.warning("password hashing at capacity; answering 503")
+        retry_after = max(1, math.ceil(busy.retry_after))
         raise Problem(
             503,
             "too many sign-ins at once; retry shortly",
             kind="auth-busy",
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": str(retry_after)},
+            extensions={"retry_after": retry_after},
         ) from None
 
 

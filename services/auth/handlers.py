@@ -27,8 +27,14 @@ from services.auth.keys import (
     SETTINGS,
     TOKENS,
 )
-from services.auth.oauth import NO_STORE, OAuthError, basic_credentials, read_form
-from services.auth.passwords import PasswordPolicyError
+from services.auth.oauth import (
+    INVALID_REFRESH_GRANT,
+    NO_STORE,
+    OAuthError,
+    basic_credentials,
+    read_form,
+)
+from services.auth.password_policy import PasswordPolicyError
 from services.auth.repository import RotationStatus, UsernameTakenError
 from services.auth.scopes import SUPPORTED_SCOPES, InvalidScopeError
 from services.auth.signing_keys import ALGORITHM
@@ -193,9 +199,7 @@ async def token(request: web.Request) -> web.Response:
             try:
                 response = await _refresh(request, form["refresh_token"], form.get("scope"))
             except RefreshError:
-                raise OAuthError(
-                    "invalid_grant", "the refresh token is invalid, expired or revoked"
-                ) from None
+                raise OAuthError("invalid_grant", INVALID_REFRESH_GRANT) from None
     except InvalidScopeError as error:
         return OAuthError("invalid_scope", str(error)).to_response()
     except OAuthError as error:

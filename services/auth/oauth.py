@@ -16,6 +16,7 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # RFC 6749 section 5.1: token responses must not be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 KNOWN_PARAMETERS = frozenset({"grant_type", "scope", "refresh_token"})
+INVALID_REFRESH_GRANT = "the refresh token is invalid, expired or revoked"
 
 
 class OAuthError(Exception):
@@ -56,6 +57,10 @@ async def read_form(request: web.Request, document: OpenApiDocument) -> dict[str
         if len(items) != 1 or not isinstance(items[0], str):
             raise OAuthError("invalid_request", f"parameter {name} must appear once, as text")
         values[name] = items[0]
+    if values.get("refresh_token") == "":
+        # Section 3.2: a parameter sent without a value is treated as omitted, so an empty
+        # grant is a missing one (invalid_request), not an invalid one (invalid_grant).
+        del values["refresh_token"]
     grant_type = values.get("grant_type")
     if grant_type is not None and grant_type not in ("client_credentials", "refresh_token"):
         raise OAuthError(
@@ -64,6 +69,12 @@ async def read_form(request: web.Request, document: OpenApiDocument) -> dict[str
     errors = list(document.validator("TokenForm").iter_errors(values))
     if any(list(error.absolute_path) == ["scope"] for error in errors):
         raise OAuthError("invalid_scope", "scope is malformed")
+    if grant_type == "refresh_token" and any(
+        list(error.absolute_path) == ["refresh_token"] for error in errors
+    ):
+        # Present but no refresh token of ours could look like it (an access token, which is
+        # longer, say): section 5.2 calls that an invalid grant, not a malformed request.
+        raise OAuthError("invalid_grant", INVALID_REFRESH_GRANT)
     if errors:
         raise OAuthError(
             "invalid_request", "grant_type, or refresh_token for its grant, is missing or malformed"

@@ -2,56 +2,62 @@
 
 argon2-cffi releases the GIL while hashing, so a few threads hash in parallel while the
 loop keeps serving; the pool is bounded so that bursts of logins cannot exhaust memory
-(each hash holds `memory_cost` KiB).
+(each hash holds `memory_cost` KiB), and admission (services.auth.admission) refuses at
+once what could not be hashed in time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
+import math
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from prometheus_client import Histogram
 
+from services.auth.admission import HashAdmission, HashingBusyError
 from services.auth.settings import Argon2Settings
 
 T = TypeVar("T")
 
-MAX_HASHING_THREADS = 4
-# Hashes admitted at once, running or queued. A login storm beyond this is answered 503 at
-# once instead of queueing for longer than any client (or the gateway) waits, which would
-# leave auth hashing passwords for callers that have already given up.
-MAX_PENDING_HASHES = 4 * MAX_HASHING_THREADS
-# A hash that waited this long for a thread is not started: its caller is about to give up
-# (the gateway's route timeout is 10 s), and its work would only delay the ones behind it.
-MAX_QUEUE_SECONDS = 3.0
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a
+    Kubernetes CPU limit of 1 shows every core of the node in the affinity mask)."""
+    cores = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    return cores
+
+
+# Threads hashing at once: one per usable core (a 1-CPU pod gets one), at most 4. More
+# would only share the same cores and hold more memory (each hash holds `memory_cost` KiB
+# while it runs).
+MAX_HASHING_THREADS = min(4, usable_cores())
+# A hash is admitted while the queue ahead of it finishes within this many seconds (see
+# services.auth.admission): inside the gateway's route timeout of 10 s with room for the
+# rest of a login (a few milliseconds of database and signing) and for estimation error.
+# Shorter refused logins that would have succeeded: clients of a storm that retry at once
+# turn every early refusal into several.
+MAX_WAIT_SECONDS = 6.0
+# A safety net for when the estimate was wrong (a neighbour took the CPU after admission):
+# a hash that waited this long for a thread is not started, since its caller (or the
+# gateway, at 10 s) is about to give up and its work would only delay the ones behind it.
+MAX_QUEUE_SECONDS = 8.0
 # Never a valid password: a verification against it always fails, at full cost.
 _DUMMY_PASSWORD = "passgate dummy password for unknown users"
-
-
-class HashingBusyError(RuntimeError):
-    """Too many password hashes are admitted, or this one waited too long; try again shortly."""
-
-
-class PasswordPolicyError(ValueError):
-    """The new password is refused; the message says why (and never repeats it)."""
-
-
-def check_policy(username: str, password: str) -> None:
-    """API.md: 12-256 characters (enforced by the schema); never the username itself."""
-    folded = password.strip().casefold()
-    if folded == username.casefold() or folded in {
-        username.casefold() * 2,
-        username[::-1].casefold(),
-    }:
-        raise PasswordPolicyError("the password must not be the username")
-    if len(set(password)) < 4:
-        raise PasswordPolicyError("the password must use at least 4 different characters")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,7 +74,10 @@ class Passwords:
         settings: Argon2Settings,
         duration: Histogram,
         *,
+        threads: int = MAX_HASHING_THREADS,
+        max_wait_seconds: float = MAX_WAIT_SECONDS,
         max_queue_seconds: float = MAX_QUEUE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hasher = argon2.PasswordHasher(
             time_cost=settings.time_cost,
@@ -78,11 +87,15 @@ class Passwords:
         )
         self._duration = duration
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=MAX_HASHING_THREADS, thread_name_prefix="argon2"
+            max_workers=threads, thread_name_prefix="argon2"
         )
         self._dummy_hash: str | None = None
-        self._pending = 0
+        # The first estimate of a hash's duration is refined by the dummy hash at start.
+        self.admission = HashAdmission(
+            threads=threads, max_wait=max_wait_seconds, hash_seconds=0.05
+        )
         self._max_queue_seconds = max_queue_seconds
+        self._monotonic = monotonic
 
     async def start(self) -> None:
         """Make the dummy hash with the current parameters, so unknown users cost the same."""
@@ -92,25 +105,25 @@ class Passwords:
         self._executor.shutdown(wait=True)
 
     async def _run(self, operation: str, function: Callable[[], T]) -> T:
-        if self._pending >= MAX_PENDING_HASHES:
-            raise HashingBusyError(operation)
+        self.admission.admit()  # HashingBusyError at once when the queue is too long
         loop = asyncio.get_running_loop()
-        queued = time.monotonic()
+        queued = self._monotonic()
+        ran: list[float] = []
 
         def timed() -> T:
-            if time.monotonic() - queued > self._max_queue_seconds:
-                raise HashingBusyError(operation)
+            if self._monotonic() - queued > self._max_queue_seconds:
+                raise HashingBusyError(1.0)
             start = time.perf_counter()
             try:
                 return function()
             finally:
-                self._duration.labels(operation).observe(time.perf_counter() - start)
+                ran.append(time.perf_counter() - start)
+                self._duration.labels(operation).observe(ran[-1])
 
-        self._pending += 1
         try:
             return await loop.run_in_executor(self._executor, timed)
         finally:
-            self._pending -= 1
+            self.admission.finished(ran[0] if ran else None)
 
     async def hash(self, password: str) -> str:
         return await self._run("hash", lambda: self._hasher.hash(password))

@@ -71,6 +71,13 @@ login_failures = sa.Table(
     sa.Column("locked_until", UtcDateTime(), nullable=True),
 )
 
+known_sign_in_addresses = sa.Table(
+    "known_sign_in_addresses",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+)
+
 external_identities = sa.Table(
     "external_identities",
     metadata,
@@ -466,14 +473,17 @@ class AuthRepository:
 
     async def locked_until(self, keys: Sequence[str], now: dt.datetime) -> dt.datetime | None:
         """The latest lockout still running on any of `keys`."""
+        return max((await self.lockouts(keys, now)).values(), default=None)
+
+    async def lockouts(self, keys: Sequence[str], now: dt.datetime) -> dict[str, dt.datetime]:
+        """The end of each lockout still running among `keys`."""
         async with self.engine.connect() as connection:
-            return (
-                await connection.execute(
-                    sa.select(sa.func.max(login_failures.c.locked_until)).where(
-                        login_failures.c.key.in_(keys), login_failures.c.locked_until > now
-                    )
+            rows = await connection.execute(
+                sa.select(login_failures.c.key, login_failures.c.locked_until).where(
+                    login_failures.c.key.in_(keys), login_failures.c.locked_until > now
                 )
-            ).scalar()
+            )
+            return {row.key: row.locked_until for row in rows}
 
     async def record_failure(
         self,
@@ -515,18 +525,44 @@ class AuthRepository:
                     login_failures.update().where(login_failures.c.key == key).values(**values)
                 )
 
-    async def clear_failures(self, key: str, now: dt.datetime) -> None:
-        """Forget the failures of `key` after a success (a running lockout stays)."""
+    async def login_succeeded(
+        self, account_key: str, pair_key: str, now: dt.datetime, remember: dt.timedelta
+    ) -> None:
+        """After a correct login: forget the failures of the account (a running lockout
+        stays) and remember its address as known until `now + remember`."""
         async with write_transaction(self.engine) as connection:
             await connection.execute(
                 login_failures.delete().where(
-                    login_failures.c.key == key,
+                    login_failures.c.key == account_key,
                     sa.or_(
                         login_failures.c.locked_until.is_(None),
                         login_failures.c.locked_until <= now,
                     ),
                 )
             )
+            insert = dialect_insert(connection, known_sign_in_addresses).values(
+                key=pair_key, expires_at=now + remember
+            )
+            await connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[known_sign_in_addresses.c.key],
+                    set_={"expires_at": insert.excluded.expires_at},
+                )
+            )
+            # Keep the table to the pairs still remembered; the index makes this cheap.
+            await connection.execute(
+                known_sign_in_addresses.delete().where(known_sign_in_addresses.c.expires_at <= now)
+            )
+
+    async def known_sign_in_address(self, pair_key: str, now: dt.datetime) -> bool:
+        async with self.engine.connect() as connection:
+            found = await connection.execute(
+                sa.select(sa.literal(1)).where(
+                    known_sign_in_addresses.c.key == pair_key,
+                    known_sign_in_addresses.c.expires_at > now,
+                )
+            )
+            return found.first() is not None
 
     # -- external identities (OpenID Connect) -------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Run the orders service: `python -m services.orders [serve|migrate]`."""
+"""Run the orders service: `python -m services.orders [serve|migrate]` (`--help` says more)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ from services.orders.app import MIGRATIONS_DIR, create_app
 from services.orders.settings import settings_from_env
 
 
-def main(argv: list[str] | None = None) -> None:
-    database_service_main(
-        argv, settings_from_env=settings_from_env, create_app=create_app, migrations_dir=MIGRATIONS_DIR
+def main(argv: list[str] | None = None) -> int:
+    return database_service_main(
+        argv,
+        service="orders",
+        settings_from_env=settings_from_env,
+        create_app=create_app,
+        migrations_dir=MIGRATIONS_DIR,
     )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

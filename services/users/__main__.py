@@ -1,4 +1,4 @@
-"""Run the users service: `python -m services.users [serve|migrate]`."""
+"""Run the users service: `python -m services.users [serve|migrate]` (`--help` says more)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ from services.users.app import MIGRATIONS_DIR, create_app
 from services.users.settings import settings_from_env
 
 
-def main(argv: list[str] | None = None) -> None:
-    database_service_main(
-        argv, settings_from_env=settings_from_env, create_app=create_app, migrations_dir=MIGRATIONS_DIR
+def main(argv: list[str] | None = None) -> int:
+    return database_service_main(
+        argv,
+        service="users",
+        settings_from_env=settings_from_env,
+        create_app=create_app,
+        migrations_dir=MIGRATIONS_DIR,
     )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

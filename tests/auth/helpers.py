@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import jwt
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from jwt import PyJWKSet
 
+from common.db import create_engine
 from services.auth.settings import Argon2Settings
 
 START = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -97,3 +100,15 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
 
     raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+async def stored_password_hash(database: Path) -> str:
+    """The one account's stored hash, read from its database file."""
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        async with engine.connect() as connection:
+            return (
+                await connection.execute(sa.text("SELECT password_hash FROM accounts"))
+            ).scalar()
+    finally:
+        await engine.dispose()

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import jwt
 import pytest
-import sqlalchemy as sa
 
-from common.db import create_engine
-from services.auth.passwords import check_policy
+from services.auth.password_policy import check_password
 from services.auth.settings import Argon2Settings
-from tests.auth.helpers import PASSWORD, USER_SCOPES, decode, identity_headers, login, register
+from tests.auth.helpers import (
+    PASSWORD,
+    USER_SCOPES,
+    decode,
+    identity_headers,
+    login,
+    register,
+    stored_password_hash,
+)
 
 
 async def test_register_provisions_the_profile_at_the_users_service(
@@ -89,8 +95,8 @@ async def test_register_rejects_taken_names_bad_input_and_the_username_as_passwo
 
 def test_password_policy_refuses_the_username_in_any_case() -> None:
     with pytest.raises(ValueError):
-        check_policy("carol.smith12", "CAROL.SMITH12")
-    check_policy("carol", "a much longer passphrase")
+        check_password("carol.smith12", "CAROL.SMITH12")
+    check_password("carol", "a much longer passphrase")
 
 
 async def test_login_issues_an_rfc9068_access_token_and_a_refresh_token(auth_client, clock) -> None:
@@ -150,14 +156,7 @@ async def test_login_rehashes_a_hash_made_with_older_parameters(
     stronger = Argon2Settings(time_cost=2, memory_cost=16, parallelism=1)
     client = await auth_client(argon2=stronger)
     await login(client)
-    engine = create_engine(f"sqlite:///{tmp_path / 'auth.db'}")
-    try:
-        async with engine.connect() as connection:
-            stored = (
-                await connection.execute(sa.text("SELECT password_hash FROM accounts"))
-            ).scalar()
-    finally:
-        await engine.dispose()
+    stored = await stored_password_hash(tmp_path / "auth.db")
     assert stored.startswith("$argon2id$") and "m=16,t=2,p=1" in stored
     await login(client)
 

@@ -31,12 +31,12 @@ def test_defaults() -> None:
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("::1/128"),
     )
-    # The production Argon2 cost is argon2-cffi's RFC 9106 low-memory profile.
+    # The production Argon2 cost is OWASP's first choice for Argon2id: m=19 MiB, t=2, p=1.
     assert (
         settings.argon2.time_cost,
         settings.argon2.memory_cost,
         settings.argon2.parallelism,
-    ) == (3, 65536, 4)
+    ) == (2, 19456, 1)
 
 
 def test_overrides_and_validation() -> None:
@@ -126,3 +126,32 @@ def test_openapi_documents_every_route_and_is_31() -> None:
     for name, schema in document["components"]["schemas"].items():
         if name.endswith("Request"):
             assert schema.get("additionalProperties") is False, name
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["set-role", "bob", "admin"], ["create-client", "reporting", "--scope", "orders:read"]],
+)
+def test_operator_commands_refuse_a_database_that_is_not_there(
+    command, monkeypatch, tmp_path, capsys
+) -> None:
+    """Run from another directory, the default URL names no file: say so, create nothing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PASSGATE_DATABASE_URL", raising=False)
+    assert main(command) == 1
+    error = capsys.readouterr().err
+    assert "no auth database at" in error and str(tmp_path / ".data" / "auth.db") in error
+    assert not (tmp_path / ".data").exists()
+
+
+def test_operator_commands_refuse_a_database_without_auth_tables(
+    monkeypatch, tmp_path, capsys
+) -> None:
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "other.db").close()  # exists, but is not auth's
+    monkeypatch.setenv("PASSGATE_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    assert main(["set-role", "bob", "admin"]) == 1
+    assert "has no auth tables" in capsys.readouterr().err
+    with sqlite3.connect(tmp_path / "other.db") as connection:
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == []

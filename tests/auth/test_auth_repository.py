@@ -109,9 +109,26 @@ async def test_failure_counters_lock_and_expire(repository: AuthRepository) -> N
     assert await repository.locked_until(["k", "addr"], START) is None
     await repository.record_failure([("k", 3), ("addr", 10)], START, window, lockout)
     assert await repository.locked_until(["k", "addr"], START) == START + lockout
-    await repository.clear_failures("k", START)  # a running lockout survives a clear
+    # A running lockout survives a correct login (which remembers its address pair).
+    await repository.login_succeeded("k", "pair", START, dt.timedelta(days=30))
     assert await repository.locked_until(["k"], START) == START + lockout
     assert await repository.locked_until(["k"], START + lockout) is None
+
+
+async def test_known_sign_in_addresses_are_remembered_then_forgotten(
+    repository: AuthRepository,
+) -> None:
+    remember = dt.timedelta(days=30)
+    assert not await repository.known_sign_in_address("pair", START)
+    await repository.login_succeeded("k", "pair", START, remember)
+    assert await repository.known_sign_in_address("pair", START + remember / 2)
+    # Another correct login extends the memory; without one it ends.
+    await repository.login_succeeded("k", "pair", START + remember / 2, remember)
+    assert await repository.known_sign_in_address("pair", START + remember)
+    assert not await repository.known_sign_in_address("pair", START + remember * 2)
+    # Expired pairs are removed by the next correct login of anyone.
+    await repository.login_succeeded("k2", "other", START + remember * 2, remember)
+    assert not await repository.known_sign_in_address("pair", START + remember)
 
 
 async def test_concurrent_failures_are_all_counted(repository: AuthRepository) -> None:
@@ -120,3 +137,17 @@ async def test_concurrent_failures_are_all_counted(repository: AuthRepository) -
         *(repository.record_failure([("k", 6)], START, window, lockout) for _ in range(6))
     )
     assert await repository.locked_until(["k"], START) == START + lockout
+
+
+async def test_lockouts_are_reported_per_key(repository: AuthRepository) -> None:
+    window, lockout = dt.timedelta(minutes=5), dt.timedelta(minutes=10)
+    await repository.record_failure([("account", 1)], START, window, lockout)
+    later = START + dt.timedelta(minutes=1)
+    await repository.record_failure([("address", 1)], later, window, lockout)
+    assert await repository.lockouts(["account", "address", "other"], later) == {
+        "account": START + lockout,
+        "address": later + lockout,
+    }
+    assert await repository.lockouts(["account", "address"], START + lockout) == {
+        "address": later + lockout
+    }

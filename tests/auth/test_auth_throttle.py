@@ -155,3 +155,79 @@ async def test_database_backend_is_shared_between_replicas(auth_client, database
         assert (await attempt(client, "shared-name")).status == 401
     assert (await attempt(second, "shared-name")).status == 429
     assert (await attempt(first, "other-name")).status == 401
+
+
+async def test_an_address_locked_for_spraying_still_lets_in_its_own_known_accounts(
+    auth_client, clock
+) -> None:
+    """The NAT case: people who signed in from an address before keep signing in after a
+    sprayer behind the same address locked it; nobody else gets a password checked."""
+    client = await auth_client(
+        login_max_failures=3, login_max_failures_per_address=5, login_lockout=300
+    )
+    nat = {"X-Forwarded-For": "198.51.100.20"}
+    for name in ("alice", "bob"):
+        await register(client, name)
+        assert (await attempt(client, name, PASSWORD, **nat)).status == 200
+    await register(client, "carol")  # never signed in from the NAT
+    for index in range(5):  # spraying: one wrong password over many names
+        assert (await attempt(client, f"victim{index}", **nat)).status == 401
+    locked = await attempt(client, "victim9", **nat)
+    assert locked.status == 429 and locked.headers["Retry-After"] == "300"
+
+    # Known pairs get in with their passwords; the address stays locked for the rest.
+    assert (await attempt(client, "alice", PASSWORD, **nat)).status == 200
+    assert (await attempt(client, "bob", PASSWORD, **nat)).status == 200
+    assert (await attempt(client, "carol", PASSWORD, **nat)).status == 429
+    # Elsewhere carol is not affected.
+    assert (await attempt(client, "carol", PASSWORD, **{"X-Forwarded-For": "203.0.113.5"})).status == 200
+
+    # A wrong password on a known account answers exactly like an unknown name there,
+    # so a sprayer behind the NAT learns nothing about which accounts exist.
+    wrong = await attempt(client, "alice", **nat)
+    unknown = await attempt(client, "nobody-here", **nat)
+    assert comparable(wrong.status, wrong.headers, await wrong.json()) == comparable(
+        unknown.status, unknown.headers, await unknown.json()
+    )
+    # And the known account's own limit still holds: three failures lock alice.
+    for _ in range(2):
+        await attempt(client, "alice", **nat)
+    assert (await attempt(client, "alice", PASSWORD, **nat)).status == 429
+
+
+async def test_retry_after_is_truthful_when_account_and_address_are_both_locked(
+    auth_client, clock
+) -> None:
+    """Retry-After is the longest lockout that applies: waiting that long is enough, and
+    waiting less is not."""
+    client = await auth_client(
+        login_max_failures=3, login_max_failures_per_address=6, login_lockout=120
+    )
+    await register(client)
+    here = {"X-Forwarded-For": "198.51.100.30"}
+    for _ in range(3):
+        await attempt(client, "alice", **here)  # locks alice until t=120
+    clock.advance(60)
+    for index in range(3):
+        await attempt(client, f"someone{index}", **here)  # locks the address until t=180
+    answer = await attempt(client, "alice", PASSWORD, **here)
+    assert answer.status == 429
+    retry_after = int(answer.headers["Retry-After"])
+    assert retry_after == 120  # the address's lockout, the longer one
+    clock.advance(retry_after - 1)
+    assert (await attempt(client, "alice", PASSWORD, **here)).status == 429
+    clock.advance(1)
+    assert (await attempt(client, "alice", PASSWORD, **here)).status == 200
+
+
+async def test_known_addresses_are_shared_through_redis(auth_client, redis_url) -> None:
+    name = f"nat-{uuid.uuid4().hex[:12]}"
+    nat = {"X-Forwarded-For": str(ipaddress.IPv4Address("198.18.128.0") + secrets.randbelow(2**15))}
+    first = await auth_client(redis_url=redis_url, login_max_failures_per_address=2)
+    second = await auth_client(redis_url=redis_url, login_max_failures_per_address=2)
+    await register(first, name)
+    assert (await attempt(first, name, PASSWORD, **nat)).status == 200
+    for _ in range(2):
+        await attempt(second, f"sprayed-{uuid.uuid4().hex[:8]}", **nat)
+    assert (await attempt(second, f"other-{uuid.uuid4().hex[:8]}", **nat)).status == 429
+    assert (await attempt(second, name, PASSWORD, **nat)).status == 200

@@ -110,3 +110,21 @@ async def test_discovery_document(auth_client) -> None:
         "admin" in body["scopes_supported"] and "profiles:provision" not in body["scopes_supported"]
     )
     client.server.app[OPENAPI].check("Discovery", body)  # matches its own published schema
+
+
+async def test_an_access_token_offered_as_a_refresh_grant_is_an_invalid_grant(auth_client) -> None:
+    """RFC 6749 section 5.2: a grant that is invalid, expired or revoked is invalid_grant,
+    whatever it looks like; only a missing one is invalid_request."""
+    client = await auth_client()
+    await register(client)
+    pair = await login(client)
+    for grant in (pair["access_token"], "x" * 513, "pgr_" + "A" * 43, "not a token at all"):
+        response = await client.post(
+            "/auth/token", data={"grant_type": "refresh_token", "refresh_token": grant}
+        )
+        assert response.status == 400, grant
+        assert (await response.json())["error"] == "invalid_grant"
+        assert grant not in await response.text()
+    for form in ({"grant_type": "refresh_token"}, {"grant_type": "refresh_token", "refresh_token": ""}):
+        response = await client.post("/auth/token", data=form)
+        assert (await response.json())["error"] == "invalid_request"

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from devstack.stack import Stack
 from tests.e2e.flows import assert_problem, bearer, register_and_login
 
+
 async def test_the_whole_flow(stack: Stack) -> None:
     """register, login, GET /users/me, POST /orders, GET /orders, GET /orders/{id}, cancel."""
     gw = stack.gateway_url
