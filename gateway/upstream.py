@@ -219,7 +219,7 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self._reset(head_request)
         waiter = self._response_waiter = self._loop.create_future()
-        self.transport.write(head)
+        self._write(head)
         if body is None:
             return await waiter
         self._request_sent = False
@@ -239,20 +239,28 @@ class Connection(asyncio.Protocol):
                 sender.exception()  # retrieved: the answer is what counts now
 
     async def _send_body(self, body: AsyncIterator[bytes], chunked: bool) -> None:
-        transport = self.transport
-        assert transport is not None
         async for chunk in body:
             if not chunk:
                 continue
-            if self.closed:
-                raise Broken("the upstream closed the connection while the body was sent")
-            transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
             if self._write_paused:
                 self._write_ready = self._loop.create_future()
                 await self._write_ready
         if chunked:
-            transport.write(b"0\r\n\r\n")
+            self._write(b"0\r\n\r\n")
         self._request_sent = True
+
+    def _write(self, data: bytes) -> None:
+        """Write to the upstream, or raise Broken when the connection has gone: its close
+        may not have been reported yet (uvloop raises RuntimeError on a closed transport,
+        asyncio drops the data), and the retry rules must see a broken connection."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            raise Broken("the upstream closed the connection", answered=self._response is not None)
+        try:
+            transport.write(data)
+        except (RuntimeError, OSError) as exc:
+            raise Broken(f"writing to the upstream failed: {exc}") from exc
 
     async def next_chunk(self) -> bytes:
         """The next piece of the response body; b"" at its end."""
@@ -274,6 +282,11 @@ class Connection(asyncio.Protocol):
                 await self._chunk_waiter
             finally:
                 self._chunk_waiter = None
+
+    @property
+    def usable(self) -> bool:
+        """Open as far as this side knows (a close may still be on its way)."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     def finish(self) -> None:
         """The exchange is over: keep the connection for the next one, or close it."""
@@ -384,7 +397,7 @@ class ConnectionPool:
         idle = self._idle
         while idle:
             connection = idle.pop()
-            if not connection.closed:
+            if connection.usable:
                 return connection
         while self._open >= self._max:
             waiter = self.loop.create_future()
@@ -396,7 +409,7 @@ class ConnectionPool:
                     self._waiters.remove(waiter)
             while idle:
                 connection = idle.pop()
-                if not connection.closed:
+                if connection.usable:
                     return connection
         self._open += 1
         try:

@@ -418,3 +418,20 @@ async def test_gateway_streams_a_client_body_without_length_as_chunked(make_stac
     assert await response.read() == b"4000"
     head = backend.requests[-1][0].lower()
     assert b"transfer-encoding: chunked" in head and b"content-length" not in head
+
+
+async def test_a_connection_closing_but_not_yet_reported_is_never_written_to(backend_factory) -> None:
+    """A transport can be closing before its connection_lost arrives (uvloop then raises on
+    write, which was a 500): such a connection is not handed out again, and writing to one
+    is a Broken exchange the retry rules understand."""
+    backend = await backend_factory(ok_answer)
+    pool = pool_for(backend)
+    _, _, connection = await get(pool)
+    connection.transport.close()  # closing now; connection_lost comes on a later loop pass
+    fresh = await pool.acquire()
+    assert fresh is not connection
+    with pytest.raises(Broken) as caught:
+        await connection.exchange(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", None, head_request=False, chunked=False)
+    assert not caught.value.answered
+    fresh.close()
+    pool.close()
