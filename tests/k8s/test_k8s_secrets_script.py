@@ -84,3 +84,22 @@ def test_refuses_incomplete_input(tmp_path, overlay):
     result = run_script(overlay, tmp_path)
     assert result.returncode != 0
     assert result.stdout == ""
+
+
+def test_external_signin_client_secrets(rendered, tmp_path):
+    """With OIDC_CLIENT_SECRETS_DIR the script adds auth-oidc-clients, one key per file, so the
+    prod overlay with the external-signin component finds every Secret it references; an
+    empty directory is refused."""
+    clients = tmp_path / "oidc"
+    clients.mkdir()
+    urls = {f"{s.upper()}_DATABASE_URL": f"postgresql://{s}:pw@db.internal:5432/{s}"
+            for s in ("auth", "users", "orders")}
+    result = run_script("prod", tmp_path, **urls, OIDC_CLIENT_SECRETS_DIR=str(clients))
+    assert result.returncode != 0 and "no client secrets" in result.stderr
+    (clients / "google").write_text("s3cret")
+    result = run_script("prod", tmp_path, **urls, REDIS_URL="rediss://cache.internal:6380/0",
+                        OIDC_CLIENT_SECRETS_DIR=str(clients))
+    assert result.returncode == 0, result.stderr
+    made = secrets(result.stdout)
+    assert set(made) == referenced(rendered["external-signin"])
+    assert made["auth-oidc-clients"] == {"google": "s3cret"}
