@@ -67,19 +67,6 @@ class ContainerStack:
         )
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def first_signing_key(self) -> None:
-        """The key set the auth-signing-keys Secret would hold. `passgate-auth rotate-keys`
-        refuses an empty directory (it adds to an existing set), so the first key is made as a
-        local run's auth makes it (PASSGATE_GENERATE_KEYS), with the image's own code."""
-        self.podman.run(
-            "run", "--rm", "--network=none", f"--user={POD_UID}:{POD_UID}",
-            f"--volume={self.keys_dir}:/keys:rw", IMAGE, "python3", "-c",
-            "import datetime, pathlib\n"
-            "from services.auth.signing_keys import ensure_key_set\n"
-            "now = datetime.datetime.now(datetime.UTC)\n"
-            "assert ensure_key_set(pathlib.Path('/keys'), now, generate=True)\n",
-        )
-
     def start(self, name: str, sources: Sources) -> None:
         """Run the Deployment's init containers to completion, then its server container."""
         workload = self.deployment(name)
@@ -153,7 +140,7 @@ def container_stack(home: Path) -> Iterator[ContainerStack]:
 
         objects = render(K8S / "overlays" / "dev")
         stack = ContainerStack(podman, network, objects, keys_dir, build_seconds, 0.0)
-        stack.first_signing_key()
+        stack.auth_command("rotate-keys")  # the first key, as create-secrets.sh makes it
         sources = Sources(
             config_maps=config_maps_of(objects),
             secrets={
