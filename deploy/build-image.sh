@@ -53,6 +53,7 @@ debian_base_tar() {
   mkdir -p "$CACHE_DIR"
   local root
   root=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
+  chmod 0755 "$root"  # it becomes the image's /, which the unprivileged user must traverse
   log "no registry base; making a Debian bookworm base with debootstrap (about 2 minutes)"
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     bookworm "$root" "$DEBIAN_MIRROR" >"$root.log" 2>&1 \
