@@ -9,6 +9,8 @@
 #   auth-database, users-database, orders-database   key `url`: postgresql://...
 #   passgate-redis             key `url` (optional for the pods; created when a URL is known)
 #   <svc>-db-credentials       dev only, key `password`: the in-cluster PostgreSQL passwords
+#   auth-oidc-clients          with OIDC_CLIENT_SECRETS_DIR: one file per external sign-in provider's
+#                              client secret (components/external-signin); only auth mounts it
 #
 # Existing Secrets are left alone (re-running is safe and never changes a database password or
 # the signing keys; rotate keys as deploy/README.md says).
@@ -20,6 +22,8 @@
 #                   `$PASSGATE_AUTH rotate-keys` into a temporary directory (PASSGATE_SIGNING_KEYS_DIR)
 #   PASSGATE_AUTH   the auth command (default: passgate-auth on PATH, else .venv/bin/passgate-auth)
 #   prod: AUTH_DATABASE_URL, USERS_DATABASE_URL, ORDERS_DATABASE_URL (required), REDIS_URL (optional)
+#   OIDC_CLIENT_SECRETS_DIR  a directory with one file per provider id (e.g. `google`) holding
+#                   that provider's client secret; names must match providers.yaml's client_secret_file
 #   DRY_RUN=1       print the Secret manifests to stdout instead of applying (no cluster needed)
 set -euo pipefail
 
@@ -129,4 +133,12 @@ if [ "$overlay" = dev ]; then
 fi
 if [ -n "${REDIS_URL:-}" ]; then
   create_secret passgate-redis --from-literal=url="$REDIS_URL"
+fi
+
+# --- external sign-in client secrets (only with the external-signin component) ---
+if [ -n "${OIDC_CLIENT_SECRETS_DIR:-}" ]; then
+  if [ -z "$(ls -A "$OIDC_CLIENT_SECRETS_DIR" 2>/dev/null)" ]; then
+    echo "no client secrets in OIDC_CLIENT_SECRETS_DIR=$OIDC_CLIENT_SECRETS_DIR" >&2; exit 1
+  fi
+  create_secret auth-oidc-clients --from-file="$OIDC_CLIENT_SECRETS_DIR"
 fi

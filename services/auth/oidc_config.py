@@ -111,7 +111,9 @@ class OidcSettings:
                 "origins that may receive sign-in results when PASSGATE_OIDC_PROVIDERS is set"
             )
         callback_base = env_str(env, "PASSGATE_OIDC_CALLBACK_BASE", issuer).rstrip("/")
-        if not _acceptable_url(callback_base):
+        # Checked only when a provider will redirect to it: the default is the issuer, and a
+        # deployment without external sign-in (the dev overlay's http issuer) must still start.
+        if providers and not _acceptable_url(callback_base):
             raise SettingsError(
                 "PASSGATE_OIDC_CALLBACK_BASE must be an https URL (http only on loopback)"
             )

@@ -254,8 +254,14 @@ def ensure_key_set(directory: Path, now: dt.datetime, *, generate: bool) -> bool
 def rotate(
     directory: Path, now: dt.datetime, *, lead: dt.timedelta, retention: dt.timedelta
 ) -> SigningKey:
-    """Add a key that is published now and signs after `lead`; prune long-retired keys."""
+    """Add a key that is published now and signs after `lead`; prune long-retired keys.
+    In an empty directory the first key signs at once, as ensure_key_set makes it (how an
+    operator creates the key Secret: deploy/k8s/create-secrets.sh)."""
     with _locked(directory):
+        if not (directory / METADATA_FILE).exists():
+            first = _new_key(now, now)
+            _write_key_set(directory, [first], first)
+            return first
         keys = read_key_set(directory)
         not_before = max([now + lead, *(key.not_before for key in keys)])
         new = _new_key(now, not_before)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.k8s.k8s_render import K8S, OVERLAYS, render
+from tests.k8s.k8s_render import OVERLAY_DIRS, OVERLAYS, render
 
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    """Every overlay, rendered: {"dev": [objects], "prod": [objects]}."""
-    return {name: render(K8S / "overlays" / name) for name in OVERLAYS}
+    """Every overlay, rendered: {"dev": [objects], "prod": [objects], ...}."""
+    return {name: render(path) for name, path in OVERLAY_DIRS.items()}
 
 
 @pytest.fixture(params=OVERLAYS)

@@ -13,7 +13,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
-OVERLAYS = ("dev", "prod")
+# What the tests render: the two shipped overlays, and prod with the external sign-in
+# component as an operator would compose it (a kustomization kept with these tests).
+OVERLAY_DIRS = {
+    "dev": K8S / "overlays" / "dev",
+    "prod": K8S / "overlays" / "prod",
+    "external-signin": Path(__file__).parent / "overlays" / "external-signin",
+}
+OVERLAYS = tuple(OVERLAY_DIRS)
 NAMESPACE = "passgate"
 COMPONENTS = {"gateway": 8080, "auth": 8081, "users": 8082, "orders": 8083}
 # Each component's admin listener (PASSGATE_ADMIN_PORT, container port `admin`): /healthz,

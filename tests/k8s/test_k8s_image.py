@@ -14,7 +14,7 @@ import venv
 from pathlib import Path
 
 import pytest
-from tests.k8s.k8s_render import COMPONENTS, REPO
+from tests.k8s.k8s_render import ADMIN_PORTS, COMPONENTS, REPO
 from tests.k8s.k8s_objects import by_name, containers
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
@@ -86,7 +86,7 @@ def test_multi_stage_slim_non_root():
     builder, final = stages()[0], stages()[-1]
     assert len(stages()) >= 2
     build_text = " ".join(args for _, args in builder)
-    assert "pip wheel" in build_text and "python -m venv /opt/passgate" in build_text
+    assert "pip wheel" in build_text and re.search(r"python3? -m venv /opt/passgate", build_text)
     args = {word: args for word, args in reversed(final)}
     base = dict(i for i in instructions() if i[0] == "ARG")["ARG"]
     assert re.search(r"python:3\.11-slim", base), base
@@ -99,6 +99,18 @@ def test_multi_stage_slim_non_root():
     copies = [a for w, a in final if w == "COPY"]
     assert copies == ["--from=builder /opt/passgate /opt/passgate"]
     assert "/opt/passgate/bin" in args["ENV"].split("PATH=")[1].split()[0]
+
+
+def test_image_exposes_every_port_the_manifests_use(rendered):
+    """EXPOSE lists each component's API port and admin port (the services' 9090 included),
+    and the manifests' container ports are exactly those."""
+    (exposed,) = [args for word, args in stages()[-1] if word == "EXPOSE"]
+    ports = {int(p.split("/")[0]) for p in exposed.split()}
+    assert ports == set(COMPONENTS.values()) | set(ADMIN_PORTS.values())
+    for objects in rendered.values():
+        for name in COMPONENTS:
+            server = next(containers(by_name(objects, "Deployment")[name]))
+            assert {p["containerPort"] for p in server["ports"]} <= ports, name
 
 
 def test_component_commands_are_console_scripts(rendered):

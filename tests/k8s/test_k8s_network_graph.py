@@ -35,6 +35,8 @@ EXTERNAL = [  # prod's managed stores (see overlays/prod/network-policies.yaml) 
     external("ext:users-db", "192.0.2.11", [Port(5432)]),
     external("ext:orders-db", "192.0.2.12", [Port(5432)]),
     external("ext:redis", "192.0.2.20", [Port(6379)]),
+    # An external sign-in provider's HTTPS endpoint (components/external-signin/network-policy.yaml).
+    external("ext:oidc-provider", "198.51.100.7", [Port(443)]),
     external("internet", "203.0.113.7", [Port(443), Port(5432)]),
 ]
 
@@ -69,6 +71,8 @@ INTENDED = {
         ("auth", "ext:redis", 6379, "TCP"),
     },
 }
+# prod with external sign-in: auth, and nothing else, reaches the providers, on 443 only.
+INTENDED["external-signin"] = INTENDED["prod"] | {("auth", "ext:oidc-provider", 443, "TCP")}
 
 
 def our_pods(objects: list[dict]) -> list[Endpoint]:

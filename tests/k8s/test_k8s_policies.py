@@ -396,6 +396,8 @@ def test_referenced_secrets_are_the_documented_ones(overlay):
     expected = {"auth-signing-keys", "auth-database", "users-database", "orders-database", "passgate-redis"}
     if name == "dev":
         expected |= {"auth-db-credentials", "users-db-credentials", "orders-db-credentials"}
+    if name == "external-signin":
+        expected |= {"auth-oidc-clients"}
     assert referenced == expected
 
 
@@ -408,7 +410,7 @@ def test_ingress_routes_to_gateway_public_port(overlay):
         for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]
     ]
     assert backends == [{"name": "gateway", "port": {"name": "http"}}]
-    if name == "prod":
+    if name != "dev":
         assert ingress["spec"]["tls"][0]["secretName"] == "passgate-tls"
 
 

@@ -50,7 +50,8 @@ def test_validator_rejects_what_it_must(rendered, mutate):
         validate(deployment)
 
 
-@pytest.mark.parametrize("directory", ["base", "overlays/dev", "overlays/prod"])
+@pytest.mark.parametrize("directory", ["base", "overlays/dev", "overlays/prod",
+                                       "components/external-signin"])
 def test_every_manifest_file_is_listed(directory):
     """No manifest file sits unused beside a kustomization (it would silently not deploy)."""
     root = K8S / directory

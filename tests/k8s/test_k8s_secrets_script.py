@@ -4,12 +4,16 @@ it prints the manifests instead of applying them, so no cluster is needed)."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from tests.k8s.k8s_render import K8S, NAMESPACE, kubectl_binary
+from services.auth.signing_keys import read_key_set
 from tests.k8s.k8s_objects import containers, secret_volumes, workloads
 
 SCRIPT = K8S / "create-secrets.sh"
@@ -84,3 +88,43 @@ def test_refuses_incomplete_input(tmp_path, overlay):
     result = run_script(overlay, tmp_path)
     assert result.returncode != 0
     assert result.stdout == ""
+
+
+def test_external_signin_client_secrets(rendered, tmp_path):
+    """With OIDC_CLIENT_SECRETS_DIR the script adds auth-oidc-clients, one key per file, so the
+    prod overlay with the external-signin component finds every Secret it references; an
+    empty directory is refused."""
+    clients = tmp_path / "oidc"
+    clients.mkdir()
+    urls = {f"{s.upper()}_DATABASE_URL": f"postgresql://{s}:pw@db.internal:5432/{s}"
+            for s in ("auth", "users", "orders")}
+    result = run_script("prod", tmp_path, **urls, OIDC_CLIENT_SECRETS_DIR=str(clients))
+    assert result.returncode != 0 and "no client secrets" in result.stderr
+    (clients / "google").write_text("s3cret")
+    result = run_script("prod", tmp_path, **urls, REDIS_URL="rediss://cache.internal:6380/0",
+                        OIDC_CLIENT_SECRETS_DIR=str(clients))
+    assert result.returncode == 0, result.stderr
+    made = secrets(result.stdout)
+    assert set(made) == referenced(rendered["external-signin"])
+    assert made["auth-oidc-clients"] == {"google": "s3cret"}
+
+
+def test_generates_the_first_signing_key(rendered, tmp_path):
+    """Without KEYS_DIR the script makes the key set with the real `passgate-auth rotate-keys`
+    (an empty directory gets a first key that signs at once), and auth's own loader reads the
+    Secret's files back."""
+    env = {
+        "PATH": os.environ["PATH"], "DRY_RUN": "1", "KUBECTL": kubectl_binary(),
+        "KUBECONFIG": str(tmp_path / "no-kubeconfig"),
+        "PASSGATE_AUTH": str(Path(sys.executable).parent / "passgate-auth"),
+    }
+    result = subprocess.run(["bash", str(SCRIPT), "dev"], capture_output=True, text=True,
+                            timeout=60, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    files = secrets(result.stdout)["auth-signing-keys"]
+    keys_dir = tmp_path / "from-secret"
+    keys_dir.mkdir()
+    for name, content in files.items():
+        (keys_dir / name).write_text(content)
+    (key,) = read_key_set(keys_dir)
+    assert key.not_before <= dt.datetime.now(dt.UTC)  # it signs from the start
