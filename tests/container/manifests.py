@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,14 +143,16 @@ def write_config_map(volume: Obj, sources: Sources) -> Path:
 
 
 def run_args(workload: Obj, container: Obj, sources: Sources, *, name: str, network: str,
-             image: str) -> list[str]:
+             image: str, aliases: Sequence[str] = ()) -> list[str]:
     """`podman run` arguments (without `podman run` itself or --detach/--rm) for one container
-    of the workload, reachable on `network` as `name`."""
+    of the workload, reachable on `network` as `name` and each of `aliases` (the names of
+    the Services that select it: a Service's name resolves to its pods)."""
     pod = workload["spec"]["template"]["spec"]
     if container.get("args"):
         raise ValueError(f"{container['name']}: args are not supported here")
     return [
         f"--name={name}", f"--network={network}", f"--hostname={name}",
+        *(f"--network-alias={alias}" for alias in aliases),
         *security_args(pod, container),
         *env_args(container, sources),
         *volume_args(pod, container, sources),

@@ -76,7 +76,8 @@ class ContainerStack:
                 image=IMAGE), timeout=180)
         (server,) = containers(workload)
         self.podman.run("run", "--detach", *run_args(
-            workload, server, sources, name=name, network=self.network, image=IMAGE))
+            workload, server, sources, name=name, network=self.network, image=IMAGE,
+            aliases=[f"{name}-pods"]))
 
     async def wait_ready(self, name: str) -> None:
         """Poll the container's readiness probe (path and port from the manifest) until it

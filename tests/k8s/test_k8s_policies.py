@@ -122,7 +122,11 @@ def test_selectors_match_labels(overlay):
             selector = obj["spec"]["selector"]
             selector = selector if kind == "PodDisruptionBudget" else {"matchLabels": selector}
             selected = [w["metadata"]["name"] for w in all_workloads if matches(selector, pod_labels(w))]
-            assert selected == [obj["metadata"]["name"]], (kind, obj["metadata"]["name"], selected)
+            # Each selects exactly the component it is labelled for (a component may have a
+            # ClusterIP Service and a headless one, `<name>-pods`, for the gateway's pools).
+            component = obj["metadata"]["labels"][APP]
+            assert selected == [component], (kind, obj["metadata"]["name"], selected)
+            assert obj["metadata"]["name"] in (component, f"{component}-pods"), obj["metadata"]["name"]
 
 
 def test_hpa_and_pdb_targets_exist(overlay):
@@ -158,7 +162,7 @@ def test_service_ports_match_containers_and_settings(overlay):
     _, objects = overlay
     deployments = by_name(objects, "Deployment") | by_name(objects, "StatefulSet")
     for service in of_kind(objects, "Service"):
-        workload = deployments[service["metadata"]["name"]]
+        workload = deployments[service["metadata"]["labels"][APP]]
         ports = {p["name"]: p for c in containers(workload) for p in c.get("ports", [])}
         for port in service["spec"]["ports"]:
             target = ports[port["targetPort"]]
@@ -423,3 +427,23 @@ def test_issuer_and_audience_shared_by_gateway_and_auth(overlay):
         env = env_map(next(containers(deployments[name])))
         refs.append({k: env[k]["valueFrom"]["configMapKeyRef"] for k in ("PASSGATE_ISSUER", "PASSGATE_AUDIENCE")})
     assert refs[0] == refs[1]
+
+
+def test_the_gateway_balances_over_headless_services_of_pods(overlay):
+    """Each upstream of the gateway is a headless Service (no cluster IP) selecting exactly
+    its component's pods, and the gateway resolves it to every pod (PASSGATE_DISCOVERY=dns):
+    one ClusterIP address would make per-replica balancing, ejection and retries act on the
+    whole upstream at once."""
+    _, objects = overlay
+    services = by_name(objects, "Service")
+    gateway = next(containers(by_name(objects, "Deployment")["gateway"]))
+    env = env_map(gateway)
+    assert env["PASSGATE_DISCOVERY"]["value"] == "dns"
+    for component in ("auth", "users", "orders"):
+        url = env[f"PASSGATE_UPSTREAM_{component.upper()}"]["value"]
+        host, port = url.removeprefix("http://").split(":")
+        headless = services[host]
+        assert host == f"{component}-pods"
+        assert headless["spec"]["clusterIP"] == "None"
+        assert headless["spec"]["selector"] == {APP: component}
+        assert int(port) in {p["port"] for p in headless["spec"]["ports"]}
