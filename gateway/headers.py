@@ -55,6 +55,7 @@ _DROP_REQUEST = HOP_BY_HOP | {
 # Response fields dropped besides hop-by-hop and Access-Control-*: Server names the
 # backend's stack; Content-Length is set from the body the gateway actually sends.
 _DROP_RESPONSE = HOP_BY_HOP | {"server", "content-length"}
+_DROP_RESPONSE_BYTES = frozenset(name.encode() for name in _DROP_RESPONSE)
 _IDENTITY_PREFIXES = ("x-user-", "x_user_", "x-user_", "x_user-")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -165,26 +166,25 @@ def response_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], 
     and the body length it announced.
 
     CORS is decided only by the gateway: an upstream's Access-Control-* headers could
-    widen it, and aiohttp-cors refuses a response that already carries them.
+    widen it, and aiohttp-cors refuses a response that already carries them. Names are
+    compared as the bytes llhttp gave, and only kept fields are decoded.
     """
-    fields = [
-        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape")) for name, value in raw
-    ]
-    listed: set[str] = set()
+    listed: set[bytes] = set()
     length: int | None = None
-    for name, value in fields:
+    for name, value in raw:
         lname = name.lower()
-        if lname == "connection":
-            listed.update(token.strip().lower() for token in value.split(","))
-        elif lname == "content-length" and value.isdigit():
+        if lname == b"connection":
+            listed.update(token.strip().lower() for token in value.split(b","))
+        elif lname == b"content-length" and value.isdigit():
             length = int(value)  # llhttp has refused any other spelling, and two lengths
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in fields:
-        lname = name.lower()
-        if lname in _DROP_RESPONSE or lname in listed or lname.startswith("access-control-"):
-            continue
-        out.add(name, value)
-    return out, length
+    kept = [
+        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        for name, value in raw
+        if (lname := name.lower()) not in _DROP_RESPONSE_BYTES
+        and lname not in listed
+        and not lname.startswith(b"access-control-")
+    ]
+    return CIMultiDict(kept), length
 
 
 class ForwardedHeaders:
