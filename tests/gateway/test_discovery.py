@@ -21,11 +21,14 @@ from prometheus_client import CollectorRegistry
 from tests.gateway.support import AUDIENCE, ISSUER, mint, recording_app, write_routes
 
 
+NAMES = ("auth.test", "users.test", "orders.test")
+
+
 class Resolver:
     """Answers for names the test sets; counts the questions."""
 
-    def __init__(self) -> None:
-        self.answers: dict[str, list[str]] = {}
+    def __init__(self, *addresses: str) -> None:
+        self.answers: dict[str, list[str]] = {name: list(addresses) for name in NAMES}
         self.failing = False
         self.questions = 0
 
@@ -100,8 +103,7 @@ async def test_added_pods_are_used_and_removed_ones_dropped_without_a_failed_rea
     port, log, start = pods
     first = await start("127.0.0.2")
     second = await start("127.0.0.3")
-    resolver = Resolver()
-    resolver.answers = {"auth.test": ["127.0.0.2"], "users.test": ["127.0.0.2"], "orders.test": ["127.0.0.2"]}
+    resolver = Resolver("127.0.0.2")
     client = await _gateway(aiohttp_client, tmp_path, jwks_server, clock, port, resolver)
     headers = {"Authorization": f"Bearer {mint(keys['k1'], clock)}"}
 
@@ -151,8 +153,7 @@ async def test_a_failed_resolution_keeps_the_pods_last_known(
 ) -> None:
     port, log, start = pods
     await start("127.0.0.4")
-    resolver = Resolver()
-    resolver.answers = {name: ["127.0.0.4"] for name in ("auth.test", "users.test", "orders.test")}
+    resolver = Resolver("127.0.0.4")
     client = await _gateway(aiohttp_client, tmp_path, jwks_server, clock, port, resolver)
     headers = {"Authorization": f"Bearer {mint(keys['k1'], clock)}"}
     resolver.failing = True
@@ -168,8 +169,7 @@ async def test_a_connect_failure_asks_dns_again_at_once(
 ) -> None:
     port, log, start = pods
     await start("127.0.0.5")
-    resolver = Resolver()
-    resolver.answers = {name: ["127.0.0.5"] for name in ("auth.test", "users.test", "orders.test")}
+    resolver = Resolver("127.0.0.5")
     # 127.0.0.6 has no server: a pod that is gone while DNS still names it.
     resolver.answers["orders.test"] = ["127.0.0.6", "127.0.0.5"]
     client = await _gateway(aiohttp_client, tmp_path, jwks_server, clock, port, resolver)
