@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import aiohttp_cors
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -34,7 +35,7 @@ from gateway.openapi import build_public_document, document_bytes, load_document
 from gateway.pipeline import RouteHandler, response_fields_hook
 from gateway.proxy import Proxy, Resolver, UpstreamPool, resolve_addresses
 from gateway.ratelimit import RateLimiter
-from gateway.routes import load_routes
+from gateway.routes import RouteTable, load_routes
 from gateway.settings import GatewaySettings
 from gateway.tokens import TokenVerifier
 
@@ -52,13 +53,7 @@ def create_app(
 
     The order every request goes through is stated once, in gateway.pipeline.
     """
-    table = load_routes(settings.routes_file, settings.upstream_overrides)
-    if settings.discovery is not None:
-        upstreams = {
-            name: dataclasses.replace(config, discovery=settings.discovery)
-            for name, config in table.upstreams.items()
-        }
-        table = dataclasses.replace(table, upstreams=upstreams)
+    table = _route_table(settings)
     policy = CorsPolicy(
         settings.cors_origins,
         allow_credentials=settings.cors_allow_credentials,
@@ -83,6 +78,39 @@ def create_app(
         name: UpstreamPool(config, clock=clock, metrics=metrics, resolver=resolver)
         for name, config in table.upstreams.items()
     }
+    handlers = _add_routes(app, table, pools, proxy, cors, metrics)
+    app[ROUTE_HANDLERS] = handlers
+    app.cleanup_ctx.append(_client_ctx(settings, clock))
+    app.cleanup_ctx.append(_rate_limiter_ctx(settings, clock))
+    document = build_public_document(table, load_documents(service_documents()))
+    app.router.add_get(OPENAPI_PATH, _static_json(document_bytes(document)), name="openapi")
+    app.cleanup_ctx.append(_readiness_watch_ctx(list(pools.values())))
+    app.on_cleanup.append(_close_upstreams(list(pools.values())))
+    return app
+
+
+def _route_table(settings: GatewaySettings) -> RouteTable:
+    """The routes file with the environment's replica lists and discovery applied."""
+    table = load_routes(settings.routes_file, settings.upstream_overrides)
+    if settings.discovery is None:
+        return table
+    upstreams = {
+        name: dataclasses.replace(config, discovery=settings.discovery)
+        for name, config in table.upstreams.items()
+    }
+    return dataclasses.replace(table, upstreams=upstreams)
+
+
+def _add_routes(
+    app: web.Application,
+    table: RouteTable,
+    pools: dict[str, UpstreamPool],
+    proxy: Proxy,
+    cors: aiohttp_cors.CorsConfig,
+    metrics: GatewayMetrics,
+) -> list[RouteHandler]:
+    """One handler per route of the table, each method registered with aiohttp-cors (it
+    answers the resource's preflights); routes sharing a path share one resource."""
     handlers: list[RouteHandler] = []
     resources: dict[str, web.Resource] = {}
     for route in table.routes:
@@ -96,14 +124,7 @@ def create_app(
         handlers.append(handler)
         for method in route.methods:
             cors.add(resource.add_route(method, handler.handle))
-    app[ROUTE_HANDLERS] = handlers
-    app.cleanup_ctx.append(_client_ctx(settings, clock))
-    app.cleanup_ctx.append(_rate_limiter_ctx(settings, clock))
-    document = build_public_document(table, load_documents(service_documents()))
-    app.router.add_get(OPENAPI_PATH, _static_json(document_bytes(document)), name="openapi")
-    app.cleanup_ctx.append(_readiness_watch_ctx(list(pools.values())))
-    app.on_cleanup.append(_close_upstreams(list(pools.values())))
-    return app
+    return handlers
 
 
 def _static_json(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:

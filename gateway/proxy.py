@@ -304,6 +304,42 @@ def _failed(pool: UpstreamPool, detail: str = "failed to answer") -> Problem:
     return Problem(502, f"upstream {pool.name!r} {detail}", kind="upstream-failed")
 
 
+class _Outgoing:
+    """What is sent upstream for one request, whichever replica takes it."""
+
+    __slots__ = ("method", "body", "chunked", "max_body_bytes", "timeout", "_line", "_tail")
+
+    def __init__(self, request: web.Request, route: RouteConfig, head_fields: str) -> None:
+        self.method = request.method
+        self.max_body_bytes = route.max_body_bytes
+        self.timeout = route.timeout
+        self.body: _StreamedBody | None = None
+        self.chunked = False
+        framing = ""
+        if request.body_exists:
+            length = request.content_length
+            if length is not None:
+                if length > route.max_body_bytes:
+                    raise _too_large(route.max_body_bytes)
+                framing = f"Content-Length: {length}\r\n"
+            else:
+                framing = "Transfer-Encoding: chunked\r\n"
+                self.chunked = True
+            self.body = _StreamedBody(request, route.max_body_bytes)
+        # The upstream path is the raw (still encoded) path the router matched, never the
+        # absolute-form target's authority: only the chosen replica decides where it goes.
+        target = request.rel_url.raw_path
+        query = request.rel_url.raw_query_string
+        if query:
+            target = f"{target}?{query}"
+        self._line = f"{self.method} {target} HTTP/1.1\r\n"
+        self._tail = f"{head_fields}{framing}\r\n"
+
+    def head(self, replica: Replica) -> bytes:
+        """The request head for `replica`, which names the Host it is asked for."""
+        return f"{self._line}Host: {replica.host_header}\r\n{self._tail}".encode("utf-8", "surrogateescape")
+
+
 class Deadline:
     """The route's timeout for one exchange: aborts the connection in use when it passes."""
 
@@ -345,76 +381,10 @@ class Proxy:
                 pool, f"no healthy replica of upstream {pool.name!r}; retry shortly",
                 max(1, int(pool.config.eject_seconds)),
             )
-        method = request.method
-        body: _StreamedBody | None = None
-        framing = ""
-        if request.body_exists:
-            length = request.content_length
-            if length is not None:
-                if length > route.max_body_bytes:
-                    raise _too_large(route.max_body_bytes)
-                framing = f"Content-Length: {length}\r\n"
-            else:
-                framing = "Transfer-Encoding: chunked\r\n"
-            body = _StreamedBody(request, route.max_body_bytes)
-        # The upstream path is the raw (still encoded) path the router matched, never the
-        # absolute-form target's authority: only the chosen replica decides where it goes.
-        target = request.rel_url.raw_path
-        query = request.rel_url.raw_query_string
-        if query:
-            target = f"{target}?{query}"
-        request_line = f"{method} {target} HTTP/1.1\r\n"
-        tail = f"{head_fields}{framing}\r\n"
+        outgoing = _Outgoing(request, route, head_fields)
         deadline = Deadline(asyncio.get_running_loop(), route.timeout)
-        retried = False
         try:
-            while True:
-                started = time.perf_counter()
-                try:
-                    upstream = await self._exchange(
-                        replica, deadline,
-                        f"{request_line}Host: {replica.host_header}\r\n{tail}".encode(
-                            "utf-8", "surrogateescape"
-                        ),
-                        body, method == "HEAD", chunked=body is not None and request.content_length is None,
-                    )
-                except ConnectFailed:
-                    pool.observe("connect_error", time.perf_counter() - started)
-                    pool.connect_failed(replica)
-                    # Nothing left the gateway, whatever the method.
-                    other = pool.pick(exclude=replica) if not retried and not deadline.expired else None
-                    if other is None:
-                        raise _unavailable(
-                            pool, f"no replica of upstream {pool.name!r} could be reached; retry shortly", 1
-                        ) from None
-                except (BodyTooLarge, Broken, asyncio.TimeoutError, OSError) as exc:
-                    elapsed = time.perf_counter() - started
-                    if body is not None and body.too_large:
-                        raise _too_large(route.max_body_bytes) from None
-                    if deadline.expired or isinstance(exc, asyncio.TimeoutError):
-                        pool.observe("timeout", elapsed)
-                        if body is not None and body.incomplete:
-                            # The client's body was still arriving: its fault, not the
-                            # upstream's (RFC 9110 15.5.9); a slow POST never becomes a 5xx.
-                            raise Problem(
-                                408, f"the request body did not arrive within {route.timeout:g} s",
-                                kind="request-timeout",
-                            ) from None
-                        raise _timed_out(pool) from None
-                    pool.observe("broken", elapsed)
-                    # Sent, then the connection broke: only a safe request may go again.
-                    safe = method in SAFE_METHODS and body is None
-                    unanswered = not (isinstance(exc, Broken) and exc.answered)
-                    other = pool.pick(exclude=replica) if safe and unanswered and not retried else None
-                    if other is None:
-                        raise _failed(pool) from None
-                else:
-                    break
-                retried = True
-                pool.retries.inc()
-                replica = other
-            pool.connected(replica)
-            pool.observe(f"{upstream.status // 100}xx", time.perf_counter() - started)
+            upstream = await self._send(pool, replica, outgoing, deadline)
             try:
                 return await self._relay(request, upstream, pool, deadline, extra_response_headers)
             finally:
@@ -422,16 +392,73 @@ class Proxy:
         finally:
             deadline.cancel()
 
-    @staticmethod
-    async def _exchange(
-        replica: Replica,
-        deadline: Deadline,
-        head: bytes,
-        body: _StreamedBody | None,
-        head_request: bool,
-        *,
-        chunked: bool,
+    async def _send(
+        self, pool: UpstreamPool, replica: Replica, outgoing: _Outgoing, deadline: Deadline
     ) -> Response:
+        """The answer's head from `replica`, or from one other replica when the first
+        attempt failed in a way the retry rules allow; otherwise the Problem to answer."""
+        retried = False
+        while True:
+            started = time.perf_counter()
+            try:
+                upstream = await self._exchange(replica, deadline, outgoing)
+            except ConnectFailed:
+                pool.observe("connect_error", time.perf_counter() - started)
+                pool.connect_failed(replica)
+                # Nothing left the gateway, whatever the method.
+                other = pool.pick(exclude=replica) if not retried and not deadline.expired else None
+                if other is None:
+                    raise _unavailable(
+                        pool, f"no replica of upstream {pool.name!r} could be reached; retry shortly", 1
+                    ) from None
+            except (BodyTooLarge, Broken, asyncio.TimeoutError, OSError) as exc:
+                other = self._after_break(pool, replica, outgoing, deadline, exc, started, retried)
+            else:
+                pool.connected(replica)
+                pool.observe(f"{upstream.status // 100}xx", time.perf_counter() - started)
+                return upstream
+            retried = True
+            pool.retries.inc()
+            replica = other
+
+    @staticmethod
+    def _after_break(
+        pool: UpstreamPool,
+        replica: Replica,
+        outgoing: _Outgoing,
+        deadline: Deadline,
+        error: BaseException,
+        started: float,
+        retried: bool,
+    ) -> Replica:
+        """After a request was (perhaps partly) sent: the replica to try once more, or the
+        Problem that answers it (413, 408, 504, 502)."""
+        elapsed = time.perf_counter() - started
+        body = outgoing.body
+        if body is not None and body.too_large:
+            raise _too_large(outgoing.max_body_bytes) from None
+        if deadline.expired or isinstance(error, asyncio.TimeoutError):
+            pool.observe("timeout", elapsed)
+            if body is not None and body.incomplete:
+                # The client's body was still arriving: its fault, not the upstream's
+                # (RFC 9110 15.5.9); a slow POST never becomes a 5xx.
+                raise Problem(
+                    408, f"the request body did not arrive within {outgoing.timeout:g} s",
+                    kind="request-timeout",
+                ) from None
+            raise _timed_out(pool) from None
+        pool.observe("broken", elapsed)
+        # Sent, then the connection broke: only a safe request without an answer may go
+        # again (RFC 9110 9.2.1); one with side effects that reached a backend never does.
+        safe = outgoing.method in SAFE_METHODS and body is None
+        unanswered = not (isinstance(error, Broken) and error.answered)
+        other = pool.pick(exclude=replica) if safe and unanswered and not retried else None
+        if other is None:
+            raise _failed(pool) from None
+        return other
+
+    @staticmethod
+    async def _exchange(replica: Replica, deadline: Deadline, outgoing: _Outgoing) -> Response:
         connection = await replica.connections.acquire()
         if deadline.expired:
             connection.finish()
@@ -439,8 +466,8 @@ class Proxy:
         deadline.connection = connection
         try:
             return await connection.exchange(
-                head, body.chunks() if body is not None else None,
-                head_request=head_request, chunked=chunked,
+                outgoing.head(replica), outgoing.body.chunks() if outgoing.body is not None else None,
+                head_request=outgoing.method == "HEAD", chunked=outgoing.chunked,
             )
         except BaseException:
             connection.close()
