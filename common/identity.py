@@ -3,8 +3,9 @@
 The gateway verifies the access token once and passes who the caller is in the reserved
 ``X-User-*`` header namespace. It strips every header of that namespace (in any case, and
 with ``_`` in place of ``-``) from incoming requests first, so only it can set them.
-Backends trust these headers only because nothing but the gateway can reach them:
-loopback binding locally, NetworkPolicy in Kubernetes.
+Backends do not trust the plain fields (kept for logs and tools): they take the identity
+only from the signed assertion in ``X-User-Assertion`` (common.assertion), so a process that
+reaches a backend some other way than through the gateway cannot vouch for anyone.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from aiohttp import web
 
 from common.context import user_id_var
 from common.errors import insufficient_scope, unauthorized
-from common.keys import IDENTITY
+from common.keys import ASSERTION_VERIFIER, IDENTITY
 
 IDENTITY_HEADER_PREFIX = "x-user-"
 USER_ID_HEADER = "X-User-Id"
 SCOPES_HEADER = "X-User-Scopes"
 CLIENT_ID_HEADER = "X-User-Client-Id"
 TOKEN_ID_HEADER = "X-User-Token-Id"
+ASSERTION_HEADER = "X-User-Assertion"
+
+
+class AssertionRefused(Exception):
+    """Why an identity assertion was not accepted (the 401's detail)."""
 
 
 def is_identity_header(name: str) -> bool:
@@ -65,14 +71,28 @@ class Identity:
 
 
 def require_identity(request: web.Request, scope: str | None = None) -> Identity:
-    """The caller's identity as set by the gateway; 401 without one, 403 without `scope`."""
-    identity = request.get(IDENTITY) or Identity.from_headers(request.headers)
+    """The caller's identity as the gateway (or auth) vouched for it in a signed assertion;
+    401 without a valid one, 403 without `scope`."""
+    identity = request.get(IDENTITY)
     if identity is None:
-        raise unauthorized("authentication required", token_presented=False)
-    request[IDENTITY] = identity
+        identity = _asserted_identity(request)
+        request[IDENTITY] = identity
     user_id_var.set(identity.subject)
     if scope is not None and scope not in identity.scopes:
         raise insufficient_scope(scope)
     return identity
 
 
+def _asserted_identity(request: web.Request) -> Identity:
+    assertions = request.headers.getall(ASSERTION_HEADER, ())
+    if not assertions:
+        raise unauthorized("authentication required", token_presented=False)
+    verifier = request.app.get(ASSERTION_VERIFIER)
+    if verifier is None:  # no trust directory configured: nobody can vouch (fail closed)
+        raise unauthorized("this service trusts no identity assertion keys", reason="assertion")
+    if len(assertions) > 1:
+        raise unauthorized("send exactly one identity assertion", reason="assertion")
+    try:
+        return verifier.identity(assertions[0])
+    except AssertionRefused as refused:
+        raise unauthorized(str(refused), reason="assertion") from None

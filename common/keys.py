@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 if TYPE_CHECKING:
+    from common.assertion import AssertionVerifier
     from common.health import Readiness
     from common.identity import Identity
     from common.metrics import HttpMetrics
@@ -17,6 +18,7 @@ SERVICE_NAME = web.AppKey("service_name", str)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 HTTP_METRICS = web.AppKey("http_metrics", "HttpMetrics")
 READINESS = web.AppKey("readiness", "Readiness")
+ASSERTION_VERIFIER = web.AppKey("assertion_verifier", "AssertionVerifier")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TRACE = web.RequestKey("trace", "TraceContext")

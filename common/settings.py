@@ -181,17 +181,68 @@ class DatabaseSettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AssertionTrustSettings:
+    """Which identity assertions a backend accepts (common.assertion).
+
+    Without a trust directory the service accepts none: every request that needs an
+    identity is a 401, never a request trusted on its plain X-User-* fields.
+    """
+
+    trust_dir: Path | None = None
+    audience: str = "passgate-internal"
+    leeway_seconds: float = 5.0  # clock skew between pods; small, since assertions live 30 s
+    cache_size: int = 10_000
+
+    @classmethod
+    def from_env(cls, env: Env) -> AssertionTrustSettings:
+        trust_dir = env.get("PASSGATE_ASSERTION_TRUST_DIR", "").strip()
+        return cls(
+            trust_dir=Path(trust_dir) if trust_dir else None,
+            audience=env_str(env, "PASSGATE_ASSERTION_AUDIENCE", "passgate-internal"),
+            leeway_seconds=env_float(env, "PASSGATE_ASSERTION_LEEWAY", 5.0, minimum=0.0, maximum=60.0),
+            cache_size=env_int(env, "PASSGATE_ASSERTION_CACHE_SIZE", 10_000, minimum=0),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AssertionSigningSettings:
+    """The key directory a caller signs identity assertions with (the gateway, auth)."""
+
+    keys_dir: Path | None = None
+    trust_dir: Path | None = None  # where generated keys' public halves are written
+    generate: bool = False
+    lifetime_seconds: float = 30.0
+    audience: str = "passgate-internal"
+
+    @classmethod
+    def from_env(cls, env: Env) -> AssertionSigningSettings:
+        keys_dir = env.get("PASSGATE_ASSERTION_KEYS_DIR", "").strip()
+        trust_dir = env.get("PASSGATE_ASSERTION_TRUST_DIR", "").strip()
+        return cls(
+            keys_dir=Path(keys_dir) if keys_dir else None,
+            trust_dir=Path(trust_dir) if trust_dir else None,
+            generate=env_bool(env, "PASSGATE_GENERATE_ASSERTION_KEYS", False),
+            lifetime_seconds=env_float(
+                env, "PASSGATE_ASSERTION_LIFETIME", 30.0, minimum=2.0, maximum=60.0
+            ),
+            audience=env_str(env, "PASSGATE_ASSERTION_AUDIENCE", "passgate-internal"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class DatabaseServiceSettings:
     """A service that serves HTTP and owns one database, and needs nothing else (users, orders)."""
 
     server: ServerSettings
     database: DatabaseSettings
+    assertion: AssertionTrustSettings = AssertionTrustSettings()
 
     @classmethod
     def from_env(cls, env: Env, *, service: str, default_port: int) -> DatabaseServiceSettings:
         return cls(
             server=ServerSettings.from_env(env, service=service, default_port=default_port),
             database=DatabaseSettings.from_env(env, default_url=f"sqlite:///.data/{service}.db"),
+            assertion=AssertionTrustSettings.from_env(env),
         )
 
 

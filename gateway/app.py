@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -13,7 +14,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
+from common.assertion import GATEWAY_ISSUER, signer_from_settings
 from common.keys import READINESS, REGISTRY
+from gateway.assertion import UpstreamIdentity
 from gateway.cors import CorsPolicy, setup_cors
 from gateway.headers import ForwardedHeaders, screen
 from gateway.jwks import JwksClient
@@ -40,6 +43,7 @@ from gateway.settings import GatewaySettings
 from gateway.tokens import TokenVerifier
 
 Clock = Callable[[], float]
+_LOGGER = logging.getLogger(__name__)
 
 
 def create_app(
@@ -78,7 +82,12 @@ def create_app(
         name: UpstreamPool(config, clock=clock, metrics=metrics, resolver=resolver)
         for name, config in table.upstreams.items()
     }
-    handlers = _add_routes(app, table, pools, proxy, cors, metrics)
+    # Blocking file I/O at start: the assertion keys (created first with the generate switch).
+    signer = signer_from_settings(settings.assertion, issuer=GATEWAY_ISSUER, clock=clock)
+    if signer is None:
+        _LOGGER.warning("no PASSGATE_ASSERTION_KEYS_DIR: backends will refuse every identity")
+    upstream_identity = UpstreamIdentity(signer, clock) if signer is not None else None
+    handlers = _add_routes(app, table, pools, proxy, cors, metrics, upstream_identity)
     app[ROUTE_HANDLERS] = handlers
     app.cleanup_ctx.append(_client_ctx(settings, clock))
     app.cleanup_ctx.append(_rate_limiter_ctx(settings, clock))
@@ -108,6 +117,7 @@ def _add_routes(
     proxy: Proxy,
     cors: aiohttp_cors.CorsConfig,
     metrics: GatewayMetrics,
+    upstream_identity: UpstreamIdentity | None,
 ) -> list[RouteHandler]:
     """One handler per route of the table, each method registered with aiohttp-cors (it
     answers the resource's preflights); routes sharing a path share one resource."""
@@ -119,7 +129,7 @@ def _add_routes(
             resource = resources[route.router_path] = app.router.add_resource(route.router_path)
         handler = RouteHandler(
             route, pools[route.upstream], proxy=proxy, forwarded=proxy.forwarded, metrics=metrics,
-            verifier=None, limiter=None,
+            verifier=None, limiter=None, upstream_identity=upstream_identity,
         )
         handlers.append(handler)
         for method in route.methods:

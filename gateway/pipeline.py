@@ -12,7 +12,8 @@ Every request, in this order:
   5. token       the bearer token verified once, from the verified-token cache when it can;
   6. scopes      the route's required scopes, 403 otherwise;
   7. rate limit  the caller's bucket for the route, 429 otherwise;
-  8. forward     the upstream exchange (gateway.proxy).
+  8. forward     the upstream exchange (gateway.proxy), naming the caller in the signed
+                 identity assertion backends require (gateway.assertion).
 
 Steps 5-8 are plain calls in one handler per route (`RouteHandler`), with everything that
 depends only on the route prepared at start: the metric children, the rate-limit policy
@@ -27,6 +28,7 @@ from aiohttp import hdrs, web
 from common.context import user_id_var
 from common.errors import insufficient_scope, too_many_requests
 from common.keys import IDENTITY, REQUEST_ID, TRACE
+from gateway.assertion import UpstreamIdentity
 from gateway.cors import CorsPolicy
 from gateway.headers import ForwardedHeaders, upstream_head_fields
 from gateway.metrics import GatewayMetrics
@@ -51,6 +53,7 @@ class RouteHandler:
         metrics: GatewayMetrics,
         verifier: TokenVerifier | None,
         limiter: RateLimiter | None,
+        upstream_identity: UpstreamIdentity | None = None,
     ) -> None:
         self.route = route
         self._pool = pool
@@ -59,6 +62,7 @@ class RouteHandler:
         self._metrics = metrics
         self.verifier = verifier  # both set when the app starts (they need its loop)
         self.limiter = limiter
+        self._upstream_identity = upstream_identity
         self._public = route.public
         self._policy = policy_header(route) if route.rate_limit is not None else None
         self._scope_failure = metrics.auth_failure["insufficient_scope"]
@@ -79,7 +83,11 @@ class RouteHandler:
                 self._scope_failure.inc()
                 raise insufficient_scope(self.route.scope_text())
             caller = f"sub:{identity.subject}"
-            identity_fields = verified.fields
+            identity_fields = (
+                verified.fields
+                if self._upstream_identity is None
+                else self._upstream_identity.fields(verified)
+            )
         decision: Decision | None = None
         if self._policy is not None:
             assert self.limiter is not None

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from common.settings import (
+    AssertionSigningSettings,
     Env,
     ServerSettings,
     SettingsError,
@@ -66,6 +67,8 @@ class GatewaySettings:
     # How every upstream's replicas are found ("static" or "dns"), over each upstream's own
     # `discovery` in the routes file; None keeps the file's. Kubernetes sets dns.
     discovery: str | None = None
+    # The gateway's own identity-assertion keys (common.assertion_keys); never auth's.
+    assertion: AssertionSigningSettings = AssertionSigningSettings()
 
     def __post_init__(self) -> None:
         bad = [alg for alg in self.algorithms if alg not in ASYMMETRIC_ALGORITHMS]
@@ -118,6 +121,7 @@ class GatewaySettings:
             redis_url=env.get("PASSGATE_REDIS_URL", "").strip() or None,
             upstream_overrides=MappingProxyType(upstream_overrides(env)),
             discovery=_discovery(env),
+            assertion=AssertionSigningSettings.from_env(env),
         )
 
 

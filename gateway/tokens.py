@@ -66,7 +66,7 @@ class TokenError(Exception):
         self.detail = detail
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True, eq=False)
 class Verified:
     """A verified token: who it names, and the identity header lines sent upstream for it
     (made once per token, not once per request)."""
@@ -75,6 +75,10 @@ class Verified:
     valid_until: float  # exp + leeway: the entry dies with the token
     kid: str
     fields: str
+    # The fields plus the signed identity assertion, and when to re-sign it
+    # (gateway.assertion): mutable, so the hot path reads them off the cache entry.
+    upstream_fields: str = ""
+    renew_at: float = 0.0
 
     @classmethod
     def of(cls, identity: Identity, valid_until: float, kid: str) -> Verified:

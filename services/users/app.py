@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
+from common.assertion import install_verifier
 from common.db import database_unavailable_middleware
 from common.driver import Driver, driver_ctx
 from common.keys import REGISTRY
@@ -38,6 +39,7 @@ def create_app(
         middlewares=[database_unavailable_middleware],
         expose_metrics=settings.server.admin_port is None,
     )
+    install_verifier(app, settings.assertion)
     app[OPENAPI] = OpenApiDocument.load(OPENAPI_PATH)
     app[METRICS] = UsersMetrics(app[REGISTRY])
 

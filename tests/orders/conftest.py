@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from common.settings import DatabaseSettings, ServerSettings
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
-from tests.identity_headers import IdentityHeaders
+from tests.identity_headers import IdentityHeaders, trust_settings
 
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
@@ -35,7 +35,11 @@ def headers() -> type[IdentityHeaders]:
 
 def orders_settings(database_url: str, **overrides) -> OrdersSettings:
     server = ServerSettings(service="orders", port=0)
-    return OrdersSettings(server=server, database=DatabaseSettings(database_url, **overrides))
+    return OrdersSettings(
+        server=server,
+        database=DatabaseSettings(database_url, **overrides),
+        assertion=trust_settings(),
+    )
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from common.settings import DatabaseSettings, ServerSettings
 from services.users.app import create_app
 from services.users.settings import UsersSettings
-from tests.identity_headers import IdentityHeaders
+from tests.identity_headers import IdentityHeaders, trust_settings
 
 
 @pytest.fixture
@@ -21,7 +21,11 @@ def headers() -> type[IdentityHeaders]:
 
 def users_settings(database_url: str, **overrides) -> UsersSettings:
     server = ServerSettings(service="users", port=0)
-    return UsersSettings(server=server, database=DatabaseSettings(database_url, **overrides))
+    return UsersSettings(
+        server=server,
+        database=DatabaseSettings(database_url, **overrides),
+        assertion=trust_settings(),
+    )
 
 
 @pytest.fixture
