@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.app import make_base_app
+from common.assertion import install_verifier
 from common.db import database_ctx, database_unavailable_middleware
 from common.errors import Problem
 from common.keys import READINESS, REGISTRY
@@ -70,6 +71,7 @@ def create_app(
         middlewares=[database_unavailable_middleware, unavailable_middleware],
         expose_metrics=settings.server.admin_port is None,
     )
+    install_verifier(app, settings.assertion_trust)  # auth is a backend of the gateway too
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[OPENAPI] = OpenApiDocument.load(OPENAPI_PATH)
@@ -190,7 +192,7 @@ async def provisioner_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     timeout = aiohttp.ClientTimeout(total=settings.provisioning_timeout, connect=2.0)
     async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
-        app[PROVISIONER] = ProfileProvisioner(session, settings.users_url)
+        app[PROVISIONER] = ProfileProvisioner.from_settings(session, settings)
         yield
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from common.settings import (
+    AssertionSigningSettings,
+    AssertionTrustSettings,
     DatabaseSettings,
     Env,
     ServerSettings,
@@ -97,6 +99,10 @@ class AuthSettings:
     login_lockout: int = 300
     users_url: str | None = None
     provisioning_timeout: float = 5.0
+    # Auth signs the identity assertion of its provisioning call with a key of its own
+    # (issuer passgate-auth, trusted by users), and accepts the gateway's like any backend.
+    assertion_signing: AssertionSigningSettings = AssertionSigningSettings()
+    assertion_trust: AssertionTrustSettings = AssertionTrustSettings()
     redis_url: str | None = None
     trusted_proxies: tuple[IpNetwork, ...] = tuple(
         ipaddress.ip_network(cidr) for cidr in DEFAULT_TRUSTED_PROXIES
@@ -196,6 +202,8 @@ class AuthSettings:
                 env, "PASSGATE_LOGIN_LOCKOUT", _default(cls, "login_lockout"), minimum=1
             ),
             users_url=users_url,
+            assertion_signing=AssertionSigningSettings.from_env(env),
+            assertion_trust=AssertionTrustSettings.from_env(env),
             redis_url=redis_url,
             trusted_proxies=parse_networks(
                 env_list(env, "PASSGATE_TRUSTED_PROXIES", DEFAULT_TRUSTED_PROXIES),

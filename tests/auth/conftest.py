@@ -20,6 +20,7 @@ from services.auth.app import create_app
 from services.auth.settings import AuthSettings
 from services.auth.signing_keys import ensure_key_set
 from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
+from tests.identity_headers import trust_settings
 
 
 @pytest.fixture
@@ -54,6 +55,7 @@ def make_settings(tmp_path: Path, keys_dir: Path) -> Callable[..., AuthSettings]
             "audience": "passgate",
             "login_max_failures": 3,
             "login_max_failures_per_address": 50,
+            "assertion_trust": trust_settings(),
         }
         if "database_url" in overrides:
             values["database"] = DatabaseSettings(overrides.pop("database_url"))

@@ -12,7 +12,9 @@ from aiohttp.test_utils import TestClient
 from jwt import PyJWKSet
 
 from common.db import create_engine
+from common.identity import Identity
 from services.auth.settings import Argon2Settings
+from tests.identity_headers import assertion_headers
 
 START = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 PASSWORD = "correct horse battery"
@@ -53,8 +55,8 @@ async def login(
 
 
 def identity_headers(user_id: str, scopes: str = USER_SCOPES) -> dict[str, str]:
-    """What the gateway sets after verifying a token."""
-    return {"X-User-Id": user_id, "X-User-Scopes": scopes, "X-User-Client-Id": "passgate"}
+    """What the gateway sends after verifying a token: a signed identity assertion."""
+    return assertion_headers(Identity(user_id, frozenset(scopes.split()), client_id="passgate"))
 
 
 def decode(

@@ -22,6 +22,7 @@ from services.auth.oidc_config import OidcProvider, OidcSettings
 from services.auth.settings import AuthSettings
 from services.auth.signing_keys import ensure_key_set
 from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
+from tests.identity_headers import trust_settings
 from tests.oidc import fake_provider as fake
 from tests.oidc.flow import APP_ORIGIN, CALLBACK_BASE
 from tests.oidc.node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider
@@ -102,6 +103,7 @@ def oidc_auth(
             argon2=CHEAP_ARGON2,
             issuer="http://gateway.test",
             users_url=users_service.url,
+            assertion_trust=trust_settings(),
             oidc=OidcSettings(
                 providers=providers,
                 callback_base=CALLBACK_BASE,
