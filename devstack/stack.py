@@ -144,6 +144,12 @@ class Stack:
         }
         if self.config.redis_url:
             env["PASSGATE_REDIS_URL"] = self.config.redis_url
+        # Every component trusts the assertion keys in one directory; the gateway and auth
+        # each generate their own key there on first start (backends re-read it on rotation).
+        env["PASSGATE_ASSERTION_TRUST_DIR"] = str(self.config.data_dir / "assertion-trust")
+        if component in ("gateway", "auth"):
+            env["PASSGATE_ASSERTION_KEYS_DIR"] = str(self.config.data_dir / f"assertion-keys-{component}")
+            env["PASSGATE_GENERATE_ASSERTION_KEYS"] = "true"
         if component in SERVICES:
             env["PASSGATE_DATABASE_URL"] = self.database_url(component)
             if self.config.database_pool_size is not None:

@@ -44,14 +44,21 @@ def _open_paths(pid: int) -> set[str]:
     return paths
 
 
+# The gateway signs identity assertions for backends with keys of its own, never auth's.
+GATEWAY_ASSERTION_KEY_SETTINGS = {"PASSGATE_ASSERTION_KEYS_DIR", "PASSGATE_GENERATE_ASSERTION_KEYS"}
+
+
 def test_only_auth_is_given_signing_keys(stack: Stack) -> None:
-    """users, orders and the gateway get no key setting and hold no key file open."""
+    """users and orders get no key setting, the gateway only its assertion keys, and none of
+    them holds a file of auth's token-signing keys open."""
     keys_dir = str(stack.config.data_dir / "keys")
     for name, process in stack.processes.items():
         key_settings = {k for k in process.env if "KEY" in k or "SECRET" in k}
         if name.startswith("auth"):
             assert "PASSGATE_SIGNING_KEYS_DIR" in key_settings
             continue
+        if name.startswith("gateway"):
+            key_settings -= GATEWAY_ASSERTION_KEY_SETTINGS
         assert not key_settings, f"{name} was given {key_settings}"
         assert process.process is not None
         assert not any(path.startswith(keys_dir) for path in _open_paths(process.process.pid))
