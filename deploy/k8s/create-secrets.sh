@@ -100,6 +100,20 @@ if ! secret_exists auth-signing-keys; then
   create_secret auth-signing-keys --from-file="$keys_dir"
 fi
 
+# --- identity-assertion keys: the gateway's and auth's private keys, the backends' trust set ---
+# (rotate them with `python -m common.assertion_keys rotate`, as deploy/README.md says)
+if ! secret_exists passgate-assertion-trust; then
+  python="${PASSGATE_PYTHON:-$repo_root/.venv/bin/python}"
+  trust_dir="$workdir/assertion-trust"
+  for signer in gateway auth; do
+    (cd "$repo_root" && "$python" -m common.assertion_keys generate \
+      --keys "$workdir/assertion-keys-$signer" --trust "$trust_dir" --issuer "passgate-$signer" >&2)
+    create_secret "$signer-assertion-keys" --from-file="$workdir/assertion-keys-$signer/keys.json" \
+      $(for pem in "$workdir/assertion-keys-$signer"/*.pem; do printf -- '--from-file=%s ' "$pem"; done)
+  done
+  create_secret passgate-assertion-trust --from-file="$trust_dir"
+fi
+
 # --- database URLs (and, in dev, the in-cluster database passwords) ---
 for svc in auth users orders; do
   if [ "$overlay" = dev ]; then

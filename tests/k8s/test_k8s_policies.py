@@ -397,7 +397,8 @@ def test_referenced_secrets_are_the_documented_ones(overlay):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     referenced.add(ref["name"])
-    expected = {"auth-signing-keys", "auth-database", "users-database", "orders-database", "passgate-redis"}
+    expected = {"auth-signing-keys", "auth-database", "users-database", "orders-database", "passgate-redis",
+                "gateway-assertion-keys", "auth-assertion-keys", "passgate-assertion-trust"}
     if name == "dev":
         expected |= {"auth-db-credentials", "users-db-credentials", "orders-db-credentials"}
     if name == "external-signin":
