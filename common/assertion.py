@@ -43,6 +43,7 @@ GATEWAY_ISSUER = "passgate-gateway"
 AUTH_ISSUER = "passgate-auth"
 INTERNAL_AUDIENCE = "passgate-internal"
 MAX_ASSERTION_LENGTH = 4096
+TRUST_CHECK_INTERVAL = 1.0  # seconds between trust-directory checks on the uncached path
 _LOGGER = logging.getLogger(__name__)
 _REQUIRED = ["iss", "aud", "sub", "iat", "exp", "jti"]
 _OPTIONS = {"require": _REQUIRED, "verify_exp": False, "verify_iat": False, "verify_nbf": False}
@@ -118,6 +119,7 @@ class AssertionVerifier:
         self.cache_size = cache_size
         self.clock = clock
         self._cache: collections.OrderedDict[bytes, tuple[Identity, float]] = collections.OrderedDict()
+        self._checked_at = clock()
 
     def identity(self, token: str) -> Identity:
         now = self.clock()
@@ -134,11 +136,20 @@ class AssertionVerifier:
             self._cache[key] = (identity, valid_until)
         return identity
 
-    def _key_for(self, kid: str) -> tuple[str, object]:
+    def _refresh(self) -> None:
+        if self.trusted.changed():
+            self.trusted.reload()
+            self._cache.clear()  # a key taken out of the set must stop vouching now
+
+    def _key_for(self, kid: str, now: float) -> tuple[str, object]:
+        # The trust set is re-read when an assertion names a kid not held (a rotation: the
+        # new key was published before it signs), and otherwise checked at most once a
+        # second on this uncached path, so a key removed from the set (revoked) stops
+        # being trusted within a second of the next new assertion. Cached hits never stat.
         found = self.trusted.keys.get(kid)
-        if found is None and self.trusted.changed():
-            self.trusted.reload()  # a rotation: the new key was published before it signs
-            self._cache.clear()  # and a key taken out of the set must stop vouching now
+        if found is None or now - self._checked_at >= TRUST_CHECK_INTERVAL:
+            self._checked_at = now
+            self._refresh()
             found = self.trusted.keys.get(kid)
         if found is None:
             raise AssertionRefused("the identity assertion is signed by an unknown key")
@@ -154,7 +165,7 @@ class AssertionVerifier:
         kid = header.get("kid")
         if header.get("alg") != ALGORITHM or header.get("typ") != ASSERTION_TYPE or not isinstance(kid, str):
             raise AssertionRefused("the identity assertion is not a Passgate identity assertion")
-        issuer, public_key = self._key_for(kid)
+        issuer, public_key = self._key_for(kid, now)
         try:
             claims = jwt.decode(
                 token,

@@ -8,6 +8,8 @@ a caller; everything else is a 401 problem.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 
@@ -17,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common.assertion import AUTH_ISSUER, GATEWAY_ISSUER, AssertionSigner
-from common.assertion_keys import PrivateKeyRing, rotate
+from common.assertion_keys import PrivateKeyRing, read_private_keys, rotate, write_trust_file
 from common.identity import ASSERTION_HEADER, Identity
 from devstack.stack import Stack
 from tests.e2e.flows import assert_problem, bearer, register_and_login
@@ -109,21 +111,54 @@ async def test_a_captured_assertion_replayed_after_its_lifetime_is_refused(stack
 
 async def test_assertion_key_rotation_needs_no_restart(stack: Stack) -> None:
     data = stack.config.data_dir
+    keys_dir, trust_dir = data / "assertion-keys-gateway", data / "assertion-trust"
     async with aiohttp.ClientSession() as session:
         user_id = await registered(stack, session)
         identity = Identity(user_id, SCOPES)
         before = signer(stack, GATEWAY_ISSUER).sign(identity)
-        new = rotate(data / "assertion-keys-gateway", data / "assertion-trust", GATEWAY_ISSUER,
-                     time.time(), lead=0)
+        assert await profile_status(stack, session, {ASSERTION_HEADER: before.token}) == 200
+        new = rotate(keys_dir, trust_dir, GATEWAY_ISSUER, time.time(), lead=0)
         after = signer(stack, GATEWAY_ISSUER).sign(Identity(user_id, SCOPES, token_id=uuid.uuid4().hex))
         assert jwt.get_unverified_header(after.token)["kid"] == new.kid
         # The running backend trusts the new key at once, and still the old one.
         assert await profile_status(stack, session, {ASSERTION_HEADER: after.token}) == 200
         assert await profile_status(stack, session, {ASSERTION_HEADER: before.token}) == 200
-        # The running gateway signs with whichever key is current; the flow goes on.
+
+        # An operator revokes the old key (both sets): the running gateway must now sign with
+        # the new key, or the backend, which re-reads its trust set, would refuse the flow.
+        old_kid = jwt.get_unverified_header(before.token)["kid"]
+        kept = [key for key in read_private_keys(keys_dir) if key.kid != old_kid]
+        write_trust_file(trust_dir, GATEWAY_ISSUER, kept)
+        metadata = json.loads((keys_dir / "keys.json").read_text())
+        metadata["keys"] = [entry for entry in metadata["keys"] if entry["kid"] != old_kid]
+        (keys_dir / "keys.json.new").write_text(json.dumps(metadata))
+        (keys_dir / "keys.json.new").replace(keys_dir / "keys.json")
+        await asyncio.sleep(1.1)  # the backend checks its trust set at most once a second
         _, tokens = await register_and_login(session, stack.gateway_url)
-        async with session.get(f"{stack.gateway_url}/orders", headers=bearer(tokens["access_token"])) as response:
+        async with session.get(f"{stack.gateway_url}/users/me", headers=bearer(tokens["access_token"])) as response:
+            assert response.status == 200, await response.text()
+        assert await profile_status(stack, session, {ASSERTION_HEADER: before.token}) == 401
+
+
+async def test_an_assertion_sent_by_the_client_never_reaches_a_backend(stack: Stack) -> None:
+    """The gateway strips client-sent X-User-Assertion (the reserved namespace): if it passed
+    one on, the backend would see two assertions and refuse."""
+    async with aiohttp.ClientSession() as session:
+        user_id, tokens = await register_and_login(session, stack.gateway_url)
+        smuggled = signer(stack, GATEWAY_ISSUER).sign(Identity("someone-else", SCOPES)).token
+        headers = {**bearer(tokens["access_token"]), ASSERTION_HEADER: smuggled, "X-User-Id": "someone-else"}
+        async with session.get(f"{stack.gateway_url}/users/me", headers=headers) as response:
             assert response.status == 200
+            assert (await response.json())["id"] == user_id
+
+
+async def test_two_assertions_are_refused(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        user_id = await registered(stack, session)
+        token = signer(stack, GATEWAY_ISSUER).sign(Identity(user_id, SCOPES)).token
+        headers = [(ASSERTION_HEADER, token), (ASSERTION_HEADER, token)]
+        async with session.get(f"{stack.url('users')}/users/me", headers=headers) as response:
+            await assert_problem(response, 401)
 
 
 @pytest.mark.parametrize("route", ["/users/me", "/orders"])
