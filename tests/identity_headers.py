@@ -33,6 +33,18 @@ GATEWAY_SIGNER = _signer(GATEWAY_ISSUER)
 AUTH_SIGNER = _signer(AUTH_ISSUER)
 
 
+def stack_signer(data_dir: Path) -> AssertionSigner:
+    """The gateway's own assertion keys of a running devstack (`make run` layout): a test
+    that calls one of its backends directly vouches with them, as the gateway would."""
+    return AssertionSigner(
+        data_dir / "assertion-keys-gateway",
+        issuer=GATEWAY_ISSUER,
+        audience="passgate-internal",
+        lifetime=60,
+        clock=time.time,
+    )
+
+
 def trust_settings() -> AssertionTrustSettings:
     """What a backend under test is configured with: the test keys of both issuers."""
     return AssertionTrustSettings(trust_dir=TRUST_DIR)
@@ -45,9 +57,11 @@ def assertion_headers(identity: Identity, signer: AssertionSigner = GATEWAY_SIGN
 
 class IdentityHeaders:
     @staticmethod
-    def user(user_id: str, scopes: frozenset[str] = USER_SCOPES) -> dict[str, str]:
+    def user(
+        user_id: str, scopes: frozenset[str] = USER_SCOPES, *, signer: AssertionSigner = GATEWAY_SIGNER
+    ) -> dict[str, str]:
         identity = Identity(user_id, scopes, client_id="passgate-web", token_id=uuid.uuid4().hex)
-        return assertion_headers(identity)
+        return assertion_headers(identity, signer)
 
     @classmethod
     def admin(cls, user_id: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from devstack.processes import free_port
 from devstack.stack import Stack
-from tests.identity_headers import IdentityHeaders
+from tests.identity_headers import IdentityHeaders, stack_signer
 from tests.scaleout.support import (
     ORDER_ITEMS,
     assert_problem,
@@ -123,7 +123,7 @@ async def test_lost_database_is_503_and_unready_then_recovers_without_restart(
     process = stack.process("orders-1")
     pid = process.pid
     account = await new_account(session, gateway)
-    identity = IdentityHeaders.user(account.user_id)
+    identity = IdentityHeaders.user(account.user_id, signer=stack_signer(stack.config.data_dir))
     async with session.post(f"{gateway}/orders", json={"items": ORDER_ITEMS}, headers=account.headers) as r:
         assert r.status == 201, await r.text()
         before = (await r.json())["id"]
@@ -256,7 +256,7 @@ async def test_sigterm_orders_finishes_in_flight_writes_and_exits_0(
     orders = stack.replica_urls("orders")[0]
     process = stack.process("orders-1")
     account = await new_account(session, stack.gateway_url)
-    identity = IdentityHeaders.user(account.user_id)
+    identity = IdentityHeaders.user(account.user_id, signer=stack_signer(stack.config.data_dir))
 
     async def in_flight() -> float:
         metrics = await scrape(session, f"{orders}/metrics")
@@ -362,7 +362,7 @@ async def test_sigterm_turns_readiness_false_first_while_still_serving(
         {"PASSGATE_DATABASE_URL": stack.database_url("orders"), "PASSGATE_DRAIN_SECONDS": "60"},
     )
     url = stack.process_url("orders-draining")
-    identity = IdentityHeaders.user(str(uuid.uuid4()))
+    identity = IdentityHeaders.user(str(uuid.uuid4()), signer=stack_signer(stack.config.data_dir))
     try:
         assert await status_of(session, f"{url}/readyz") == 200
         process.signal(signal.SIGTERM)
