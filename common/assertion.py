@@ -210,7 +210,7 @@ def install_verifier(app: web.Application, settings: AssertionTrustSettings) -> 
     a backend never falls back to trusting plain headers.
     """
     if settings.trust_dir is None:
-        _LOGGER.warning("no PASSGATE_ASSERTION_TRUST_DIR: every request needing an identity is refused")
+        warn_at_start(app, "no PASSGATE_ASSERTION_TRUST_DIR: every request needing an identity is refused")
         return
     app[ASSERTION_VERIFIER] = AssertionVerifier(
         settings.trust_dir,
@@ -219,6 +219,16 @@ def install_verifier(app: web.Application, settings: AssertionTrustSettings) -> 
         cache_size=settings.cache_size,
         clock=time.time,
     )
+
+
+def warn_at_start(app: web.Application, message: str) -> None:
+    """Log `message` when the app starts, once logging is set up (JSON lines), not while
+    the app is being built."""
+
+    async def warn(app: web.Application) -> None:
+        _LOGGER.warning(message)
+
+    app.on_startup.append(warn)
 
 
 def signer_from_settings(

@@ -40,6 +40,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
+from jwt.exceptions import PyJWTError
+
+from common.settings import SettingsError
 
 ALGORITHM = "EdDSA"
 METADATA_FILE = "keys.json"
@@ -48,8 +51,9 @@ MAX_ASSERTION_LIFETIME = 60.0  # seconds: the cap every setting is checked again
 RETENTION = MAX_ASSERTION_LIFETIME + 60.0  # the cap plus the largest leeway a backend allows
 
 
-class AssertionKeyError(RuntimeError):
-    """A key directory is missing, unreadable or inconsistent; the message says which."""
+class AssertionKeyError(SettingsError):
+    """A key directory is missing, unreadable or inconsistent; the message says which.
+    A settings error, so a process that starts without its keys says so in one line."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -191,7 +195,7 @@ class TrustedKeys:
                     public = OKPAlgorithm.from_jwk(jwk)
                     if isinstance(public, Ed25519PublicKey) and isinstance(jwk.get("kid"), str):
                         keys[jwk["kid"]] = (issuer, public)
-            except (OSError, ValueError, KeyError, TypeError, Exception):  # noqa: BLE001
+            except (OSError, ValueError, KeyError, TypeError, PyJWTError):
                 # One unreadable file (mid-update, or broken) must not drop the other
                 # issuers' keys; its own keys are simply not trusted until it is fixed.
                 continue

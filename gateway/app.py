@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
-from common.assertion import GATEWAY_ISSUER, signer_from_settings
+from common.assertion import GATEWAY_ISSUER, signer_from_settings, warn_at_start
 from common.keys import READINESS, REGISTRY
 from gateway.assertion import UpstreamIdentity
 from gateway.cors import CorsPolicy, setup_cors
@@ -43,7 +42,6 @@ from gateway.settings import GatewaySettings
 from gateway.tokens import TokenVerifier
 
 Clock = Callable[[], float]
-_LOGGER = logging.getLogger(__name__)
 
 
 def create_app(
@@ -84,11 +82,11 @@ def create_app(
     }
     # Blocking file I/O at start: the assertion keys (created first with the generate switch).
     signer = signer_from_settings(settings.assertion, issuer=GATEWAY_ISSUER, clock=clock)
-    if signer is None:
-        _LOGGER.warning("no PASSGATE_ASSERTION_KEYS_DIR: backends will refuse every identity")
     upstream_identity = UpstreamIdentity(signer, clock) if signer is not None else None
     handlers = _add_routes(app, table, pools, proxy, cors, metrics, upstream_identity)
     app[ROUTE_HANDLERS] = handlers
+    if signer is None:
+        warn_at_start(app, "no PASSGATE_ASSERTION_KEYS_DIR: backends will refuse every identity")
     app.cleanup_ctx.append(_client_ctx(settings, clock))
     app.cleanup_ctx.append(_rate_limiter_ctx(settings, clock))
     document = build_public_document(table, load_documents(service_documents()))
