@@ -28,9 +28,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import json
-import os
 import secrets
 import sys
 import time
@@ -42,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from jwt.algorithms import OKPAlgorithm
 from jwt.exceptions import PyJWTError
 
+from common.key_files import Stamp, locked, read_key_entries, stamp, write_atomically
 from common.settings import SettingsError
 
 ALGORITHM = "EdDSA"
@@ -75,15 +74,6 @@ class AssertionKey:
         return {**jwk, "kid": self.kid, "use": "sig", "alg": ALGORITHM}
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    # stat follows symlinks, so a Kubernetes volume update (an atomic ..data swap) shows up.
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return (info.st_ino, info.st_mtime_ns, info.st_size)
-
-
 def _time(value: Any, field: str) -> float:
     try:
         parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -99,16 +89,7 @@ def _rfc3339(value: float) -> str:
 
 
 def read_private_keys(directory: Path) -> list[AssertionKey]:
-    path = directory / METADATA_FILE
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AssertionKeyError(f"no assertion key set at {path}") from None
-    except (OSError, ValueError) as error:
-        raise AssertionKeyError(f"{path} cannot be read: {type(error).__name__}") from None
-    entries = document.get("keys") if isinstance(document, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise AssertionKeyError(f'{path} must hold {{"keys": [...]}} with at least one key')
+    entries = read_key_entries(directory / METADATA_FILE, AssertionKeyError)
     keys = []
     for entry in entries:
         kid, file_name = entry.get("kid"), entry.get("file")
@@ -139,18 +120,18 @@ class PrivateKeyRing:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: Stamp = None
         self.keys: tuple[AssertionKey, ...] = ()
         self.reload()
 
     def reload(self) -> None:
-        stamp = _stamp(self.directory / METADATA_FILE)
+        current = stamp(self.directory / METADATA_FILE)
         self.keys = tuple(read_private_keys(self.directory))
-        self._stamp = stamp
+        self._stamp = current
 
     def refresh(self) -> None:
         """Re-read on change; a broken update keeps the keys already held (and says so)."""
-        if _stamp(self.directory / METADATA_FILE) != self._stamp:
+        if stamp(self.directory / METADATA_FILE) != self._stamp:
             with contextlib.suppress(AssertionKeyError):
                 self.reload()
 
@@ -170,7 +151,7 @@ class TrustedKeys:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._stamps: dict[str, tuple[int, int, int] | None] = {}
+        self._stamps: dict[str, Stamp] = {}
         self.keys: dict[str, tuple[str, Ed25519PublicKey]] = {}
         self.reload()
 
@@ -181,13 +162,13 @@ class TrustedKeys:
             return []
 
     def changed(self) -> bool:
-        return {str(path): _stamp(path) for path in self._files()} != self._stamps
+        return {str(path): stamp(path) for path in self._files()} != self._stamps
 
     def reload(self) -> None:
         keys: dict[str, tuple[str, Ed25519PublicKey]] = {}
         stamps = {}
         for path in self._files():
-            stamps[str(path)] = _stamp(path)
+            stamps[str(path)] = stamp(path)
             issuer = path.name[: -len(JWKS_SUFFIX)]
             try:
                 document = json.loads(path.read_text(encoding="utf-8"))
@@ -206,40 +187,16 @@ class TrustedKeys:
 # -- writing (first start with the generate switch, and the rotate command) -----------
 
 
-@contextlib.contextmanager
-def _locked(directory: Path):  # type: ignore[no-untyped-def]
-    """Serialise writers (replicas starting together, an operator's rotation)."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-
-
 def write_trust_file(trust_dir: Path, issuer: str, keys: list[AssertionKey]) -> None:
     document = {"keys": [key.public_jwk() for key in keys]}
-    _write_atomically(trust_dir / f"{issuer}{JWKS_SUFFIX}", json.dumps(document).encode(), 0o644)
+    write_atomically(trust_dir / f"{issuer}{JWKS_SUFFIX}", json.dumps(document).encode(), 0o644)
 
 
 def _write_private_set(directory: Path, keys: list[AssertionKey], new: AssertionKey) -> None:
     pem = new.private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write_atomically(directory / f"{new.kid}.pem", pem, 0o600)
+    write_atomically(directory / f"{new.kid}.pem", pem, 0o600)
     entries = [
         {
             "kid": key.kid,
@@ -250,7 +207,7 @@ def _write_private_set(directory: Path, keys: list[AssertionKey], new: Assertion
         }
         for key in keys
     ]
-    _write_atomically(directory / METADATA_FILE, json.dumps({"keys": entries}, indent=2).encode(), 0o600)
+    write_atomically(directory / METADATA_FILE, json.dumps({"keys": entries}, indent=2).encode(), 0o600)
 
 
 def _new_key(now: float, not_before: float) -> AssertionKey:
@@ -268,7 +225,7 @@ def ensure_keys(keys_dir: Path, trust_dir: Path | None, issuer: str, now: float,
             f"no assertion keys in {keys_dir}; mount the assertion key Secret there, or set "
             "PASSGATE_GENERATE_ASSERTION_KEYS=true for a local run"
         )
-    with _locked(keys_dir):
+    with locked(keys_dir):
         if (keys_dir / METADATA_FILE).exists():
             return False
         key = _new_key(now, now)
@@ -281,7 +238,7 @@ def ensure_keys(keys_dir: Path, trust_dir: Path | None, issuer: str, now: float,
 def rotate(keys_dir: Path, trust_dir: Path, issuer: str, now: float, *, lead: float) -> AssertionKey:
     """Add a key trusted now that signs after `lead`; retire the current one then; drop
     keys whose assertions have all expired. The trust file is written before the key set."""
-    with _locked(keys_dir):
+    with locked(keys_dir):
         keys = read_private_keys(keys_dir)
         not_before = max([now + lead, *(key.not_before for key in keys)])
         new = _new_key(now, not_before)
