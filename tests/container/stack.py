@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from common.assertion_keys import ensure_keys
 from tests.conftest import (
     POSTGRES_URL, REDIS_URL, create_postgres_database, drop_postgres_database, require_server,
 )
@@ -148,7 +149,7 @@ def container_stack(home: Path) -> Iterator[ContainerStack]:
                 **{f"{s}-database": {"url": databases[s]} for s in SERVICES},
                 "passgate-redis": {"url": _host_url(REDIS_URL, redis.port)},
             },
-            secret_dirs={"auth-signing-keys": keys_dir},
+            secret_dirs={"auth-signing-keys": keys_dir, **assertion_key_dirs(home)},
             config_dir=home / "config-maps",
         )
         began = time.monotonic()
@@ -158,6 +159,21 @@ def container_stack(home: Path) -> Iterator[ContainerStack]:
             asyncio.run(stack.wait_ready(name))
         stack.start_seconds = time.monotonic() - began
         yield stack
+
+
+def assertion_key_dirs(home: Path) -> dict[str, Path]:
+    """The identity-assertion Secrets as create-secrets.sh makes them: the gateway's and
+    auth's private keys and the public trust set, readable by the pod's user."""
+    trust = home / "assertion-trust"
+    dirs = {"passgate-assertion-trust": trust}
+    for signer in ("gateway", "auth"):
+        keys = home / f"assertion-keys-{signer}"
+        ensure_keys(keys, trust, f"passgate-{signer}", time.time(), generate=True)
+        dirs[f"{signer}-assertion-keys"] = keys
+    for directory in dirs.values():
+        for path in (directory, *directory.iterdir()):
+            os.chown(path, POD_UID, POD_UID)
+    return dirs
 
 
 def _address(url: str, default_port: int) -> tuple[str, int]:
