@@ -9,7 +9,7 @@ import uuid
 
 from aiohttp import web
 
-from common.keys import REQUEST_ID, TRACE
+from common.app_keys import REQUEST_ID, TRACE
 from common.tracing import TRACEPARENT, continue_trace
 
 REQUEST_ID_HEADER = "X-Request-Id"

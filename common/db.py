@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from common.errors import Problem
-from common.keys import READINESS
+from common.app_keys import READINESS
 from common.settings import DatabaseSettings
 
 _LOGGER = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from common.errors import Problem
-from common.keys import READINESS
+from common.app_keys import READINESS
 
 _LOGGER = logging.getLogger(__name__)
 

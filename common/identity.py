@@ -16,7 +16,7 @@ from aiohttp import web
 
 from common.context import user_id_var
 from common.errors import insufficient_scope, unauthorized
-from common.keys import IDENTITY
+from common.app_keys import IDENTITY
 
 IDENTITY_HEADER_PREFIX = "x-user-"
 USER_ID_HEADER = "X-User-Id"

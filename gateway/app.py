@@ -13,11 +13,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
-from common.keys import READINESS, REGISTRY
+from common.app_keys import READINESS, REGISTRY
 from gateway.cors import CorsPolicy, setup_cors
 from gateway.headers import ForwardedHeaders, screen
 from gateway.jwks import JwksClient
-from gateway.keys import (
+from gateway.app_keys import (
     CORS_POLICY,
     HEALTH_SESSION,
     JWKS,

@@ -26,7 +26,7 @@ from aiohttp import hdrs, web
 
 from common.context import user_id_var
 from common.errors import insufficient_scope, too_many_requests
-from common.keys import IDENTITY, REQUEST_ID, TRACE
+from common.app_keys import IDENTITY, REQUEST_ID, TRACE
 from gateway.cors import CorsPolicy
 from gateway.headers import ForwardedHeaders, upstream_head_fields
 from gateway.metrics import GatewayMetrics

@@ -11,7 +11,7 @@ from common.errors import Problem, insufficient_scope
 from common.identity import Identity, require_identity
 from common.jsonresponse import json_response
 from common.validation import invalid_request, read_json
-from services.orders.keys import METRICS, OPENAPI, REPOSITORY
+from services.orders.app_keys import METRICS, OPENAPI, REPOSITORY
 from services.orders.models import items_from_json, request_fingerprint
 from services.orders.pagination import decode_cursor, encode_cursor
 from services.orders.repository import IdempotencyConflict

@@ -8,7 +8,7 @@ from common.errors import Problem
 from common.identity import require_identity
 from common.jsonresponse import json_response
 from common.validation import read_json
-from services.users.keys import METRICS, OPENAPI, REPOSITORY
+from services.users.app_keys import METRICS, OPENAPI, REPOSITORY
 from services.users.repository import ProfileConflict
 
 # The provisioning contract (see common.md): only the auth service calls it, with this

@@ -13,10 +13,10 @@ import yaml
 from common.settings import SettingsError
 from services.auth.__main__ import main
 from services.auth.app import OPENAPI_PATH, create_app
-from services.auth.repository import AuthRepository
+from services.auth.tokens.clients import ClientRepository
 from services.auth.settings import AuthSettings
-from services.auth.signing_keys import read_key_set
-from services.auth.tokens import opaque_hash
+from services.auth.keyring.signing_keys import read_key_set
+from services.auth.tokens.opaque import opaque_hash
 
 
 def test_defaults() -> None:
@@ -92,7 +92,7 @@ def test_cli_commands(cli_env, capsys, tmp_path) -> None:
 
         engine = create_engine(cli_env["PASSGATE_DATABASE_URL"])
         try:
-            client = await AuthRepository(engine).client("reporting")
+            client = await ClientRepository(engine).client("reporting")
         finally:
             await engine.dispose()
         return client.secret_hash

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
 from common.errors import Problem, unauthorized
-from common.keys import READINESS
+from common.app_keys import READINESS
 
 
 def _app() -> web.Application:

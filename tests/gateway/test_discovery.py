@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
-from gateway.keys import JWKS
+from gateway.app_keys import JWKS
 from gateway.settings import GatewaySettings
 from prometheus_client import CollectorRegistry
 from tests.gateway.support import AUDIENCE, ISSUER, mint, recording_app, write_routes

@@ -7,7 +7,7 @@ import uuid
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
-from gateway.keys import JWKS
+from gateway.app_keys import JWKS
 from gateway.routes import RateLimit
 from gateway.ratelimit import MemoryBuckets
 from gateway.settings import GatewaySettings

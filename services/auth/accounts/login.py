@@ -1,20 +1,17 @@
-"""Account use cases: register (with profile provisioning), authenticate, change password."""
+"""Password sign-in and password change, throttled per account and per source address."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 from common.timestamps import Clock
-from common.tracing import TraceContext
-from services.auth.metrics import AuthMetrics
-from services.auth.password_policy import check_password
-from services.auth.passwords import Passwords
-from services.auth.provisioning import ProfileProvisioner
-from services.auth.repository import Account, AuthRepository
+from services.auth.accounts.password_policy import check_password
+from services.auth.accounts.passwords import Passwords
+from services.auth.accounts.registration import normalize_username
+from services.auth.accounts.repository import Account, AccountRepository
+from services.auth.accounts.throttle import LoginThrottle, account_key, address_key, pair_key
 from services.auth.settings import AuthSettings
-from services.auth.throttle import LoginThrottle, account_key, address_key, pair_key
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,65 +26,38 @@ class LoginThrottledError(Exception):
         self.retry_after = retry_after
 
 
-class ProvisioningError(Exception):
-    """The users service did not take the profile; the account was removed again."""
-
-
 class PasswordUnchangedError(Exception):
     """Someone else changed the password between our read and our write."""
 
 
-class Accounts:
+class NotAUserError(Exception):
+    """The caller's subject is no account (a machine client's token, or a deleted user)."""
+
+
+class NoPasswordError(Exception):
+    """The account signs in only through an external provider."""
+
+
+class Credentials:
     def __init__(
         self,
         settings: AuthSettings,
-        repository: AuthRepository,
+        repository: AccountRepository,
         passwords: Passwords,
         throttle: LoginThrottle,
-        provisioner: ProfileProvisioner | None,
-        metrics: AuthMetrics,
         clock: Clock,
     ) -> None:
         self.settings = settings
         self.repository = repository
         self.passwords = passwords
         self.throttle = throttle
-        self.provisioner = provisioner
-        self.metrics = metrics
         self.clock = clock
 
-    async def register(
-        self,
-        username: str,
-        password: str,
-        display_name: str | None,
-        *,
-        request_id: str | None = None,
-        trace: TraceContext | None = None,
-    ) -> Account:
-        """Create the account, then its profile; undo the account when that fails.
-
-        Raises PasswordPolicyError, UsernameTakenError or ProvisioningError.
-        """
-        # zxcvbn is pure Python: a thread keeps its few milliseconds off the loop.
-        await asyncio.to_thread(check_password, username, password)
-        password_hash = await self.passwords.hash(password)
-        account = await self.repository.create_account(
-            str(uuid.uuid4()), username, password_hash, "user", self.clock()
-        )
-        if self.provisioner is not None:
-            provisioned = await self.provisioner.provision(
-                account.id,
-                username,
-                display_name or username,
-                request_id=request_id,
-                trace=trace,
-            )
-            if not provisioned:
-                # An account never exists without its profile (common.md contract).
-                await self.repository.delete_account(account.id)
-                raise ProvisioningError(account.id)
-        _LOGGER.info("account registered", extra={"account_id": account.id})
+    async def user_account(self, account_id: str) -> Account:
+        """The account a token's subject names; raises NotAUserError."""
+        account = await self.repository.by_id(account_id)
+        if account is None:
+            raise NotAUserError(account_id)
         return account
 
     async def authenticate(self, username: str, password: str, address: str) -> Account:
@@ -96,6 +66,7 @@ class Accounts:
         Raises LoginThrottledError (without touching the password) or
         InvalidCredentialsError; both behave the same for unknown and existing users.
         """
+        username = normalize_username(username)
         now = self.clock()
         account_k, address_k = account_key(username), address_key(address)
         pair_k = pair_key(username, address)
@@ -110,7 +81,7 @@ class Accounts:
         if any(wait is not None for wait in waits):
             # The longest of the lockouts that apply: waiting that long is enough.
             raise LoginThrottledError(max(wait for wait in waits if wait is not None))
-        account = await self.repository.account_by_username(username)
+        account = await self.repository.by_username(username)
         # Unknown users, and accounts that sign in only with an external provider, are
         # checked against a dummy hash: same work, same answer.
         verification = await self.passwords.verify(
@@ -140,9 +111,16 @@ class Accounts:
                 _LOGGER.info("password hash upgraded", extra={"account_id": account.id})
         return account
 
-    async def change_password(self, account: Account, current: str, new: str) -> None:
+    async def change_password(self, account_id: str, current: str, new: str) -> None:
         """Verify the current password (throttled like a login), set the new one and
-        revoke every refresh-token family of the account in the same transaction."""
+        revoke every refresh-token family of the account in the same transaction.
+
+        Raises NotAUserError, NoPasswordError, LoginThrottledError,
+        InvalidCredentialsError, PasswordPolicyError or PasswordUnchangedError.
+        """
+        account = await self.user_account(account_id)
+        if not account.has_password:
+            raise NoPasswordError(account_id)
         now = self.clock()
         key = account_key(account.username)
         retry_after = await self.throttle.retry_after([key], now)

@@ -2,7 +2,7 @@
 
 argon2-cffi releases the GIL while hashing, so a few threads hash in parallel while the
 loop keeps serving; the pool is bounded so that bursts of logins cannot exhaust memory
-(each hash holds `memory_cost` KiB), and admission (services.auth.admission) refuses at
+(each hash holds `memory_cost` KiB), and admission (services.auth.accounts.admission) refuses at
 once what could not be hashed in time.
 """
 
@@ -23,7 +23,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from prometheus_client import Histogram
 
-from services.auth.admission import HashAdmission, HashingBusyError
+from services.auth.accounts.admission import HashAdmission, HashingBusyError
 from services.auth.settings import Argon2Settings
 
 T = TypeVar("T")
@@ -47,7 +47,7 @@ def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
 # while it runs).
 MAX_HASHING_THREADS = min(4, usable_cores())
 # A hash is admitted while the queue ahead of it finishes within this many seconds (see
-# services.auth.admission): inside the gateway's route timeout of 10 s with room for the
+# services.auth.accounts.admission): inside the gateway's route timeout of 10 s with room for the
 # rest of a login (a few milliseconds of database and signing) and for estimation error.
 # Shorter refused logins that would have succeeded: clients of a storm that retry at once
 # turn every early refusal into several.

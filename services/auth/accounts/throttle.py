@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from redis.asyncio import Redis
 
-from services.auth.repository import AuthRepository
+from services.auth.accounts.throttle_repository import LoginFailureRepository
 from services.auth.settings import AuthSettings, IpNetwork
 
 REDIS_PREFIX = "passgate:auth:login:"
@@ -41,8 +41,9 @@ KNOWN_ADDRESS = dt.timedelta(days=KNOWN_ADDRESS_DAYS)
 
 
 def account_key(username: str) -> str:
+    """`username` as normalize_username() spelled it: the callers normalise, once."""
     # Hashed: people type passwords into the username field; these must not sit in storage.
-    return hashlib.sha256(f"account:{username.casefold()}".encode()).hexdigest()
+    return hashlib.sha256(f"account:{username}".encode()).hexdigest()
 
 
 def _address_subject(address: str) -> str:
@@ -60,7 +61,7 @@ def address_key(address: str) -> str:
 
 def pair_key(username: str, address: str) -> str:
     """An account and an address it signed in from, hashed like the other keys."""
-    subject = f"pair:{username.casefold()}|{_address_subject(address)}"
+    subject = f"pair:{username}|{_address_subject(address)}"
     return hashlib.sha256(subject.encode()).hexdigest()
 
 
@@ -126,7 +127,7 @@ class LoginThrottle(abc.ABC):
 
 @dataclasses.dataclass(slots=True)
 class DatabaseThrottle(LoginThrottle):
-    repository: AuthRepository
+    repository: LoginFailureRepository
     window: dt.timedelta
     lockout: dt.timedelta
 
@@ -191,7 +192,7 @@ class RedisThrottle(LoginThrottle):
         await self.redis.aclose()
 
 
-def make_throttle(settings: AuthSettings, repository: AuthRepository) -> LoginThrottle:
+def make_throttle(settings: AuthSettings, repository: LoginFailureRepository) -> LoginThrottle:
     window = dt.timedelta(seconds=settings.login_failure_window)
     lockout = dt.timedelta(seconds=settings.login_lockout)
     if settings.redis_url:

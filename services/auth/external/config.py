@@ -113,7 +113,7 @@ class OidcSettings:
         callback_base = env_str(env, "PASSGATE_OIDC_CALLBACK_BASE", issuer).rstrip("/")
         # Checked only when a provider will redirect to it: the default is the issuer, and a
         # deployment without external sign-in (the dev overlay's http issuer) must still start.
-        if providers and not _acceptable_url(callback_base):
+        if providers and not acceptable_url(callback_base):
             raise SettingsError(
                 "PASSGATE_OIDC_CALLBACK_BASE must be an https URL (http only on loopback)"
             )
@@ -151,7 +151,7 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def _acceptable_url(url: str) -> bool:
+def acceptable_url(url: str) -> bool:
     """https, or http on a loopback host (local runs and tests): provider traffic carries
     codes and tokens, so plain http elsewhere is a configuration error."""
     try:
@@ -209,7 +209,7 @@ def _provider(entry: Any, where: str, env: Env, problems: list[str]) -> OidcProv
     if not isinstance(name, str) or not 1 <= len(name) <= 64:
         problems.append(f"{where}: name must be 1-64 characters")
     issuer = entry.get("issuer")
-    if not isinstance(issuer, str) or not _acceptable_url(issuer):
+    if not isinstance(issuer, str) or not acceptable_url(issuer):
         problems.append(f"{where}: issuer must be an https URL (http only on loopback)")
     client_id = entry.get("client_id")
     if not isinstance(client_id, str) or not client_id:

@@ -1,4 +1,4 @@
-"""HTTP handlers for signing in with an external OpenID Connect provider (external.py)."""
+"""HTTP handlers for signing in with an external OpenID Connect provider (sign_in.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from aiohttp import web
 
 from common.errors import Problem
 from common.identity import require_identity
-from common.keys import REQUEST_ID, TRACE
+from common.app_keys import REQUEST_ID, TRACE
 from services.auth.bodies import read_body
-from services.auth.external import (
+from services.auth.external.sign_in import (
     CallbackError,
     ExternalSignIn,
     HandoffError,
@@ -16,9 +16,10 @@ from services.auth.external import (
     ReturnToError,
     UnknownProviderError,
 )
-from services.auth.keys import EXTERNAL_SIGN_IN, OPENAPI, REPOSITORY, SETTINGS
-from services.auth.oauth import NO_STORE
-from services.auth.oidc import OidcError
+from services.auth.accounts.login import NotAUserError
+from services.auth.app_keys import CREDENTIALS, EXTERNAL_SIGN_IN, OPENAPI, SETTINGS
+from services.auth.tokens.oauth import NO_STORE
+from services.auth.external.oidc_client import OidcError
 
 # The callback's answers carry the provider's code in their request URL and a handoff code
 # in their Location: no cache may keep them, and no Referer may repeat them.
@@ -81,9 +82,10 @@ async def link(request: web.Request) -> web.Response:
     """Start linking a provider to the caller's account (needs a token: the gateway's
     identity headers); the callback then links instead of signing in."""
     identity = require_identity(request, "users:write")
-    account = await request.app[REPOSITORY].account_by_id(identity.subject)
-    if account is None:
-        raise Problem(403, "only user accounts can link a provider", kind="not-a-user")
+    try:
+        account = await request.app[CREDENTIALS].user_account(identity.subject)
+    except NotAUserError:
+        raise Problem(403, "only user accounts can link a provider", kind="not-a-user") from None
     return await _start(request, account.id)
 
 

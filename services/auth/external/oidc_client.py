@@ -28,7 +28,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from common.timestamps import Clock
-from services.auth.oidc_config import OidcProvider, OidcSettings, _acceptable_url
+from services.auth.external.config import OidcProvider, OidcSettings, acceptable_url
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class OidcClient:
         endpoints = {}
         for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
             value = document.get(name)
-            if not isinstance(value, str) or not _acceptable_url(value.split("?")[0]):
+            if not isinstance(value, str) or not acceptable_url(value.split("?")[0]):
                 raise OidcError("provider_misconfigured", f"discovery: {name} is unusable")
             endpoints[name] = value
         if "code" not in document.get("response_types_supported", ["code"]):

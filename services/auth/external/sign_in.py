@@ -24,9 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
-import re
 import secrets
-import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -35,29 +33,25 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from common.timestamps import Clock
 from common.tracing import TraceContext
-from services.auth.metrics import AuthMetrics
-from services.auth.oidc import OidcClient, OidcError
-from services.auth.oidc_config import OidcProvider, OidcSettings, normalize_origin
-from services.auth.provisioning import ProfileProvisioner
-from services.auth.repository import (
-    NO_PASSWORD,
-    Account,
-    AuthRepository,
+from services.auth.accounts.registration import ProvisioningError, Registration
+from services.auth.accounts.repository import Account, AccountRepository, UsernameTakenError
+from services.auth.external.claims import display_name, username_candidates, verified_email
+from services.auth.external.config import OidcProvider, OidcSettings, normalize_origin
+from services.auth.external.oidc_client import OidcClient, OidcError
+from services.auth.external.repository import (
     ExternalIdentity,
+    ExternalRepository,
     IdentityTakenError,
     OidcFlow,
-    UsernameTakenError,
+    insert_identity,
 )
-from services.auth.tokens import TokenResponse, TokenService, opaque_hash
+from services.auth.metrics import AuthMetrics
+from services.auth.tokens.minter import TokenResponse
+from services.auth.tokens.opaque import opaque_hash
+from services.auth.tokens.refresh import Sessions
 
 _LOGGER = logging.getLogger(__name__)
 
-_USERNAME_CHARS = re.compile(r"[^a-z0-9._-]+")
-# What the users service refuses in a display name: controls, line separators, and the
-# bidirectional overrides and isolates that make text read differently from what it is.
-_CONTROL = re.compile(r"[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
-USERNAME_ATTEMPTS = 5
 
 
 class UnknownProviderError(Exception):
@@ -89,57 +83,24 @@ def _hash(value: str) -> str:
     return opaque_hash(value)
 
 
-def verified_email(claims: Mapping[str, Any]) -> str | None:
-    """The e-mail, lower-cased, only when the provider says it is verified: JSON true,
-    not a string that looks like it (Core 5.1 defines email_verified as a boolean)."""
-    email = claims.get("email")
-    if claims.get("email_verified") is True and isinstance(email, str) and _EMAIL.match(email):
-        return email.lower()
-    return None
-
-
-def username_candidates(claims: Mapping[str, Any]) -> list[str]:
-    base = ""
-    email = claims.get("email")
-    for raw in (
-        claims.get("preferred_username"),
-        email.split("@")[0] if isinstance(email, str) else None,
-        claims.get("name"),
-    ):
-        if isinstance(raw, str):
-            base = _USERNAME_CHARS.sub("-", raw.lower()).strip("-._")[:48]
-            if len(base) >= 3:
-                break
-    if len(base) < 3:
-        base = "user"
-    return [base, *(f"{base}-{secrets.token_hex(3)}" for _ in range(USERNAME_ATTEMPTS - 1))]
-
-
-def display_name(claims: Mapping[str, Any], fallback: str) -> str:
-    name = claims.get("name")
-    if isinstance(name, str):
-        name = _CONTROL.sub("", name).strip()[:100].strip()
-        if name:
-            return name
-    return fallback
-
-
 class ExternalSignIn:
     def __init__(
         self,
         settings: OidcSettings,
         clients: Mapping[str, OidcClient],
-        repository: AuthRepository,
-        tokens: TokenService,
-        provisioner: ProfileProvisioner | None,
+        repository: ExternalRepository,
+        accounts: AccountRepository,
+        registration: Registration,
+        sessions: Sessions,
         metrics: AuthMetrics,
         clock: Clock,
     ) -> None:
         self.settings = settings
         self.clients = clients
         self.repository = repository
-        self.tokens = tokens
-        self.provisioner = provisioner
+        self.accounts = accounts
+        self.registration = registration
+        self.sessions = sessions
         self.metrics = metrics
         self.clock = clock
 
@@ -278,7 +239,7 @@ class ExternalSignIn:
         identity = ExternalIdentity(provider.issuer, claims["sub"], "", provider.id, email)
         existing = await self.repository.external_identity(identity.issuer, identity.subject)
         if link_account_id is not None:
-            account = await self.repository.account_by_id(link_account_id)
+            account = await self.accounts.by_id(link_account_id)
             if account is None:
                 return None, "identity_conflict"
             if existing is not None:
@@ -293,7 +254,7 @@ class ExternalSignIn:
             return account, "linked"
         if existing is not None:
             await self.repository.touch_identity(existing, email, now)
-            account = await self.repository.account_by_id(existing.account_id)
+            account = await self.accounts.by_id(existing.account_id)
             return account, "success"
         if provider.link_by_verified_email and email is not None:
             trusted = {p.id for p in self.settings.providers if p.link_by_verified_email}
@@ -309,15 +270,14 @@ class ExternalSignIn:
                 except IdentityTakenError:  # a concurrent first sign-in linked it
                     pass
                 return await self._account_of(identity), "linked_by_email"
-        return await self._create(provider, identity, claims, request_id=request_id, trace=trace)
+        return await self._create(identity, claims, request_id=request_id, trace=trace)
 
     async def _account_of(self, identity: ExternalIdentity) -> Account | None:
         current = await self.repository.external_identity(identity.issuer, identity.subject)
-        return await self.repository.account_by_id(current.account_id) if current else None
+        return await self.accounts.by_id(current.account_id) if current else None
 
     async def _create(
         self,
-        provider: OidcProvider,
         identity: ExternalIdentity,
         claims: Mapping[str, Any],
         *,
@@ -326,32 +286,25 @@ class ExternalSignIn:
     ) -> tuple[Account | None, str]:
         """First sign-in: a new account without a password, its identity, its profile."""
         now = self.clock()
-        for username in username_candidates(claims):
-            account = Account(str(uuid.uuid4()), username, NO_PASSWORD, "user", now)
-            try:
-                await self.repository.create_external_account(
-                    account, _owned(identity, account.id), now
-                )
-            except UsernameTakenError:
-                continue
-            except IdentityTakenError:  # a concurrent first sign-in created it
-                return await self._account_of(identity), "success"
-            break
-        else:
-            return None, "provisioning_failed"
-        if self.provisioner is not None:
-            provisioned = await self.provisioner.provision(
-                account.id,
-                account.username,
-                display_name(claims, account.username),
+
+        async def identity_taken() -> None:
+            if await self.repository.external_identity(identity.issuer, identity.subject):
+                raise IdentityTakenError()
+
+        try:
+            account = await self.registration.register_account(
+                username_candidates(claims),
+                password=None,
+                display_name=display_name(claims, "") or None,
+                together=lambda account: [insert_identity(_owned(identity, account.id), now)],
+                explain_conflict=identity_taken,
                 request_id=request_id,
                 trace=trace,
             )
-            if not provisioned:
-                # An account never exists without its profile (common.md contract).
-                await self.repository.delete_account(account.id)
-                return None, "provisioning_failed"
-        self.metrics.registrations.labels("success").inc()
+        except IdentityTakenError:  # a concurrent first sign-in created it
+            return await self._account_of(identity), "success"
+        except (UsernameTakenError, ProvisioningError):
+            return None, "provisioning_failed"
         return account, "created"
 
     # -- 3. exchange -----------------------------------------------------------------
@@ -369,10 +322,10 @@ class ExternalSignIn:
         # browser) does not.
         if not hmac.compare_digest(create_s256_code_challenge(binding_verifier), binding_hash):
             raise HandoffError("not bound to this page")
-        account = await self.repository.account_by_id(account_id)
+        account = await self.accounts.by_id(account_id)
         if account is None:
             raise HandoffError("account gone")
-        response = await self.tokens.login(account.id, account.role, None)
+        response = await self.sessions.login(account.id, account.role, None)
         self.metrics.tokens_issued.labels("oidc").inc()
         return response
 

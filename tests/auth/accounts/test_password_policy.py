@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.auth.password_policy import JUDGED_CHARACTERS, PasswordPolicyError, check_password
+from services.auth.accounts.password_policy import JUDGED_CHARACTERS, PasswordPolicyError, check_password
 from tests.auth.helpers import PASSWORD, USER_SCOPES, identity_headers, login, register
 
 # The passwords an outside review registered successfully (issue 15, item 6).

@@ -12,8 +12,8 @@ import pytest
 from argon2.profiles import RFC_9106_LOW_MEMORY
 from prometheus_client import CollectorRegistry, Histogram
 
-from services.auth.admission import HashAdmission, HashingBusyError
-from services.auth.passwords import Passwords, usable_cores
+from services.auth.accounts.admission import HashAdmission, HashingBusyError
+from services.auth.accounts.passwords import Passwords, usable_cores
 from services.auth.settings import Argon2Settings
 from tests.auth.helpers import CHEAP_ARGON2, PASSWORD, login, stored_password_hash
 

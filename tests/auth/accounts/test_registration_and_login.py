@@ -5,7 +5,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from services.auth.password_policy import check_password
+from services.auth.accounts.password_policy import check_password
 from services.auth.settings import Argon2Settings
 from tests.auth.helpers import (
     PASSWORD,

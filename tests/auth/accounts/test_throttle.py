@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from services.auth.settings import parse_networks
-from services.auth.throttle import client_address
+from services.auth.accounts.throttle import client_address
 from tests.auth.helpers import PASSWORD, login, register
 
 WRONG = "not the password!"

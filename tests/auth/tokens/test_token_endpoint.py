@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from services.auth.keys import OPENAPI
+from services.auth.app_keys import OPENAPI
 from tests.auth.helpers import add_client, basic, login, register
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.auth.keys import REPOSITORY
+from services.auth.app_keys import ACCOUNT_REPOSITORY
 from tests.auth.helpers import USER_SCOPES, add_client, basic, decode, login, register
 
 
@@ -35,7 +35,7 @@ async def test_login_narrows_and_refuses_to_widen(auth_client) -> None:
 async def test_admins_get_the_admin_scope(auth_client) -> None:
     client = await auth_client()
     await register(client)
-    assert await client.server.app[REPOSITORY].set_role("alice", "admin")
+    assert await client.server.app[ACCOUNT_REPOSITORY].set_role("alice", "admin")
     pair = await login(client)
     assert pair["scope"] == "admin " + USER_SCOPES
     # A user may never ask for it.
@@ -73,7 +73,7 @@ async def test_refresh_narrows_within_the_family_and_refuses_to_widen(auth_clien
 async def test_refresh_follows_a_demotion(auth_client) -> None:
     client = await auth_client()
     await register(client)
-    repository = client.server.app[REPOSITORY]
+    repository = client.server.app[ACCOUNT_REPOSITORY]
     await repository.set_role("alice", "admin")
     pair = await login(client)
     await repository.set_role("alice", "user")
