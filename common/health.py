@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from common.errors import Problem
 from common.app_keys import READINESS
+from common.errors import Problem
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from common.app_keys import IDENTITY
 from common.context import user_id_var
 from common.errors import insufficient_scope, unauthorized
-from common.app_keys import IDENTITY
 
 IDENTITY_HEADER_PREFIX = "x-user-"
 USER_ID_HEADER = "X-User-Id"

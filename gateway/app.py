@@ -14,9 +14,6 @@ from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
 from common.app_keys import READINESS, REGISTRY
-from gateway.cors import CorsPolicy, setup_cors
-from gateway.headers import ForwardedHeaders, screen
-from gateway.jwks import JwksClient
 from gateway.app_keys import (
     CORS_POLICY,
     HEALTH_SESSION,
@@ -29,6 +26,9 @@ from gateway.app_keys import (
     SETTINGS,
     VERIFIER,
 )
+from gateway.cors import CorsPolicy, setup_cors
+from gateway.headers import ForwardedHeaders, screen
+from gateway.jwks import JwksClient
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import PATH as OPENAPI_PATH
 from gateway.openapi import build_public_document, document_bytes, load_documents, service_documents

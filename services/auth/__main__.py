@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.cli import guarded, serve
 from common.db import create_engine, migrate, migrate_database
 from common.timestamps import rfc3339, utc_now
-from services.auth.app import MIGRATIONS_DIR, create_app
 from services.auth.accounts.repository import AccountRepository
 from services.auth.accounts.roles import (
     ROLES,
@@ -38,8 +37,9 @@ from services.auth.accounts.roles import (
     format_scope,
     parse_scope,
 )
-from services.auth.settings import AuthSettings
+from services.auth.app import MIGRATIONS_DIR, create_app
 from services.auth.keyring.signing_keys import KeySetError, rotate
+from services.auth.settings import AuthSettings
 from services.auth.tokens.clients import ClientRepository
 from services.auth.tokens.opaque import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
 

@@ -8,7 +8,6 @@ them and the foreign keys tie them to `accounts`. Portable to SQLite and Postgre
 
 from __future__ import annotations
 
-
 import sqlalchemy as sa
 
 from common.timestamps import UtcDateTime

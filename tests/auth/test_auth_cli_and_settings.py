@@ -13,9 +13,9 @@ import yaml
 from common.settings import SettingsError
 from services.auth.__main__ import main
 from services.auth.app import OPENAPI_PATH, create_app
-from services.auth.tokens.clients import ClientRepository
-from services.auth.settings import AuthSettings
 from services.auth.keyring.signing_keys import read_key_set
+from services.auth.settings import AuthSettings
+from services.auth.tokens.clients import ClientRepository
 from services.auth.tokens.opaque import opaque_hash
 
 

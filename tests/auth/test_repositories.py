@@ -80,7 +80,9 @@ async def test_rotation_statuses(repository) -> None:
     ).status is RotationStatus.UNKNOWN
     rotated = await repository.families.rotate_refresh_token("t1", "t2", START, HOUR, decide)
     assert rotated.status is RotationStatus.ROTATED and rotated.decision == "orders:read"
-    expired = await repository.families.rotate_refresh_token("t2", "t3", START + 2 * HOUR, HOUR, decide)
+    expired = await repository.families.rotate_refresh_token(
+        "t2", "t3", START + 2 * HOUR, HOUR, decide
+    )
     assert expired.status is RotationStatus.EXPIRED
     reused = await repository.families.rotate_refresh_token("t1", "t4", START, HOUR, decide)
     assert reused.status is RotationStatus.REUSED

@@ -19,8 +19,8 @@ from common.settings import DatabaseSettings, ServerSettings
 from common.timestamps import utc_now
 from services.auth.app import create_app
 from services.auth.external.config import OidcProvider, OidcSettings
-from services.auth.settings import AuthSettings
 from services.auth.keyring.signing_keys import ensure_key_set
+from services.auth.settings import AuthSettings
 from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
 from tests.oidc import fake_provider as fake
 from tests.oidc.flow import APP_ORIGIN, CALLBACK_BASE

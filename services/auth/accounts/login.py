@@ -74,9 +74,7 @@ class Credentials:
         account_locked, address_locked = lockouts.get(account_k), lockouts.get(address_k)
         # An address locked for spraying still lets in the accounts that signed in
         # correctly from it lately (the people behind that NAT); nobody else is checked.
-        address_blocks = address_locked is not None and not await self.throttle.known(
-            pair_k, now
-        )
+        address_blocks = address_locked is not None and not await self.throttle.known(pair_k, now)
         waits = [account_locked, address_locked if address_blocks else None]
         if any(wait is not None for wait in waits):
             # The longest of the lockouts that apply: waiting that long is enough.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from common.app_keys import REQUEST_ID, TRACE
 from common.errors import Problem
 from common.identity import require_identity
-from common.app_keys import REQUEST_ID, TRACE
+from services.auth.accounts.login import NotAUserError
+from services.auth.app_keys import CREDENTIALS, EXTERNAL_SIGN_IN, OPENAPI, SETTINGS
 from services.auth.bodies import read_body
+from services.auth.external.oidc_client import OidcError
 from services.auth.external.sign_in import (
     CallbackError,
     ExternalSignIn,
@@ -16,10 +19,7 @@ from services.auth.external.sign_in import (
     ReturnToError,
     UnknownProviderError,
 )
-from services.auth.accounts.login import NotAUserError
-from services.auth.app_keys import CREDENTIALS, EXTERNAL_SIGN_IN, OPENAPI, SETTINGS
 from services.auth.tokens.oauth import NO_STORE
-from services.auth.external.oidc_client import OidcError
 
 # The callback's answers carry the provider's code in their request URL and a handoff code
 # in their Location: no cache may keep them, and no Referer may repeat them.

@@ -175,9 +175,7 @@ class ExternalRepository:
         row = await self._take(oidc_handoffs, oidc_handoffs.c.code_hash == code_hash)
         return None if row is None else (row.account_id, row.binding_hash, row.expires_at)
 
-    async def _take(
-        self, table: sa.Table, condition: sa.ColumnElement[bool]
-    ) -> sa.Row | None:  # type: ignore[type-arg]
+    async def _take(self, table: sa.Table, condition: sa.ColumnElement[bool]) -> sa.Row | None:  # type: ignore[type-arg]
         """Read and delete one row in a transaction; None when absent or when a concurrent
         taker deleted it first (each one-time value is used at most once)."""
         async with write_transaction(self.engine) as connection:

@@ -53,7 +53,6 @@ from services.auth.tokens.refresh import Sessions
 _LOGGER = logging.getLogger(__name__)
 
 
-
 class UnknownProviderError(Exception):
     pass
 

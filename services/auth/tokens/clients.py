@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import write_transaction
+from services.auth.accounts.roles import narrow
 from services.auth.tables import clients
 from services.auth.tokens.minter import AccessTokenMinter, TokenResponse
 from services.auth.tokens.opaque import opaque_hash
-from services.auth.accounts.roles import narrow
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -14,7 +14,12 @@ from services.auth.bodies import read_body
 from services.auth.keyring.signing_keys import ALGORITHM
 from services.auth.tokens.families import RotationStatus
 from services.auth.tokens.minter import TokenResponse
-from services.auth.tokens.oauth import INVALID_REFRESH_GRANT, OAuthError, basic_credentials, read_form
+from services.auth.tokens.oauth import (
+    INVALID_REFRESH_GRANT,
+    OAuthError,
+    basic_credentials,
+    read_form,
+)
 from services.auth.tokens.refresh import RefreshError
 from services.auth.tokens.responses import invalid_scope, token_response
 

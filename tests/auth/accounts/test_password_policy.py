@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from services.auth.accounts.password_policy import JUDGED_CHARACTERS, PasswordPolicyError, check_password
+from services.auth.accounts.password_policy import (
+    JUDGED_CHARACTERS,
+    PasswordPolicyError,
+    check_password,
+)
 from tests.auth.helpers import PASSWORD, USER_SCOPES, identity_headers, login, register
 
 # The passwords an outside review registered successfully (issue 15, item 6).
@@ -45,7 +49,12 @@ async def test_password_change_refuses_a_common_password(auth_client, password) 
 
 @pytest.mark.parametrize(
     "password",
-    ["correct horse battery", "violet tram under the stairs", "Kq3!vz9#Lm2@xw", "x" * 3 + "Kq3!vz9#Lm2@xw"],
+    [
+        "correct horse battery",
+        "violet tram under the stairs",
+        "Kq3!vz9#Lm2@xw",
+        "x" * 3 + "Kq3!vz9#Lm2@xw",
+    ],
 )
 def test_uncommon_passwords_pass(password) -> None:
     check_password("erin", password)

@@ -107,8 +107,13 @@ async def test_hashes_of_the_previous_default_move_to_owasps_parameters_at_login
     await login(client)
     stored = await stored_password_hash(tmp_path / "auth.db")
     assert argon2.extract_parameters(stored) == argon2.Parameters(
-        type=argon2.Type.ID, version=19, salt_len=16, hash_len=32,
-        time_cost=2, memory_cost=19456, parallelism=1,
+        type=argon2.Type.ID,
+        version=19,
+        salt_len=16,
+        hash_len=32,
+        time_cost=2,
+        memory_cost=19456,
+        parallelism=1,
     )
     await login(client)
 

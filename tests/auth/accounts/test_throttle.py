@@ -10,8 +10,8 @@ import uuid
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from services.auth.settings import parse_networks
 from services.auth.accounts.throttle import client_address
+from services.auth.settings import parse_networks
 from tests.auth.helpers import PASSWORD, login, register
 
 WRONG = "not the password!"
@@ -180,7 +180,9 @@ async def test_an_address_locked_for_spraying_still_lets_in_its_own_known_accoun
     assert (await attempt(client, "bob", PASSWORD, **nat)).status == 200
     assert (await attempt(client, "carol", PASSWORD, **nat)).status == 429
     # Elsewhere carol is not affected.
-    assert (await attempt(client, "carol", PASSWORD, **{"X-Forwarded-For": "203.0.113.5"})).status == 200
+    assert (
+        await attempt(client, "carol", PASSWORD, **{"X-Forwarded-For": "203.0.113.5"})
+    ).status == 200
 
     # A wrong password on a known account answers exactly like an unknown name there,
     # so a sprayer behind the NAT learns nothing about which accounts exist.

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from services.auth.app import create_app
 from services.auth.app_keys import KEY_RING
-from services.auth.settings import ACCESS_TOKEN_TTL_MAX
 from services.auth.keyring.signing_keys import KeySetError, ensure_key_set, read_key_set, rotate
+from services.auth.settings import ACCESS_TOKEN_TTL_MAX
 from tests.auth.helpers import START, decode, login, register
 
 LEAD = 600

@@ -125,6 +125,9 @@ async def test_an_access_token_offered_as_a_refresh_grant_is_an_invalid_grant(au
         assert response.status == 400, grant
         assert (await response.json())["error"] == "invalid_grant"
         assert grant not in await response.text()
-    for form in ({"grant_type": "refresh_token"}, {"grant_type": "refresh_token", "refresh_token": ""}):
+    for form in (
+        {"grant_type": "refresh_token"},
+        {"grant_type": "refresh_token", "refresh_token": ""},
+    ):
         response = await client.post("/auth/token", data=form)
         assert (await response.json())["error"] == "invalid_request"
