@@ -51,20 +51,15 @@ def _mint_batch(count: int) -> list[str]:
 
 
 def mint_tokens(
-    auth_env: Mapping[str, str],
-    count: int,
-    *,
-    workers: int = 2,
-    cores: frozenset[int] | None = None,
+    auth_env: Mapping[str, str], count: int, *, workers: int = 2, cores: frozenset[int] | None = None
 ) -> list[str]:
     """`count` distinct tokens for distinct users (RSA signing: about 0.3 ms each, so
     spread over `workers` processes, allowed on `cores`)."""
     batch = 2000
     sizes = [min(batch, count - start) for start in range(0, count, batch)]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(dict(auth_env), cores)
-    ) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(dict(auth_env), cores)) as pool:
         return [token for tokens in pool.map(_mint_batch, sizes) for token in tokens]
 
 
@@ -96,12 +91,8 @@ def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
         for token in tokens:
             text = token.encode().decode()  # a fresh string, as read from a request header
             claims = jwt.decode(text, options={"verify_signature": False})
-            identity = Identity(
-                subject=claims["sub"],
-                scopes=frozenset(claims["scope"].split()),
-                client_id=claims.get("client_id"),
-                token_id=claims["jti"],
-            )
+            identity = Identity(subject=claims["sub"], scopes=frozenset(claims["scope"].split()),
+                                client_id=claims.get("client_id"), token_id=claims["jti"])
             cache[hashlib.blake2b(text.encode(), digest_size=16).digest()] = Verified.of(
                 identity, float(claims["exp"]) + 30.0, "kid"
             )
