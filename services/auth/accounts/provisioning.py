@@ -13,12 +13,10 @@ import aiohttp
 
 from common.context import REQUEST_ID_HEADER
 from common.identity import Identity
+from common.provisioning import PROVISIONING_CLIENT_ID, PROVISIONING_SCOPE
 from common.tracing import TRACEPARENT, TraceContext
 
 _LOGGER = logging.getLogger(__name__)
-
-PROVISION_SCOPE = "profiles:provision"
-AUTH_CLIENT_ID = "passgate-auth"
 
 
 class ProfileProvisioner:
@@ -36,7 +34,9 @@ class ProfileProvisioner:
         trace: TraceContext | None,
     ) -> bool:
         """True when the users service holds the profile; False on any failure."""
-        headers = Identity(user_id, frozenset({PROVISION_SCOPE}), AUTH_CLIENT_ID).to_headers()
+        headers = Identity(
+            user_id, frozenset({PROVISIONING_SCOPE}), PROVISIONING_CLIENT_ID
+        ).to_headers()
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
         if trace:
