@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
 from common.app_keys import READINESS, REGISTRY
+from common.timestamps import EpochClock
 from gateway.app_keys import (
     CORS_POLICY,
     HEALTH_SESSION,
@@ -39,14 +40,12 @@ from gateway.routes import RouteTable, load_routes
 from gateway.settings import GatewaySettings
 from gateway.tokens import TokenVerifier
 
-Clock = Callable[[], float]
-
 
 def create_app(
     settings: GatewaySettings,
     *,
     registry: CollectorRegistry | None = None,
-    clock: Clock = time.time,
+    clock: EpochClock = time.time,
     resolver: Resolver = resolve_addresses,
 ) -> web.Application:
     """The public gateway: every route of the routes file, health, no /metrics.
@@ -139,7 +138,7 @@ def _static_json(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]
 
 
 def _client_ctx(
-    settings: GatewaySettings, clock: Clock
+    settings: GatewaySettings, clock: EpochClock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
         """One aiohttp client session for JWKS fetches and readiness probes (the proxy path
@@ -210,7 +209,7 @@ def _readiness_watch_ctx(
 
 
 def _rate_limiter_ctx(
-    settings: GatewaySettings, clock: Clock
+    settings: GatewaySettings, clock: EpochClock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
         limiter = RateLimiter(clock=clock, redis_url=settings.redis_url, registry=app[REGISTRY])
