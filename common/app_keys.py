@@ -1,23 +1,30 @@
-"""Typed application and request keys used by the shared code."""
+"""Typed application and request keys used by the shared code, importable from one place.
+
+The keys whose value is a common/ type are declared beside that type and re-exported
+here; this module imports those modules and none of them imports it, so there is no
+import circle.
+"""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-if TYPE_CHECKING:
-    from common.health import Readiness
-    from common.identity import Identity
-    from common.metrics import HttpMetrics
-    from common.tracing import TraceContext
+from common.context import REQUEST_ID
+from common.health import READINESS
+from common.identity import IDENTITY
+from common.metrics import HTTP_METRICS
+from common.tracing import TRACE
 
 SERVICE_NAME = web.AppKey("service_name", str)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
-HTTP_METRICS = web.AppKey("http_metrics", "HttpMetrics")
-READINESS = web.AppKey("readiness", "Readiness")
 
-REQUEST_ID = web.RequestKey("request_id", str)
-TRACE = web.RequestKey("trace", "TraceContext")
-IDENTITY = web.RequestKey("identity", "Identity")
+__all__ = [
+    "HTTP_METRICS",
+    "IDENTITY",
+    "READINESS",
+    "REGISTRY",
+    "REQUEST_ID",
+    "SERVICE_NAME",
+    "TRACE",
+]

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from common.app_keys import IDENTITY
 from common.context import user_id_var
 from common.errors import insufficient_scope, unauthorized
 
@@ -64,6 +63,10 @@ class Identity:
         return "admin" in self.scopes
 
 
+# Declared beside its type and re-exported by common.app_keys (no import circle).
+IDENTITY = web.RequestKey("identity", Identity)
+
+
 def require_identity(request: web.Request, scope: str | None = None) -> Identity:
     """The caller's identity as set by the gateway; 401 without one, 403 without `scope`."""
     identity = request.get(IDENTITY) or Identity.from_headers(request.headers)
@@ -74,5 +77,3 @@ def require_identity(request: web.Request, scope: str | None = None) -> Identity
     if scope is not None and scope not in identity.scopes:
         raise insufficient_scope(scope)
     return identity
-
-
