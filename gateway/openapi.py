@@ -175,26 +175,7 @@ def build_public_document(
             else:
                 components.setdefault(section, {}).update(entries)
         tags.append({"name": upstream, "description": document.get("info", {}).get("title", "")})
-        for path, item in (document.get("paths") or {}).items():
-            for method in HTTP_METHODS:
-                if method not in item:
-                    continue
-                route = route_for(table, method, path)
-                if (
-                    path == INTERNAL_PREFIX
-                    or path.startswith(INTERNAL_PREFIX + "/")
-                    or route is None
-                    or route.upstream != upstream
-                ):
-                    continue
-                operation = item[method]
-                operation["tags"] = [upstream, *operation.get("tags", [])]
-                _add_gateway_answers(operation, route, method)
-                target = paths.setdefault(path, {})
-                for key, value in item.items():  # path-level parameters, summary ...
-                    if key not in HTTP_METHODS:
-                        target.setdefault(key, value)
-                target[method] = operation
+        _add_routed_operations(paths, document, table, upstream)
     paths.update(_gateway_paths())
     return {
         "openapi": "3.1.0",
@@ -214,6 +195,33 @@ def build_public_document(
         "paths": dict(sorted(paths.items())),
         "components": {section: entries for section, entries in components.items() if entries},
     }
+
+
+def _add_routed_operations(
+    paths: dict[str, dict[str, Any]], document: dict[str, Any], table: RouteTable, upstream: str
+) -> None:
+    """Copy into `paths` the operations of `upstream`'s document that the table routes to
+    it (never /internal/*), with the gateway's own answers added."""
+    for path, item in (document.get("paths") or {}).items():
+        for method in HTTP_METHODS:
+            if method not in item:
+                continue
+            route = route_for(table, method, path)
+            if (
+                path == INTERNAL_PREFIX
+                or path.startswith(INTERNAL_PREFIX + "/")
+                or route is None
+                or route.upstream != upstream
+            ):
+                continue
+            operation = item[method]
+            operation["tags"] = [upstream, *operation.get("tags", [])]
+            _add_gateway_answers(operation, route, method)
+            target = paths.setdefault(path, {})
+            for key, value in item.items():  # path-level parameters, summary ...
+                if key not in HTTP_METHODS:
+                    target.setdefault(key, value)
+            target[method] = operation
 
 
 def document_bytes(document: Mapping[str, Any]) -> bytes:

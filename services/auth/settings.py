@@ -128,6 +128,8 @@ class AuthSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> AuthSettings:
+        # Longer than the usual function on purpose: one statement per setting read from
+        # the environment, all in one place; helpers would scatter them.
         users_url = env_str(env, "PASSGATE_USERS_URL", "").rstrip("/") or None
         redis_url = env_str(env, "PASSGATE_REDIS_URL", "") or None
         absolute = env_int(

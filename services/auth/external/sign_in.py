@@ -185,27 +185,43 @@ class ExternalSignIn:
         if not code:
             raise fail("provider_error")
         try:
-            answer = await client.exchange_code(code, flow.code_verifier)
-            access_token = answer.get("access_token")
-            claims = await client.verify_id_token(
-                answer["id_token"],
-                nonce=flow.nonce,
-                access_token=access_token if isinstance(access_token, str) else None,
-            )
+            claims = await self._verified_claims(client, code, flow)
         except OidcError as error:
             _LOGGER.warning(
                 "external sign-in refused",
                 extra={"provider": provider.id, "reason": error.reason, "error": str(error)},
             )
             raise fail(error.reason) from None
-        # The provider's tokens end here: only the verified claims go on, and nothing of
-        # the provider's is stored or forwarded beyond the identity and a verified e-mail.
-        del answer, access_token
         account, result = await self._resolve(
             provider, claims, flow.link_account_id, request_id=request_id, trace=trace
         )
         if account is None:
             raise fail(result)
+        handoff = await self._handoff(account, flow)
+        self._outcome(provider, result)
+        _LOGGER.info(
+            "external sign-in",
+            extra={"provider": provider.id, "account_id": account.id, "result": result},
+        )
+        return f"{flow.return_to}#{urlencode({'oidc_code': handoff, 'oidc_provider': provider.id})}"
+
+    @staticmethod
+    async def _verified_claims(client: OidcClient, code: str, flow: OidcFlow) -> dict[str, Any]:
+        """The ID token's claims after the code exchange; raises OidcError.
+
+        The provider's tokens end here: only the verified claims go on, and nothing of the
+        provider's is stored or forwarded beyond the identity and a verified e-mail.
+        """
+        answer = await client.exchange_code(code, flow.code_verifier)
+        access_token = answer.get("access_token")
+        return await client.verify_id_token(
+            answer["id_token"],
+            nonce=flow.nonce,
+            access_token=access_token if isinstance(access_token, str) else None,
+        )
+
+    async def _handoff(self, account: Account, flow: OidcFlow) -> str:
+        """A one-time code for the page that started `flow`, stored hashed."""
         handoff = secrets.token_urlsafe(32)
         now = self.clock()
         await self.repository.create_handoff(
@@ -215,12 +231,7 @@ class ExternalSignIn:
             now,
             now + dt.timedelta(seconds=self.settings.handoff_ttl),
         )
-        self._outcome(provider, result)
-        _LOGGER.info(
-            "external sign-in",
-            extra={"provider": provider.id, "account_id": account.id, "result": result},
-        )
-        return f"{flow.return_to}#{urlencode({'oidc_code': handoff, 'oidc_provider': provider.id})}"
+        return handoff
 
     async def _resolve(
         self,
