@@ -27,7 +27,7 @@ from aiohttp import web
 from common.identity import Identity
 from common.settings import env_str
 from gateway.app import create_app
-from gateway.keys import VERIFIER
+from gateway.app_keys import VERIFIER
 from gateway.settings import GatewaySettings
 from gateway.tokens import TokenError, Verified
 

@@ -2,7 +2,7 @@
 
 Logging in 100,000 times would cost 100,000 Argon2 hashes; instead the bench loads the
 stack's signing keys the way the auth service does (KeyRing over the key directory) and
-signs with auth's TokenService, so the tokens are exactly what auth issues. Only the bench
+signs with auth's AccessTokenMinter, so the tokens are exactly what auth issues. Only the bench
 does this, with the key directory of the throwaway stack it started.
 """
 
@@ -16,19 +16,18 @@ from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-_SERVICE = None  # the TokenService of a pool worker
+_SERVICE = None  # the AccessTokenMinter of a pool worker
 
 
-def token_service(auth_env: Mapping[str, str]):  # -> services.auth.tokens.TokenService
+def token_service(auth_env: Mapping[str, str]):  # -> tokens.minter.AccessTokenMinter
+    from services.auth.keyring.signing_keys import KeyRing
     from services.auth.settings import AuthSettings
-    from services.auth.signing_keys import KeyRing
-    from services.auth.tokens import TokenService
+    from services.auth.tokens.minter import AccessTokenMinter
 
     settings = AuthSettings.from_env(auth_env)
     ring = KeyRing(settings.signing_keys_dir, dt.timedelta(seconds=settings.key_retention))
     ring.load()
-    # access_token() needs only the settings, the key ring and the clock.
-    return TokenService(settings, ring, repository=None, clock=lambda: dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
+    return AccessTokenMinter(settings, ring, clock=lambda: dt.datetime.now(dt.UTC))
 
 
 def _init_worker(auth_env: Mapping[str, str], cores: frozenset[int] | None) -> None:
@@ -39,8 +38,8 @@ def _init_worker(auth_env: Mapping[str, str], cores: frozenset[int] | None) -> N
 
 
 def _mint_batch(count: int) -> list[str]:
-    from services.auth.scopes import role_scopes
-    from services.auth.tokens import FIRST_PARTY_CLIENT_ID
+    from services.auth.accounts.roles import role_scopes
+    from services.auth.tokens.minter import FIRST_PARTY_CLIENT_ID
 
     assert _SERVICE is not None
     scopes = role_scopes("user")

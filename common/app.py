@@ -9,10 +9,10 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from common.app_keys import HTTP_METRICS, READINESS, REGISTRY, SERVICE_NAME
 from common.context import echo_request_id
 from common.edge import Screen, edge_middleware
 from common.health import Readiness, healthz, readyz
-from common.keys import HTTP_METRICS, READINESS, REGISTRY, SERVICE_NAME
 from common.metrics import HttpMetrics
 
 DEFAULT_CLIENT_MAX_SIZE = 64 * 1024

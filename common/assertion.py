@@ -33,8 +33,7 @@ from common.assertion_keys import (
     TrustedKeys,
     ensure_keys,
 )
-from common.identity import ASSERTION_HEADER, AssertionRefused, Identity
-from common.keys import ASSERTION_VERIFIER
+from common.identity import ASSERTION_HEADER, ASSERTION_VERIFIER, AssertionRefused, Identity
 from common.settings import AssertionSigningSettings, AssertionTrustSettings
 
 __all__ = ["ASSERTION_HEADER", "AssertionRefused", "AssertionSigner", "AssertionVerifier"]

@@ -9,12 +9,13 @@ import uuid
 
 from aiohttp import web
 
-from common.keys import REQUEST_ID, TRACE
-from common.tracing import TRACEPARENT, continue_trace
+from common.tracing import TRACE, TRACEPARENT, continue_trace
 
 REQUEST_ID_HEADER = "X-Request-Id"
 
 # A client's id is kept only when it is short and plain, so it cannot inject into logs.
+# Declared here, where it is set, and re-exported by common.app_keys (no import circle).
+REQUEST_ID = web.RequestKey("request_id", str)
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(

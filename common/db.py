@@ -26,8 +26,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from common.app_keys import READINESS
 from common.errors import Problem
-from common.keys import READINESS
 from common.settings import DatabaseSettings
 
 _LOGGER = logging.getLogger(__name__)

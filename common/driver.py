@@ -22,8 +22,8 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 from aiohttp import web
 
+from common.app_keys import READINESS
 from common.db import migrate_database, normalize_url, prepare_sqlite_file, set_up_sqlite_connection
-from common.keys import READINESS
 from common.pg_pool import ConnectionPool
 from common.settings import DatabaseSettings
 from common.sqlite_worker import SqliteWorker

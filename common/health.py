@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from common.errors import Problem
-from common.keys import READINESS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,6 +61,11 @@ class Readiness:
 
         results = await asyncio.gather(*(run(check) for check in self.checks.values()))
         return dict(zip(self.checks, results, strict=True))
+
+
+# Declared beside its type (re-exported by common.app_keys) so this module never imports
+# the keys module that names it: no import circle, not even a type-only one.
+READINESS = web.AppKey("readiness", Readiness)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -17,7 +17,6 @@ from aiohttp import web
 
 from common.context import user_id_var
 from common.errors import insufficient_scope, unauthorized
-from common.keys import ASSERTION_VERIFIER, IDENTITY
 
 IDENTITY_HEADER_PREFIX = "x-user-"
 USER_ID_HEADER = "X-User-Id"
@@ -68,6 +67,13 @@ class Identity:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.scopes
+
+
+# Declared beside its type and re-exported by common.app_keys (no import circle).
+IDENTITY = web.RequestKey("identity", Identity)
+# The backend's verifier of identity assertions (common.assertion), named by string: that
+# module imports this one.
+ASSERTION_VERIFIER = web.AppKey("assertion_verifier", "AssertionVerifier")
 
 
 def require_identity(request: web.Request, scope: str | None = None) -> Identity:

@@ -12,8 +12,8 @@ import orjson  # about a third of json.dumps's cost per access line
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from common.app_keys import IDENTITY, REQUEST_ID, TRACE
 from common.context import request_id_var, trace_id_var, user_id_var
-from common.keys import IDENTITY, REQUEST_ID, TRACE
 from common.metrics import route_label
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and is logged too.

@@ -129,3 +129,7 @@ class HttpMetrics(Collector):
         self.requests.observe(
             (route_label(request), method_label(request.method), status_class(status)), seconds
         )
+
+
+# Declared beside its type and re-exported by common.app_keys (no import circle).
+HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)

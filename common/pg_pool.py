@@ -24,7 +24,7 @@ import asyncpg
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
 
-class PoolClosed(asyncpg.InterfaceError):
+class PoolClosedError(asyncpg.InterfaceError):
     """The pool was closed (the service is stopping)."""
 
 
@@ -45,7 +45,7 @@ class ConnectionPool:
     async def acquire(self) -> asyncpg.Connection:
         while True:
             if self._closed:
-                raise PoolClosed("the connection pool is closed")
+                raise PoolClosedError("the connection pool is closed")
             while self._idle:
                 connection = self._idle.pop()
                 if not connection.is_closed():
@@ -106,7 +106,7 @@ class ConnectionPool:
         self._open -= len(idle)
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_exception(PoolClosed("the connection pool is closed"))
+                waiter.set_exception(PoolClosedError("the connection pool is closed"))
         self._waiters.clear()
         for connection in idle:
             try:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from common.app import make_admin_app
-from common.keys import READINESS
+from common.app_keys import READINESS
 from common.logging import JsonAccessLogger
 from common.settings import ServerSettings
 

@@ -6,6 +6,8 @@ import re
 import secrets
 from typing import NamedTuple
 
+from aiohttp import web
+
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 
@@ -28,6 +30,10 @@ class TraceContext(NamedTuple):
     def traceparent(self) -> str:
         """The header to send downstream: same trace, our span as the parent."""
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+
+# Declared beside its type and re-exported by common.app_keys (no import circle).
+TRACE = web.RequestKey("trace", TraceContext)
 
 
 def continue_trace(header: str | None, *, random_hex: str | None = None) -> TraceContext:

@@ -13,13 +13,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
+from common.app_keys import READINESS, REGISTRY
 from common.assertion import GATEWAY_ISSUER, signer_from_settings, warn_at_start
-from common.keys import READINESS, REGISTRY
-from gateway.assertion import UpstreamIdentity
-from gateway.cors import CorsPolicy, setup_cors
-from gateway.headers import ForwardedHeaders, screen
-from gateway.jwks import JwksClient
-from gateway.keys import (
+from common.timestamps import EpochClock
+from gateway.app_keys import (
     CORS_POLICY,
     HEALTH_SESSION,
     JWKS,
@@ -31,6 +28,10 @@ from gateway.keys import (
     SETTINGS,
     VERIFIER,
 )
+from gateway.assertion import UpstreamIdentity
+from gateway.cors import CorsPolicy, setup_cors
+from gateway.headers import ForwardedHeaders, screen
+from gateway.jwks import JwksClient
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import PATH as OPENAPI_PATH
 from gateway.openapi import build_public_document, document_bytes, load_documents, service_documents
@@ -41,14 +42,12 @@ from gateway.routes import RouteTable, load_routes
 from gateway.settings import GatewaySettings
 from gateway.tokens import TokenVerifier
 
-Clock = Callable[[], float]
-
 
 def create_app(
     settings: GatewaySettings,
     *,
     registry: CollectorRegistry | None = None,
-    clock: Clock = time.time,
+    clock: EpochClock = time.time,
     resolver: Resolver = resolve_addresses,
 ) -> web.Application:
     """The public gateway: every route of the routes file, health, no /metrics.
@@ -147,7 +146,7 @@ def _static_json(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]
 
 
 def _client_ctx(
-    settings: GatewaySettings, clock: Clock
+    settings: GatewaySettings, clock: EpochClock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
         """One aiohttp client session for JWKS fetches and readiness probes (the proxy path
@@ -218,7 +217,7 @@ def _readiness_watch_ctx(
 
 
 def _rate_limiter_ctx(
-    settings: GatewaySettings, clock: Clock
+    settings: GatewaySettings, clock: EpochClock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def rate_limiter_ctx(app: web.Application) -> AsyncIterator[None]:
         limiter = RateLimiter(clock=clock, redis_url=settings.redis_url, registry=app[REGISTRY])

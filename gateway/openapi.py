@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.resources
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -40,16 +40,22 @@ _COMPONENT_SECTIONS = (
     "callbacks",
     "pathItems",
 )
-# Where the document of each upstream of the packaged routes file lives.
-SERVICE_DOCUMENTS = {"auth": "services.auth", "users": "services.users", "orders": "services.orders"}
+# Where the document of each upstream of the packaged routes file lives: package data of
+# the same distribution, installed beside the gateway package (in a checkout and in a
+# wheel alike). Read as files, so the gateway never imports a service's code.
+SERVICE_DOCUMENTS: Mapping[str, str] = MappingProxyType(
+    {
+        "auth": "services/auth/openapi.yaml",
+        "users": "services/users/openapi.yaml",
+        "orders": "services/orders/openapi.yaml",
+    }
+)
+_PACKAGES_ROOT = Path(__file__).resolve().parent.parent
 
 
 def service_documents() -> dict[str, Path]:
     """The packaged openapi.yaml of each service, by upstream name."""
-    return {
-        name: Path(str(importlib.resources.files(package) / "openapi.yaml"))
-        for name, package in SERVICE_DOCUMENTS.items()
-    }
+    return {name: _PACKAGES_ROOT / path for name, path in SERVICE_DOCUMENTS.items()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -153,9 +159,9 @@ def build_public_document(
             "description": "An access token from POST /auth/login, /auth/refresh or /auth/token.",
         }
     }
-    components["schemas"].update(_GATEWAY_SCHEMAS)
-    components["headers"].update(_GATEWAY_HEADERS)
-    components["responses"].update(_GATEWAY_RESPONSES)
+    components["schemas"].update(_gateway_schemas())
+    components["headers"].update(_gateway_headers())
+    components["responses"].update(_gateway_responses())
     paths: dict[str, dict[str, Any]] = {}
     tags: list[dict[str, str]] = [{"name": "gateway"}]
     for upstream, source in documents.items():
@@ -169,27 +175,8 @@ def build_public_document(
             else:
                 components.setdefault(section, {}).update(entries)
         tags.append({"name": upstream, "description": document.get("info", {}).get("title", "")})
-        for path, item in (document.get("paths") or {}).items():
-            for method in HTTP_METHODS:
-                if method not in item:
-                    continue
-                route = route_for(table, method, path)
-                if (
-                    path == INTERNAL_PREFIX
-                    or path.startswith(INTERNAL_PREFIX + "/")
-                    or route is None
-                    or route.upstream != upstream
-                ):
-                    continue
-                operation = item[method]
-                operation["tags"] = [upstream, *operation.get("tags", [])]
-                _add_gateway_answers(operation, route, method)
-                target = paths.setdefault(path, {})
-                for key, value in item.items():  # path-level parameters, summary ...
-                    if key not in HTTP_METHODS:
-                        target.setdefault(key, value)
-                target[method] = operation
-    paths.update(copy.deepcopy(_GATEWAY_PATHS))
+        _add_routed_operations(paths, document, table, upstream)
+    paths.update(_gateway_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -208,6 +195,33 @@ def build_public_document(
         "paths": dict(sorted(paths.items())),
         "components": {section: entries for section, entries in components.items() if entries},
     }
+
+
+def _add_routed_operations(
+    paths: dict[str, dict[str, Any]], document: dict[str, Any], table: RouteTable, upstream: str
+) -> None:
+    """Copy into `paths` the operations of `upstream`'s document that the table routes to
+    it (never /internal/*), with the gateway's own answers added."""
+    for path, item in (document.get("paths") or {}).items():
+        for method in HTTP_METHODS:
+            if method not in item:
+                continue
+            route = route_for(table, method, path)
+            if (
+                path == INTERNAL_PREFIX
+                or path.startswith(INTERNAL_PREFIX + "/")
+                or route is None
+                or route.upstream != upstream
+            ):
+                continue
+            operation = item[method]
+            operation["tags"] = [upstream, *operation.get("tags", [])]
+            _add_gateway_answers(operation, route, method)
+            target = paths.setdefault(path, {})
+            for key, value in item.items():  # path-level parameters, summary ...
+                if key not in HTTP_METHODS:
+                    target.setdefault(key, value)
+            target[method] = operation
 
 
 def document_bytes(document: Mapping[str, Any]) -> bytes:
@@ -260,105 +274,132 @@ def _add_gateway_answers(operation: dict[str, Any], route: RouteConfig, method: 
     add("504", "gateway.Problem")
 
 
-_PROBLEM_REF = {"$ref": "#/components/schemas/gateway.Problem"}
-_PROBLEM_CONTENT = {"application/problem+json": {"schema": _PROBLEM_REF}}
-_GATEWAY_SCHEMAS: dict[str, Any] = {
-    "gateway.Problem": {
-        "type": "object",
-        "description": "RFC 9457 problem details; extension members may follow.",
-        "required": ["type", "title", "status", "request_id"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "detail": {"type": "string"},
-            "request_id": {"type": "string"},
-            "trace_id": {"type": "string"},
-            "error": {"type": "string"},
-            "reason": {"type": "string"},
-            "required_scope": {"type": "string"},
-            "retry_after": {"type": "integer", "minimum": 1},
-        },
-    },
-    "gateway.Health": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ok", "ready"]},
-            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-    },
-}
-_GATEWAY_HEADERS: dict[str, Any] = {
-    "gateway.WWW-Authenticate": {
-        "description": "RFC 6750 section 3 Bearer challenge",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^Bearer( |$)"},
-    },
-    "gateway.Retry-After": {
-        "description": "seconds to wait before trying again",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
-    },
-}
-_GATEWAY_RESPONSES: dict[str, Any] = {
-    "gateway.Problem": {"description": "an RFC 9457 problem", "content": _PROBLEM_CONTENT},
-    "gateway.Unauthorized": {
-        "description": 'no valid access token (error="invalid_token" when one was presented)',
-        "headers": {"WWW-Authenticate": {"$ref": "#/components/headers/gateway.WWW-Authenticate"}},
-        "content": _PROBLEM_CONTENT,
-    },
-    "gateway.Forbidden": {
-        "description": 'the token lacks a scope the route needs (error="insufficient_scope")',
-        "headers": {"WWW-Authenticate": {"$ref": "#/components/headers/gateway.WWW-Authenticate"}},
-        "content": _PROBLEM_CONTENT,
-    },
-    "gateway.TooManyRequests": {
-        "description": "the caller's rate limit for this route is spent",
-        "headers": {"Retry-After": {"$ref": "#/components/headers/gateway.Retry-After"}},
-        "content": _PROBLEM_CONTENT,
-    },
-    "gateway.Unavailable": {
-        "description": "no healthy replica, or the issuer's keys are unavailable",
-        "headers": {"Retry-After": {"$ref": "#/components/headers/gateway.Retry-After"}},
-        "content": _PROBLEM_CONTENT,
-    },
-}
-_HEALTH_RESPONSES = {
-    "200": {
-        "description": "healthy (or ready)",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/gateway.Health"}}},
-    },
-    "503": {"$ref": "#/components/responses/gateway.Problem"},
-}
-_GATEWAY_PATHS: dict[str, Any] = {
-    "/healthz": {
-        "get": {
-            "tags": ["gateway"],
-            "operationId": "gatewayHealth",
-            "summary": "Liveness of this gateway process",
-            "responses": {"200": _HEALTH_RESPONSES["200"]},
-        }
-    },
-    "/readyz": {
-        "get": {
-            "tags": ["gateway"],
-            "operationId": "gatewayReadiness",
-            "summary": "Readiness: the issuer's keys are loaded and fresh, and not draining",
-            "responses": _HEALTH_RESPONSES,
-        }
-    },
-    PATH: {
-        "get": {
-            "tags": ["gateway"],
-            "operationId": "publicOpenApiDocument",
-            "summary": "This document",
-            "responses": {
-                "200": {
-                    "description": "the OpenAPI 3.1 document of everything the gateway routes",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                }
+# The gateway's own parts of the document are made fresh by functions, not kept in
+# module-level dicts: the built document is handed out and may be changed by whoever holds
+# it, which must never reach the next document built.
+
+
+def _problem_content() -> dict[str, Any]:
+    problem = {"$ref": "#/components/schemas/gateway.Problem"}
+    return {"application/problem+json": {"schema": problem}}
+
+
+def _gateway_schemas() -> dict[str, Any]:
+    return {
+        "gateway.Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details; extension members may follow.",
+            "required": ["type", "title", "status", "request_id"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "detail": {"type": "string"},
+                "request_id": {"type": "string"},
+                "trace_id": {"type": "string"},
+                "error": {"type": "string"},
+                "reason": {"type": "string"},
+                "required_scope": {"type": "string"},
+                "retry_after": {"type": "integer", "minimum": 1},
             },
-        }
-    },
-}
+        },
+        "gateway.Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "ready"]},
+                "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+    }
+
+
+def _gateway_headers() -> dict[str, Any]:
+    return {
+        "gateway.WWW-Authenticate": {
+            "description": "RFC 6750 section 3 Bearer challenge",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^Bearer( |$)"},
+        },
+        "gateway.Retry-After": {
+            "description": "seconds to wait before trying again",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+        },
+    }
+
+
+def _gateway_responses() -> dict[str, Any]:
+    return {
+        "gateway.Problem": {"description": "an RFC 9457 problem", "content": _problem_content()},
+        "gateway.Unauthorized": {
+            "description": 'no valid access token (error="invalid_token" when one was presented)',
+            "headers": {
+                "WWW-Authenticate": {"$ref": "#/components/headers/gateway.WWW-Authenticate"}
+            },
+            "content": _problem_content(),
+        },
+        "gateway.Forbidden": {
+            "description": 'the token lacks a scope the route needs (error="insufficient_scope")',
+            "headers": {
+                "WWW-Authenticate": {"$ref": "#/components/headers/gateway.WWW-Authenticate"}
+            },
+            "content": _problem_content(),
+        },
+        "gateway.TooManyRequests": {
+            "description": "the caller's rate limit for this route is spent",
+            "headers": {"Retry-After": {"$ref": "#/components/headers/gateway.Retry-After"}},
+            "content": _problem_content(),
+        },
+        "gateway.Unavailable": {
+            "description": "no healthy replica, or the issuer's keys are unavailable",
+            "headers": {"Retry-After": {"$ref": "#/components/headers/gateway.Retry-After"}},
+            "content": _problem_content(),
+        },
+    }
+
+
+def _health_responses() -> dict[str, Any]:
+    return {
+        "200": {
+            "description": "healthy (or ready)",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/gateway.Health"}}
+            },
+        },
+        "503": {"$ref": "#/components/responses/gateway.Problem"},
+    }
+
+
+def _gateway_paths() -> dict[str, Any]:
+    return {
+        "/healthz": {
+            "get": {
+                "tags": ["gateway"],
+                "operationId": "gatewayHealth",
+                "summary": "Liveness of this gateway process",
+                "responses": {"200": _health_responses()["200"]},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "tags": ["gateway"],
+                "operationId": "gatewayReadiness",
+                "summary": "Readiness: the issuer's keys are loaded and fresh, and not draining",
+                "responses": _health_responses(),
+            }
+        },
+        PATH: {
+            "get": {
+                "tags": ["gateway"],
+                "operationId": "publicOpenApiDocument",
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "the OpenAPI 3.1 document of everything the gateway routes",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+    }

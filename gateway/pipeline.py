@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
+from common.app_keys import IDENTITY, REQUEST_ID, TRACE
 from common.context import user_id_var
 from common.errors import insufficient_scope, too_many_requests
-from common.keys import IDENTITY, REQUEST_ID, TRACE
 from gateway.assertion import UpstreamIdentity
 from gateway.cors import CorsPolicy
 from gateway.headers import ForwardedHeaders, upstream_head_fields

@@ -29,18 +29,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.cli import guarded, serve
 from common.db import create_engine, migrate, migrate_database
 from common.timestamps import rfc3339, utc_now
-from services.auth.app import MIGRATIONS_DIR, create_app
-from services.auth.repository import AuthRepository
-from services.auth.scopes import (
+from services.auth.accounts.repository import AccountRepository
+from services.auth.accounts.roles import (
     ROLES,
     SUPPORTED_SCOPES,
     InvalidScopeError,
     format_scope,
     parse_scope,
 )
+from services.auth.app import MIGRATIONS_DIR, create_app
+from services.auth.keyring.signing_keys import KeySetError, rotate
 from services.auth.settings import AuthSettings
-from services.auth.signing_keys import KeySetError, rotate
-from services.auth.tokens import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
+from services.auth.tokens.clients import ClientRepository
+from services.auth.tokens.opaque import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
 
 _CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 
@@ -149,14 +150,13 @@ async def _database_command(settings: AuthSettings, args: argparse.Namespace) ->
             return 1
         if settings.database.migrate_on_start:
             await migrate(engine, MIGRATIONS_DIR)
-        repository = AuthRepository(engine)
         if args.command == "set-role":
-            if not await repository.set_role(args.username, args.role):
+            if not await AccountRepository(engine).set_role(args.username, args.role):
                 print(f"set-role: no user named {args.username!r}", file=sys.stderr)
                 return 1
             print(f"{args.username} is now {args.role}; it applies from their next login")
             return 0
-        return await _create_client(repository, args.client_id, args.scope)
+        return await _create_client(ClientRepository(engine), args.client_id, args.scope)
     finally:
         await engine.dispose()
 
@@ -176,7 +176,7 @@ async def _has_accounts_table(engine: AsyncEngine) -> bool:
         return await connection.run_sync(lambda sync: sa.inspect(sync).has_table("accounts"))
 
 
-async def _create_client(repository: AuthRepository, client_id: str, scope: str) -> int:
+async def _create_client(repository: ClientRepository, client_id: str, scope: str) -> int:
     if not _CLIENT_ID.match(client_id):
         print("create-client: the id must be 3-64 of [a-z0-9._-]", file=sys.stderr)
         return 2

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import math
@@ -16,39 +14,53 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.app import make_base_app
+from common.app_keys import READINESS, REGISTRY
 from common.assertion import install_verifier
 from common.db import database_ctx, database_unavailable_middleware
 from common.errors import Problem
-from common.keys import READINESS, REGISTRY
 from common.timestamps import Clock, utc_now
 from common.validation import OpenApiDocument
-from services.auth.accounts import Accounts
-from services.auth.admission import HashingBusyError
-from services.auth.external import ExternalSignIn
-from services.auth.keys import (
-    ACCOUNTS,
+from services.auth.accounts.admission import HashingBusyError
+from services.auth.accounts.login import Credentials
+from services.auth.accounts.passwords import Passwords
+from services.auth.accounts.provisioning import ProfileProvisioner
+from services.auth.accounts.registration import Registration
+from services.auth.accounts.repository import AccountRepository
+from services.auth.accounts.throttle import make_throttle
+from services.auth.accounts.throttle_repository import LoginFailureRepository
+from services.auth.app_keys import (
+    ACCOUNT_REPOSITORY,
+    CLIENT_CREDENTIALS,
+    CLIENT_REPOSITORY,
     CLOCK,
+    CREDENTIALS,
+    EXTERNAL_REPOSITORY,
     EXTERNAL_SIGN_IN,
+    FAMILY_REPOSITORY,
     KEY_RING,
+    LOGIN_FAILURE_REPOSITORY,
     METRICS,
+    MINTER,
     OPENAPI,
     PASSWORDS,
     PROVISIONER,
-    REPOSITORY,
+    REGISTRATION,
+    SESSIONS,
     SETTINGS,
     THROTTLE,
-    TOKENS,
 )
+from services.auth.external.oidc_client import OidcClient
+from services.auth.external.repository import ExternalRepository
+from services.auth.external.sign_in import ExternalSignIn
+from services.auth.keyring.follow import key_ring_ctx
+from services.auth.keyring.signing_keys import KeyRing, NoSigningKeyError
 from services.auth.metrics import AuthMetrics
-from services.auth.oidc import OidcClient
-from services.auth.passwords import Passwords
-from services.auth.provisioning import ProfileProvisioner
-from services.auth.repository import AuthRepository
 from services.auth.routes import setup_routes
 from services.auth.settings import AuthSettings
-from services.auth.signing_keys import KeyRing, NoSigningKeyError, ensure_key_set
-from services.auth.throttle import make_throttle
-from services.auth.tokens import TokenService
+from services.auth.tokens.clients import ClientCredentials, ClientRepository
+from services.auth.tokens.families import RefreshFamilyRepository
+from services.auth.tokens.minter import AccessTokenMinter
+from services.auth.tokens.refresh import Sessions
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -78,13 +90,10 @@ def create_app(
     app[METRICS] = AuthMetrics(app[REGISTRY], tuple(p.id for p in settings.oidc.providers))
     app[KEY_RING] = KeyRing(settings.signing_keys_dir, dt.timedelta(seconds=settings.key_retention))
 
-    def store(app: web.Application, engine: AsyncEngine) -> None:
-        app[REPOSITORY] = AuthRepository(engine)
-
     app.cleanup_ctx.extend(
         [
             key_ring_ctx,
-            database_ctx(settings.database, MIGRATIONS_DIR, store),
+            database_ctx(settings.database, MIGRATIONS_DIR, store_repositories),
             passwords_ctx,
             throttle_ctx,
             provisioner_ctx,
@@ -94,6 +103,15 @@ def create_app(
     )
     setup_routes(app)
     return app
+
+
+def store_repositories(app: web.Application, engine: AsyncEngine) -> None:
+    """Each sub-package's repository over the one database."""
+    app[ACCOUNT_REPOSITORY] = AccountRepository(engine)
+    app[LOGIN_FAILURE_REPOSITORY] = LoginFailureRepository(engine)
+    app[FAMILY_REPOSITORY] = RefreshFamilyRepository(engine)
+    app[CLIENT_REPOSITORY] = ClientRepository(engine)
+    app[EXTERNAL_REPOSITORY] = ExternalRepository(engine)
 
 
 @web.middleware
@@ -120,45 +138,6 @@ async def unavailable_middleware(
         ) from None
 
 
-async def key_ring_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Load the shared key set (creating it only where allowed) and follow its changes."""
-    settings, ring, clock = app[SETTINGS], app[KEY_RING], app[CLOCK]
-    loop = asyncio.get_running_loop()
-    generated = await loop.run_in_executor(
-        None,
-        lambda: ensure_key_set(settings.signing_keys_dir, clock(), generate=settings.generate_keys),
-    )
-    await loop.run_in_executor(None, ring.load)
-    if generated:
-        _LOGGER.info("generated the first signing key", extra={"kids": [k.kid for k in ring.keys]})
-
-    async def signing_key_ready() -> None:
-        ring.signing_key(clock())
-
-    app[READINESS].add("signing_keys", signing_key_ready)
-
-    async def follow() -> None:
-        # Rotations and Secret updates reach every replica within one interval.
-        while True:
-            await asyncio.sleep(settings.key_reload_interval)
-            try:
-                if await loop.run_in_executor(None, ring.changed):
-                    await loop.run_in_executor(None, ring.load)
-                    _LOGGER.info(
-                        "signing keys reloaded", extra={"kids": [k.kid for k in ring.keys]}
-                    )
-            except Exception as error:  # keep serving with the keys we have
-                _LOGGER.error("signing keys not reloaded: %s", error)
-
-    task = asyncio.create_task(follow())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def passwords_ctx(app: web.Application) -> AsyncIterator[None]:
     passwords = Passwords(app[SETTINGS].argon2, app[METRICS].password_hash_duration)
     try:
@@ -170,7 +149,7 @@ async def passwords_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def throttle_ctx(app: web.Application) -> AsyncIterator[None]:
-    throttle = make_throttle(app[SETTINGS], app[REPOSITORY])
+    throttle = make_throttle(app[SETTINGS], app[LOGIN_FAILURE_REPOSITORY])
     app[THROTTLE] = throttle
     if app[SETTINGS].redis_url:
 
@@ -197,16 +176,17 @@ async def provisioner_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The use cases the handlers call, from the parts the contexts above made."""
     settings, clock = app[SETTINGS], app[CLOCK]
-    app[TOKENS] = TokenService(settings, app[KEY_RING], app[REPOSITORY], clock)
-    app[ACCOUNTS] = Accounts(
-        settings,
-        app[REPOSITORY],
-        app[PASSWORDS],
-        app[THROTTLE],
-        app.get(PROVISIONER),
-        app[METRICS],
-        clock,
+    minter = AccessTokenMinter(settings, app[KEY_RING], clock)
+    app[MINTER] = minter
+    app[SESSIONS] = Sessions(settings, minter, app[FAMILY_REPOSITORY], clock)
+    app[CLIENT_CREDENTIALS] = ClientCredentials(app[CLIENT_REPOSITORY], minter)
+    app[REGISTRATION] = Registration(
+        app[ACCOUNT_REPOSITORY], app[PASSWORDS], app.get(PROVISIONER), app[METRICS], clock
+    )
+    app[CREDENTIALS] = Credentials(
+        settings, app[ACCOUNT_REPOSITORY], app[PASSWORDS], app[THROTTLE], clock
     )
     yield
 
@@ -232,9 +212,10 @@ async def external_sign_in_ctx(app: web.Application) -> AsyncIterator[None]:
         app[EXTERNAL_SIGN_IN] = ExternalSignIn(
             settings.oidc,
             clients,
-            app[REPOSITORY],
-            app[TOKENS],
-            app.get(PROVISIONER),
+            app[EXTERNAL_REPOSITORY],
+            app[ACCOUNT_REPOSITORY],
+            app[REGISTRATION],
+            app[SESSIONS],
             app[METRICS],
             clock,
         )

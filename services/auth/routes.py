@@ -4,25 +4,28 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.auth import handlers, oidc_handlers
+from services.auth.accounts import handlers as accounts
+from services.auth.external import handlers as external
+from services.auth.keyring import handlers as keyring
+from services.auth.tokens import handlers as tokens
 
 
 def setup_routes(app: web.Application) -> None:
     router = app.router
-    router.add_post("/auth/register", handlers.register, name="register")
-    router.add_post("/auth/login", handlers.login, name="login")
-    router.add_post("/auth/refresh", handlers.refresh, name="refresh")
-    router.add_post("/auth/logout", handlers.logout, name="logout")
+    router.add_post("/auth/register", accounts.register, name="register")
+    router.add_post("/auth/login", accounts.login, name="login")
+    router.add_post("/auth/refresh", tokens.refresh, name="refresh")
+    router.add_post("/auth/logout", tokens.logout, name="logout")
     # These two need a token: the gateway verifies it and sets the X-User-* identity.
-    router.add_post("/auth/logout-all", handlers.logout_all, name="logout_all")
-    router.add_post("/auth/password", handlers.change_password, name="change_password")
-    router.add_post("/auth/token", handlers.token, name="token")
-    # Sign-in with external OpenID Connect providers (services/auth/external.py). Linking
+    router.add_post("/auth/logout-all", tokens.logout_all, name="logout_all")
+    router.add_post("/auth/password", accounts.change_password, name="change_password")
+    router.add_post("/auth/token", tokens.token, name="token")
+    # Sign-in with external OpenID Connect providers (services/auth/external/). Linking
     # needs a token, like /auth/password; the callback is where providers send browsers.
-    router.add_get("/auth/oidc/providers", oidc_handlers.providers, name="oidc_providers")
-    router.add_post("/auth/oidc/exchange", oidc_handlers.exchange, name="oidc_exchange")
-    router.add_post("/auth/oidc/{provider}/start", oidc_handlers.start, name="oidc_start")
-    router.add_post("/auth/oidc/{provider}/link", oidc_handlers.link, name="oidc_link")
-    router.add_get("/auth/oidc/{provider}/callback", oidc_handlers.callback, name="oidc_callback")
-    router.add_get("/.well-known/jwks.json", handlers.jwks, name="jwks")
-    router.add_get("/.well-known/openid-configuration", handlers.discovery, name="discovery")
+    router.add_get("/auth/oidc/providers", external.providers, name="oidc_providers")
+    router.add_post("/auth/oidc/exchange", external.exchange, name="oidc_exchange")
+    router.add_post("/auth/oidc/{provider}/start", external.start, name="oidc_start")
+    router.add_post("/auth/oidc/{provider}/link", external.link, name="oidc_link")
+    router.add_get("/auth/oidc/{provider}/callback", external.callback, name="oidc_callback")
+    router.add_get("/.well-known/jwks.json", keyring.jwks, name="jwks")
+    router.add_get("/.well-known/openid-configuration", tokens.discovery, name="discovery")

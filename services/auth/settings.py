@@ -20,7 +20,7 @@ from common.settings import (
     env_path,
     env_str,
 )
-from services.auth.oidc_config import OidcSettings
+from services.auth.external.config import OidcSettings
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -46,7 +46,7 @@ class Argon2Settings:
       enough for several hashes at once in a small pod without leaning on passes alone.
     - It took 23 ms of one core here, against 160 ms for argon2-cffi's RFC 9106
       low-memory profile (64 MiB, t=3, p=4) used before: a 50-login storm is about
-      1.3 s of CPU, which admission (services.auth.admission) queues instead of refusing.
+      1.3 s of CPU, which admission (services.auth.accounts.admission) queues instead of refusing.
 
     Hashes made with other parameters are re-made with these at the next correct login
     (check_needs_rehash), the only moment the password is at hand.
@@ -134,6 +134,8 @@ class AuthSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> AuthSettings:
+        # Longer than the usual function on purpose: one statement per setting read from
+        # the environment, all in one place; helpers would scatter them.
         users_url = env_str(env, "PASSGATE_USERS_URL", "").rstrip("/") or None
         redis_url = env_str(env, "PASSGATE_REDIS_URL", "") or None
         absolute = env_int(

@@ -8,13 +8,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
+from common.app_keys import REGISTRY
 from common.assertion import install_verifier
 from common.db import database_unavailable_middleware
 from common.driver import Driver, driver_ctx
-from common.keys import REGISTRY
 from common.timestamps import Clock, utc_now
 from common.validation import OpenApiDocument
-from services.orders.keys import METRICS, OPENAPI, REPOSITORY
+from services.orders.app_keys import METRICS, OPENAPI, REPOSITORY
 from services.orders.metrics import OrdersMetrics
 from services.orders.repository import OrderRepository
 from services.orders.routes import setup_routes

@@ -11,10 +11,10 @@ from common.errors import Problem, insufficient_scope
 from common.identity import Identity, require_identity
 from common.jsonresponse import json_response
 from common.validation import invalid_request, read_json
-from services.orders.keys import METRICS, OPENAPI, REPOSITORY
+from services.orders.app_keys import METRICS, OPENAPI, REPOSITORY
 from services.orders.models import items_from_json, request_fingerprint
 from services.orders.pagination import decode_cursor, encode_cursor
-from services.orders.repository import IdempotencyConflict
+from services.orders.repository import IdempotencyConflictError
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -87,7 +87,7 @@ async def place_order(request: web.Request) -> web.Response:
             idempotency_key=key,
             fingerprint=request_fingerprint(items, note),
         )
-    except IdempotencyConflict:
+    except IdempotencyConflictError:
         raise Problem(
             409,
             "this Idempotency-Key was already used with a different request body",

@@ -56,7 +56,7 @@ order_items = sa.Table(
 Position = tuple[dt.datetime, str]
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflictError(Exception):
     """The user already used this Idempotency-Key for a different request."""
 
 
@@ -231,7 +231,7 @@ class OrderRepository:
         """Place an order; returns (order, created).
 
         With a key, a repeat of the same request returns the first order (created False)
-        and a different request under the same key raises IdempotencyConflict. On
+        and a different request under the same key raises IdempotencyConflictError. On
         PostgreSQL a concurrent insert with the same key waits for the first to commit,
         then does nothing, so the lookup that follows sees the winner.
         """
@@ -355,7 +355,7 @@ def _replay(
     first = yield Rows(FIND_BY_KEY, {"user_id": user_id, "idempotency_id": idempotency_key})
     first_id, first_fingerprint = first[0]
     if first_fingerprint != fingerprint:
-        raise IdempotencyConflict(idempotency_key)
+        raise IdempotencyConflictError(idempotency_key)
     replayed = yield from _load(first_id)
     assert replayed is not None  # orders are never deleted
     return replayed, False

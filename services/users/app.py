@@ -8,13 +8,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
+from common.app_keys import REGISTRY
 from common.assertion import install_verifier
 from common.db import database_unavailable_middleware
 from common.driver import Driver, driver_ctx
-from common.keys import REGISTRY
 from common.timestamps import Clock, utc_now
 from common.validation import OpenApiDocument
-from services.users.keys import METRICS, OPENAPI, REPOSITORY
+from services.users.app_keys import METRICS, OPENAPI, REPOSITORY
 from services.users.metrics import UsersMetrics
 from services.users.repository import ProfileRepository
 from services.users.routes import setup_routes

@@ -7,14 +7,13 @@ from aiohttp import web
 from common.errors import Problem
 from common.identity import require_identity
 from common.jsonresponse import json_response
+from common.provisioning import PROVISIONING_CLIENT_ID, PROVISIONING_SCOPE
 from common.validation import read_json
-from services.users.keys import METRICS, OPENAPI, REPOSITORY
-from services.users.repository import ProfileConflict
+from services.users.app_keys import METRICS, OPENAPI, REPOSITORY
+from services.users.repository import ProfileConflictError
 
-# The provisioning contract (see common.md): only the auth service calls it, with this
-# client id and a scope that no token can carry; the gateway never routes /internal/*.
-PROVISIONING_SCOPE = "profiles:provision"
-PROVISIONING_CLIENT_ID = "passgate-auth"
+# The provisioning contract (see common.md): only the auth service calls it, with the
+# client id and scope of common/provisioning.py; the gateway never routes /internal/*.
 
 
 def _path_user_id(request: web.Request) -> str:
@@ -67,7 +66,7 @@ async def provision_profile(request: web.Request) -> web.Response:
         profile, created = await request.app[REPOSITORY].provision(
             user_id, body["username"], body.get("display_name")
         )
-    except ProfileConflict:
+    except ProfileConflictError:
         raise Problem(
             409,
             "a profile with this id or username exists with different data",

@@ -46,7 +46,7 @@ class Profile:
         }
 
 
-class ProfileConflict(Exception):
+class ProfileConflictError(Exception):
     """The id exists with another username, or the username belongs to another id."""
 
 
@@ -105,7 +105,7 @@ class ProfileRepository:
         }
         inserted, profile = await self.driver.run(_provision(values), write=True)
         if profile is None or profile.username != username:
-            raise ProfileConflict(user_id)
+            raise ProfileConflictError(user_id)
         return profile, inserted
 
     async def set_display_name(self, user_id: str, display_name: str | None) -> Profile | None:

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from common.settings import DatabaseSettings, ServerSettings
 from services.auth.app import create_app
+from services.auth.keyring.signing_keys import ensure_key_set
 from services.auth.settings import AuthSettings
-from services.auth.signing_keys import ensure_key_set
 from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
 from tests.identity_headers import trust_settings
 

@@ -8,8 +8,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
+from common.app_keys import READINESS
 from common.errors import Problem, unauthorized
-from common.keys import READINESS
 
 
 def _app() -> web.Application:

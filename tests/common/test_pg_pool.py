@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from common.pg_pool import ConnectionPool, PoolClosed
+from common.pg_pool import ConnectionPool, PoolClosedError
 
 on_postgres = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -45,7 +45,7 @@ async def test_connections_are_reused_and_bounded(database_url) -> None:
     assert len(opened) == 3 and most == 3  # waiters were handed connections, none opened beyond
     await pool.close(5)
     assert all(c.is_closed() for c in opened)
-    with pytest.raises(PoolClosed):
+    with pytest.raises(PoolClosedError):
         await pool.acquire()
 
 

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.stack import PortPlan, Stack, StackConfig
-from services.auth.signing_keys import read_key_set
+from services.auth.keyring.signing_keys import read_key_set
 from tests.stack_settings import CHEAP_ARGON2, generous_routes
 
 

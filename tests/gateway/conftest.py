@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
-from gateway.keys import JWKS
+from gateway.app_keys import JWKS
 from gateway.settings import GatewaySettings
 from tests.gateway.support import (
     AUDIENCE,

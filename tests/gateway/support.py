@@ -242,7 +242,7 @@ class Stack:
         return {"Authorization": f"Bearer {self.token(key, **kwargs)}"}
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        from common.keys import REGISTRY
+        from common.app_keys import REGISTRY
 
         value = self.app[REGISTRY].get_sample_value(name, labels or {})
         return value or 0.0

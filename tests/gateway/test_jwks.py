@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 
-from gateway.keys import JWKS
+from gateway.app_keys import JWKS
 from tests.gateway.support import Stack
 
 

@@ -7,9 +7,9 @@ import uuid
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
-from gateway.keys import JWKS
-from gateway.routes import RateLimit
+from gateway.app_keys import JWKS
 from gateway.ratelimit import MemoryBuckets
+from gateway.routes import RateLimit
 from gateway.settings import GatewaySettings
 from tests.gateway.support import AUDIENCE, ISSUER, write_routes
 

@@ -168,7 +168,7 @@ async def test_cache_skips_signature_work_and_dies_with_the_token(make_stack) ->
 
 
 async def test_cache_is_bounded_by_entry_count(make_stack) -> None:
-    from gateway.keys import VERIFIER
+    from gateway.app_keys import VERIFIER
 
     stack = await make_stack(token_cache_size=3)
     for index in range(6):
@@ -178,7 +178,7 @@ async def test_cache_is_bounded_by_entry_count(make_stack) -> None:
 
 async def test_cached_token_dies_with_its_key(make_stack) -> None:
     """A key withdrawn from the JWKS stops its tokens, cached or not, at the next refresh."""
-    from gateway.keys import JWKS
+    from gateway.app_keys import JWKS
 
     stack = await make_stack()
     stack.jwks.keys.append(stack.keys["k2"])

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.stack import PortPlan, Stack, StackConfig
-from services.auth.signing_keys import read_key_set
+from services.auth.keyring.signing_keys import read_key_set
 from tests.hostile.attacks import Client, Secrets, User, auth_command, login, new_user, register
 from tests.stack_settings import CHEAP_ARGON2, generous_routes
 

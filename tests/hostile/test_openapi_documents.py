@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -212,3 +213,38 @@ def test_the_gateway_serves_the_document(gateway: Client, public) -> None:
 def test_the_document_path_is_reserved() -> None:
     assert "/openapi.json" in RESERVED_PATHS
     assert Path(DEFAULT_ROUTES_FILE).exists()
+
+
+def test_a_built_document_shares_nothing_with_the_next(documents) -> None:
+    """Whoever changes a built document (deep inside it) changes no later document."""
+    table = load_routes(DEFAULT_ROUTES_FILE)
+    first = build_public_document(table, documents)
+    pristine = json.dumps(build_public_document(table, documents), sort_keys=True)
+
+    def scribble(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in list(node.values()):
+                scribble(value)
+            node["x-scribbled"] = True
+        elif isinstance(node, list):
+            for value in node:
+                scribble(value)
+            node.append("scribbled")
+
+    scribble(first)
+    assert json.dumps(build_public_document(table, documents), sort_keys=True) == pristine
+
+
+def test_the_service_documents_are_read_without_importing_the_services() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from gateway.openapi import load_documents, service_documents; "
+        "load_documents(service_documents()); "
+        "print(sorted(m for m in sys.modules if m.startswith('services')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

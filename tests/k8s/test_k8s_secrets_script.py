@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.k8s.k8s_render import K8S, NAMESPACE, kubectl_binary
-from services.auth.signing_keys import read_key_set
+from services.auth.keyring.signing_keys import read_key_set
 from tests.k8s.k8s_objects import containers, secret_volumes, workloads
 
 SCRIPT = K8S / "create-secrets.sh"

@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient
 from common.settings import DatabaseSettings, ServerSettings
 from common.timestamps import utc_now
 from services.auth.app import create_app
-from services.auth.oidc_config import OidcProvider, OidcSettings
+from services.auth.external.config import OidcProvider, OidcSettings
+from services.auth.keyring.signing_keys import ensure_key_set
 from services.auth.settings import AuthSettings
-from services.auth.signing_keys import ensure_key_set
 from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
 from tests.identity_headers import trust_settings
 from tests.oidc import fake_provider as fake

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from services.auth.keys import REPOSITORY
+from services.auth.app_keys import ACCOUNT_REPOSITORY
 
 CALLBACK_BASE = "http://passgate.test"
 APP_ORIGIN = "http://app.test"
@@ -19,7 +19,7 @@ RETURN_TO = f"{APP_ORIGIN}/demo/"
 
 
 async def account_count(client: TestClient) -> int:
-    engine = client.server.app[REPOSITORY].engine
+    engine = client.server.app[ACCOUNT_REPOSITORY].engine
     async with engine.connect() as connection:
         return (await connection.execute(sa.text("SELECT count(*) FROM accounts"))).scalar()
 

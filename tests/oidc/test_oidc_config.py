@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from common.settings import SettingsError
-from services.auth.external import display_name
-from services.auth.oidc_config import OidcSettings
+from services.auth.external.claims import display_name
+from services.auth.external.config import OidcSettings
 from services.auth.settings import AuthSettings
 from tests.oidc.flow import start as start_flow
 from tests.oidc.flow import tokens_with_fake

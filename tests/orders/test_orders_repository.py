@@ -15,7 +15,7 @@ from common.driver import Driver, open_driver
 from common.settings import DatabaseSettings
 from services.orders.app import MIGRATIONS_DIR
 from services.orders.models import OrderItem, request_fingerprint
-from services.orders.repository import IdempotencyConflict, OrderRepository, orders
+from services.orders.repository import IdempotencyConflictError, OrderRepository, orders
 
 ITEMS = (OrderItem("BOOK-42", 2, 1250), OrderItem("pen", 3, 99))
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
@@ -83,7 +83,7 @@ async def test_idempotent_create(repository, engine) -> None:
         user, ITEMS, None, idempotency_key="k", fingerprint=fingerprint
     )
     assert created and not created_again and again == first
-    with pytest.raises(IdempotencyConflict):
+    with pytest.raises(IdempotencyConflictError):
         await repository.create(
             user,
             ITEMS[:1],

@@ -13,7 +13,7 @@ from common.db import create_engine, migrate
 from common.driver import open_driver
 from common.settings import DatabaseSettings
 from services.users.app import MIGRATIONS_DIR
-from services.users.repository import ProfileConflict, ProfileRepository
+from services.users.repository import ProfileConflictError, ProfileRepository
 
 T0 = dt.datetime(2025, 3, 4, 5, 6, 7, 890123, tzinfo=dt.UTC)
 
@@ -51,9 +51,9 @@ async def test_provision_repeat_returns_the_stored_profile(repository) -> None:
 async def test_provision_conflicts(repository) -> None:
     user_id = str(uuid.uuid4())
     await repository.provision(user_id, "carol", None)
-    with pytest.raises(ProfileConflict):
+    with pytest.raises(ProfileConflictError):
         await repository.provision(user_id, "caroline", None)
-    with pytest.raises(ProfileConflict):
+    with pytest.raises(ProfileConflictError):
         await repository.provision(str(uuid.uuid4()), "carol", None)
 
 

@@ -1,0 +1,65 @@
+"""Machine clients (RFC 6749 section 4.4): their SQL and the client-credentials grant."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hmac
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from common.db import write_transaction
+from services.auth.accounts.roles import narrow
+from services.auth.tables import clients
+from services.auth.tokens.minter import AccessTokenMinter, TokenResponse
+from services.auth.tokens.opaque import opaque_hash
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Client:
+    client_id: str
+    secret_hash: str = dataclasses.field(repr=False)
+    scope: str
+
+
+class ClientRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create_client(
+        self, client_id: str, secret_hash: str, scope: str, now: dt.datetime
+    ) -> None:
+        async with write_transaction(self.engine) as connection:
+            await connection.execute(
+                clients.insert().values(
+                    client_id=client_id, secret_hash=secret_hash, scope=scope, created_at=now
+                )
+            )
+
+    async def client(self, client_id: str) -> Client | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(sa.select(clients).where(clients.c.client_id == client_id))
+            ).first()
+        return Client(row.client_id, row.secret_hash, row.scope) if row else None
+
+
+class ClientCredentials:
+    """The client-credentials grant: a secret checked in constant time, then a token."""
+
+    def __init__(self, repository: ClientRepository, minter: AccessTokenMinter) -> None:
+        self.repository = repository
+        self.minter = minter
+
+    async def grant(
+        self, client_id: str, secret: str, requested_scope: str | None
+    ) -> TokenResponse | None:
+        """None when the client is unknown or the secret is wrong."""
+        client = await self.repository.client(client_id)
+        expected = client.secret_hash if client else opaque_hash("no such client")
+        if not hmac.compare_digest(expected, opaque_hash(secret)) or client is None:
+            return None
+        scopes = narrow(frozenset(client.scope.split()), requested_scope)
+        # No refresh token (RFC 6749 section 4.4.3): the client can always authenticate again.
+        return self.minter.access_token(client.client_id, scopes, client.client_id)
