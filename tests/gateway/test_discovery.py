@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.keys import JWKS
 from gateway.settings import GatewaySettings
 from prometheus_client import CollectorRegistry
-from tests.gateway.support import AUDIENCE, ISSUER, mint, recording_app, write_routes
+from tests.support.gateway_under_test import AUDIENCE, ISSUER, mint, recording_app, write_routes
 
 
 class Resolver:

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.hostile.attacks import (
+from tests.support.hostile import (
     Client,
     Secrets,
     User,

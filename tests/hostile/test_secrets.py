@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 
 from devstack.stack import Stack
-from tests.hostile.attacks import Client, Secrets, login, new_user, read_text, register
+from tests.support.hostile import Client, Secrets, login, new_user, read_text, register
 
 pytestmark = pytest.mark.e2e
 

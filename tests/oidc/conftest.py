@@ -22,9 +22,9 @@ from services.auth.oidc_config import OidcProvider, OidcSettings
 from services.auth.settings import AuthSettings
 from services.auth.signing_keys import ensure_key_set
 from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
-from tests.oidc import fake_provider as fake
-from tests.oidc.flow import APP_ORIGIN, CALLBACK_BASE
-from tests.oidc.node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider
+from tests.support import oidc_fake_provider as fake
+from tests.support.oidc_flow import APP_ORIGIN, CALLBACK_BASE
+from tests.support.oidc_node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider
 
 # Accounts of the real provider (any other login id is an account with a verified
 # <id>@example.test address).

@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 
 from devstack.stack import ROOT, PortPlan, Stack, StackConfig
-from tests.oidc.flow import new_binding
-from tests.oidc.interactions import sign_in_at_provider
-from tests.oidc.node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider, unavailable
-from tests.stack_settings import CHEAP_ARGON2
+from tests.support.oidc_flow import new_binding
+from tests.support.provider_pages import sign_in_at_provider
+from tests.support.oidc_node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider, unavailable
+from tests.support.stack_settings import CHEAP_ARGON2
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 """The real, independent OpenID Connect provider (panva/oidc-provider on Node.js), on loopback.
 
-`tests/oidc/provider/` holds its package.json and package-lock.json; `npm ci` installs it
+`oidc_provider_app/` beside this module holds its package.json and package-lock.json; `npm ci` installs it
 there when node_modules is missing. Without node or npm the tests that need it skip with
 the reason, unless PASSGATE_REQUIRE_SERVICES=1 (CI), where they fail.
 """
@@ -22,7 +22,7 @@ import pytest
 
 from devstack.processes import free_port
 
-PROVIDER_DIR = Path(__file__).parent / "provider"
+PROVIDER_DIR = Path(__file__).parent / "oidc_provider_app"
 REQUIRE = os.environ.get("PASSGATE_REQUIRE_SERVICES") == "1"
 CLIENT_ID = "passgate-test"
 CLIENT_SECRET = "test-client-secret-for-loopback-only"
