@@ -2,29 +2,14 @@
 
 Two shapes because the product has two: the services read a timezone-aware datetime
 (common.timestamps.Clock), the gateway reads wall-clock seconds (token exp/nbf arithmetic).
+The auth tests' datetime FakeClock still lives in tests/auth/helpers.py (being restructured
+with the auth service) and belongs here next.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-
-# Far from today, so a test that leaks the real clock into a timestamp shows up at once.
-START = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
-
-
-class FakeClock:
-    """A datetime clock for the services that only moves when a test says so."""
-
-    def __init__(self, now: dt.datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
 
 class StepClock:
     """A datetime clock that moves one step each time it is read: distinct, ordered timestamps."""

@@ -8,7 +8,6 @@ the reason, unless PASSGATE_REQUIRE_SERVICES=1 (CI), where they fail.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -21,16 +20,16 @@ from typing import Any
 import pytest
 
 from devstack.processes import free_port
+from tests.support.servers import REQUIRE_SERVICES
 
 PROVIDER_DIR = Path(__file__).parent / "oidc_provider_app"
-REQUIRE = os.environ.get("PASSGATE_REQUIRE_SERVICES") == "1"
 CLIENT_ID = "passgate-test"
 CLIENT_SECRET = "test-client-secret-for-loopback-only"
 START_TIMEOUT = 20.0
 
 
 def unavailable(reason: str) -> None:
-    if REQUIRE:
+    if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (required: PASSGATE_REQUIRE_SERVICES=1)")
     pytest.skip(reason)
 
