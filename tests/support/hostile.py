@@ -179,6 +179,16 @@ def login(
     return tokens
 
 
+def client_credentials(client: Client, client_id: str, secret: str, form: str = "") -> Reply:
+    """POST /auth/token for a machine client (HTTP Basic); `form` adds fields such as scope."""
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return client.post(
+        "/auth/token",
+        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+        body="grant_type=client_credentials" + form,
+    )
+
+
 def new_user(client: Client, secrets: Secrets, *, scope: str | None = None) -> User:
     user_id, username = register(client, secrets)
     tokens = login(client, secrets, username, scope=scope)
