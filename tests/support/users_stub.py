@@ -14,20 +14,19 @@ class UsersStub:
     calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     status: int = 201
     url: str = ""
+    # Also keep each call's request headers (under "headers"), for tests of what auth sends.
+    record_headers: bool = False
 
 
-async def start_users_stub(aiohttp_server: Any) -> UsersStub:
+async def start_users_stub(aiohttp_server: Any, *, record_headers: bool = False) -> UsersStub:
     """Serve a UsersStub on loopback with pytest-aiohttp's `aiohttp_server` fixture."""
-    stub = UsersStub()
+    stub = UsersStub(record_headers=record_headers)
 
     async def provision(request: web.Request) -> web.Response:
-        stub.calls.append(
-            {
-                "user_id": request.match_info["user_id"],
-                "headers": request.headers.copy(),
-                "body": await request.json(),
-            }
-        )
+        call: dict[str, Any] = {"user_id": request.match_info["user_id"], "body": await request.json()}
+        if stub.record_headers:
+            call["headers"] = request.headers.copy()
+        stub.calls.append(call)
         if stub.status >= 400:
             return web.json_response({"title": "refused by the test"}, status=stub.status)
         return web.json_response({"id": request.match_info["user_id"]}, status=stub.status)
