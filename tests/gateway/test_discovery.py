@@ -13,11 +13,11 @@ import socket
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
 from gateway.keys import JWKS
 from gateway.settings import GatewaySettings
-from prometheus_client import CollectorRegistry
 from tests.support.gateway_under_test import AUDIENCE, ISSUER, mint, recording_app, write_routes
 
 

@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
 from gateway.keys import JWKS
-from gateway.routes import RateLimit
 from gateway.ratelimit import MemoryBuckets
+from gateway.routes import RateLimit
 from gateway.settings import GatewaySettings
 from tests.support.gateway_under_test import AUDIENCE, ISSUER, write_routes
 

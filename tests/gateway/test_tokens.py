@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.gateway_under_test import USER_ID, GatewayUnderTest, mint, raw_request, received_headers
+from tests.support.gateway_under_test import (
+    USER_ID,
+    GatewayUnderTest,
+    mint,
+    raw_request,
+    received_headers,
+)
 
 
 def _b64(data: bytes) -> str:

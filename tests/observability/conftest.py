@@ -20,6 +20,7 @@ import yaml
 
 from devstack.processes import free_port
 from devstack.stack import PortPlan, Stack, StackConfig
+from tests.support.http import PASSWORD, bearer
 from tests.support.observability import (
     ALERTS,
     COMPONENTS,
@@ -31,7 +32,6 @@ from tests.support.observability import (
     load_yaml,
     require_binary,
 )
-from tests.support.http import PASSWORD, bearer
 from tests.support.polling import poll
 from tests.support.stack import running_stack
 from tests.support.stack_settings import CHEAP_ARGON2

@@ -4,7 +4,14 @@ started on loopback), its login and consent pages driven over HTTP."""
 from __future__ import annotations
 
 from tests.auth.helpers import decode, identity_headers, register
-from tests.support.oidc_flow import CALLBACK_BASE, account_count, callback, exchange, fragment, start
+from tests.support.oidc_flow import (
+    CALLBACK_BASE,
+    account_count,
+    callback,
+    exchange,
+    fragment,
+    start,
+)
 from tests.support.provider_pages import sign_in_at_provider
 
 

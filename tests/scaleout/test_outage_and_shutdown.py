@@ -20,8 +20,8 @@ from aiohttp import web
 
 from devstack.processes import free_port
 from devstack.stack import Stack
-from tests.support.identity_headers import IdentityHeaders
 from tests.support.http import assert_problem, new_account, status_of
+from tests.support.identity_headers import IdentityHeaders
 from tests.support.load import ORDER_ITEMS, list_orders
 from tests.support.metrics import sample_sum, scrape
 from tests.support.polling import wait_for

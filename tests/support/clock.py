@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+
 class StepClock:
     """A datetime clock that moves one step each time it is read: distinct, ordered timestamps."""
 

@@ -13,6 +13,7 @@ from services.orders.settings import OrdersSettings
 from tests.support.clock import StepClock
 from tests.support.identity_headers import IdentityHeaders
 
+
 @pytest.fixture
 def headers() -> type[IdentityHeaders]:
     return IdentityHeaders
