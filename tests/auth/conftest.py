@@ -20,7 +20,7 @@ from services.auth.app import create_app
 from services.auth.keyring.signing_keys import ensure_key_set
 from services.auth.settings import AuthSettings
 from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
-from tests.identity_headers import trust_settings
+from tests.support.identity_headers import trust_settings
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from jwt import PyJWKSet
 from common.db import create_engine
 from common.identity import Identity
 from services.auth.settings import Argon2Settings
-from tests.identity_headers import assertion_headers
+from tests.support.identity_headers import assertion_headers
 
 START = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 PASSWORD = "correct horse battery"

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from devstack.stack import ROOT, PortPlan, Stack, StackConfig
-from tests.stack_settings import CHEAP_ARGON2
+from tests.support.stack import running_stack
+from tests.support.stack_settings import CHEAP_ARGON2
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
 
-    from tests.browser.browser_pages import DemoPage
+    from tests.support.browser_pages import DemoPage
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -91,12 +92,8 @@ def stack(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "gateway": {"PASSGATE_TOKEN_LEEWAY": "0"},
         },
     )
-    stack = Stack(config)
-    stack.start()
-    try:
+    with running_stack(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +112,7 @@ def open_demo(
     fails the test."""
     from playwright.sync_api import expect
 
-    from tests.browser.browser_pages import DemoPage
+    from tests.support.browser_pages import DemoPage
 
     expect.set_options(timeout=10_000)
     opened: list[tuple[str, DemoPage]] = []

@@ -16,7 +16,7 @@ import pytest
 try:
     from playwright.sync_api import expect
 
-    from tests.browser.browser_pages import jwt_claims
+    from tests.support.browser_pages import jwt_claims
 except ImportError:  # the `playwright` fixture skips (or, in CI, fails) with the reason
     pass
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.stack import PortPlan, Stack, StackConfig
-from services.auth.keyring.signing_keys import read_key_set
-from tests.stack_settings import CHEAP_ARGON2, generous_routes
+from tests.support.stack import current_signing_key, running_stack
+from tests.support.stack_settings import CHEAP_ARGON2, generous_routes
 
 
 @pytest.fixture(scope="package")
@@ -33,19 +32,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             },
         },
     )
-    stack = Stack(config)
-    stack.start()
-    try:
+    with running_stack(config) as stack:
         yield stack
-    finally:
-        codes = stack.stop()
-        assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
 
 
 @pytest.fixture(scope="package")
 def signing_key(stack: Stack) -> tuple[rsa.RSAPrivateKey, str]:
     """The key auth signs with now, read from its key directory as an operator could."""
-    keys = read_key_set(stack.config.data_dir / "keys")
-    now = dt.datetime.now(dt.UTC)
-    key = max((k for k in keys if k.signs_at(now)), key=lambda k: (k.not_before, k.created_at))
-    return key.private_key, key.kid
+    return current_signing_key(stack)

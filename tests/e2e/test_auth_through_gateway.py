@@ -14,7 +14,7 @@ import aiohttp
 import jwt
 
 from devstack.stack import ROOT, Stack
-from tests.e2e.flows import PASSWORD, assert_problem, bearer, register_and_login
+from tests.support.http import PASSWORD, assert_problem, bearer, register_and_login
 
 
 def auth_command(stack: Stack, *args: str) -> dict:

@@ -20,8 +20,9 @@ import aiohttp
 import pytest
 
 from devstack.stack import PortPlan, Stack, StackConfig
-from tests.e2e.flows import PASSWORD
-from tests.stack_settings import CHEAP_ARGON2
+from tests.support.http import PASSWORD
+from tests.support.stack import running_stack
+from tests.support.stack_settings import CHEAP_ARGON2
 
 NAT, SPRAYER = "127.0.0.2", "127.0.0.3"
 PEOPLE = 30  # registered and signed in behind the NAT
@@ -43,7 +44,7 @@ def packaged_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             }
         },
     )
-    with Stack(config) as stack:
+    with running_stack(config) as stack:
         yield stack
 
 

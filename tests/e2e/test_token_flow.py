@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.stack import Stack
-from tests.e2e.flows import assert_problem, bearer, register_and_login
+from tests.support.http import assert_problem, bearer, register_and_login
 
 
 async def test_the_whole_flow(stack: Stack) -> None:

@@ -11,14 +11,14 @@ from prometheus_client import CollectorRegistry
 from gateway.app import create_app
 from gateway.app_keys import JWKS
 from gateway.settings import GatewaySettings
-from tests.gateway.support import (
+from tests.support.clock import FakeEpochClock
+from tests.support.gateway_under_test import (
     AUDIENCE,
     ISSUER,
-    FakeClock,
+    GatewayFactory,
+    GatewayUnderTest,
     JwksServer,
     SigningKey,
-    Stack,
-    StackFactory,
     new_key,
     recording_app,
     write_routes,
@@ -32,8 +32,8 @@ def keys() -> dict[str, SigningKey]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> FakeEpochClock:
+    return FakeEpochClock()
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ async def jwks_server(aiohttp_server, keys) -> JwksServer:
 
 
 @pytest.fixture
-async def make_stack(aiohttp_client, aiohttp_server, tmp_path, keys, jwks_server, clock) -> StackFactory:
+async def make_gateway(aiohttp_client, aiohttp_server, tmp_path, keys, jwks_server, clock) -> GatewayFactory:
     """Build a gateway in front of recording backends; keyword arguments tune it."""
 
     async def factory(
@@ -53,7 +53,7 @@ async def make_stack(aiohttp_client, aiohttp_server, tmp_path, keys, jwks_server
         routes: dict[str, Any] | None = None,
         upstreams: dict[str, list[str]] | None = None,
         **settings: Any,
-    ) -> Stack:
+    ) -> GatewayUnderTest:
         backends: dict[str, Any] = {}
         log: list[dict[str, Any]] = []
         if upstreams is None:
@@ -76,7 +76,7 @@ async def make_stack(aiohttp_client, aiohttp_server, tmp_path, keys, jwks_server
         app = create_app(config, registry=CollectorRegistry(), clock=clock)
         client = await aiohttp_client(app)
         await app[JWKS].refresh()
-        return Stack(client, app, clock, jwks_server, keys, backends, log, upstreams)
+        return GatewayUnderTest(client, app, clock, jwks_server, keys, backends, log, upstreams)
 
     return factory
 

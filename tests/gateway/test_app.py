@@ -22,8 +22,8 @@ GATEWAY_METRICS = [
 ]
 
 
-async def test_metrics_are_on_the_admin_app_only(make_stack, aiohttp_client) -> None:
-    stack = await make_stack()
+async def test_metrics_are_on_the_admin_app_only(make_gateway, aiohttp_client) -> None:
+    stack = await make_gateway()
     assert (await stack.client.get("/users/me", headers=stack.bearer())).status == 200
     assert (await stack.client.get("/users/me")).status == 401
     public = await stack.client.get("/metrics")
@@ -74,8 +74,8 @@ def test_settings_from_env() -> None:
     assert defaults.redis_url is None
 
 
-async def test_errors_are_problem_json_with_request_id(make_stack) -> None:
-    stack = await make_stack()
+async def test_errors_are_problem_json_with_request_id(make_gateway) -> None:
+    stack = await make_gateway()
     response = await stack.client.get("/orders", headers={"X-Request-Id": "req-12345678"})
     body = await response.json(content_type=None)
     assert response.status == 401

@@ -12,8 +12,8 @@ ORIGIN = "https://app.example.com"
 OTHER = "https://evil.example.org"
 
 
-async def test_preflight_from_allowed_origin_needs_no_token(make_stack) -> None:
-    stack = await make_stack(cors_origins=(ORIGIN,))
+async def test_preflight_from_allowed_origin_needs_no_token(make_gateway) -> None:
+    stack = await make_gateway(cors_origins=(ORIGIN,))
     response = await stack.client.options(
         "/orders",
         headers={
@@ -31,8 +31,8 @@ async def test_preflight_from_allowed_origin_needs_no_token(make_stack) -> None:
     assert stack.log == []
 
 
-async def test_origin_not_on_the_list_gets_no_cors_headers(make_stack) -> None:
-    stack = await make_stack(cors_origins=(ORIGIN,))
+async def test_origin_not_on_the_list_gets_no_cors_headers(make_gateway) -> None:
+    stack = await make_gateway(cors_origins=(ORIGIN,))
     response = await stack.client.get("/users/me", headers={**stack.bearer(), hdrs.ORIGIN: OTHER})
     assert response.status == 200
     for name in (hdrs.ACCESS_CONTROL_ALLOW_ORIGIN, hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -42,8 +42,8 @@ async def test_origin_not_on_the_list_gets_no_cors_headers(make_stack) -> None:
     assert stack.metric("gateway_cors_rejections_total", {"reason": "origin_not_allowed"}) == 1
 
 
-async def test_preflight_from_other_origin_is_refused(make_stack) -> None:
-    stack = await make_stack(cors_origins=(ORIGIN,))
+async def test_preflight_from_other_origin_is_refused(make_gateway) -> None:
+    stack = await make_gateway(cors_origins=(ORIGIN,))
     response = await stack.client.options(
         "/orders", headers={hdrs.ORIGIN: OTHER, hdrs.ACCESS_CONTROL_REQUEST_METHOD: "GET"}
     )
@@ -52,8 +52,8 @@ async def test_preflight_from_other_origin_is_refused(make_stack) -> None:
     assert stack.metric("gateway_cors_rejections_total", {"reason": "origin_not_allowed"}) == 1
 
 
-async def test_preflight_for_unlisted_method_or_header_is_refused(make_stack) -> None:
-    stack = await make_stack(cors_origins=(ORIGIN,))
+async def test_preflight_for_unlisted_method_or_header_is_refused(make_gateway) -> None:
+    stack = await make_gateway(cors_origins=(ORIGIN,))
     method = await stack.client.options(
         "/orders", headers={hdrs.ORIGIN: ORIGIN, hdrs.ACCESS_CONTROL_REQUEST_METHOD: "DELETE"}
     )
@@ -67,9 +67,9 @@ async def test_preflight_for_unlisted_method_or_header_is_refused(make_stack) ->
 
 
 @pytest.mark.parametrize("case", ["401", "403", "404", "405", "429", "503"])
-async def test_allowed_origin_can_read_every_error(make_stack, case: str) -> None:
+async def test_allowed_origin_can_read_every_error(make_gateway, case: str) -> None:
     """Errors carry ACAO, Vary: Origin and expose the headers a client needs to react."""
-    stack = await make_stack(
+    stack = await make_gateway(
         cors_origins=(ORIGIN,),
         replicas=1,
         routes={"orders_list": {"rate_limit": {"requests": 1, "per": 3600, "burst": 1}}},
@@ -100,30 +100,30 @@ async def test_allowed_origin_can_read_every_error(make_stack, case: str) -> Non
         assert name in exposed
 
 
-async def test_upstream_cors_headers_are_replaced_by_the_gateways(make_stack) -> None:
+async def test_upstream_cors_headers_are_replaced_by_the_gateways(make_gateway) -> None:
     """The backend sends ACAO: * and credentials; the client sees only the gateway's decision."""
-    stack = await make_stack(cors_origins=(ORIGIN,))
+    stack = await make_gateway(cors_origins=(ORIGIN,))
     response = await stack.client.get("/users/me", headers={**stack.bearer(), hdrs.ORIGIN: ORIGIN})
     assert response.status == 200
     assert response.headers.getall(hdrs.ACCESS_CONTROL_ALLOW_ORIGIN) == [ORIGIN]
     assert hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS not in response.headers
 
 
-async def test_credentials_only_when_configured(make_stack) -> None:
-    stack = await make_stack(cors_origins=(ORIGIN,), cors_allow_credentials=True)
+async def test_credentials_only_when_configured(make_gateway) -> None:
+    stack = await make_gateway(cors_origins=(ORIGIN,), cors_allow_credentials=True)
     response = await stack.client.get("/users/me", headers={**stack.bearer(), hdrs.ORIGIN: ORIGIN})
     assert response.headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] == "true"
 
 
-async def test_vary_origin_on_every_response(make_stack) -> None:
-    stack = await make_stack()
+async def test_vary_origin_on_every_response(make_gateway) -> None:
+    stack = await make_gateway()
     for path in ("/healthz", "/users/me", "/nope"):
         response = await stack.client.get(path)
         assert "Origin" in response.headers[hdrs.VARY], path
 
 
-async def test_wildcard_subdomain_pattern_is_anchored(make_stack) -> None:
-    stack = await make_stack(cors_origins=("https://*.example.com",))
+async def test_wildcard_subdomain_pattern_is_anchored(make_gateway) -> None:
+    stack = await make_gateway(cors_origins=("https://*.example.com",))
     for origin, allowed in [
         ("https://app.example.com", True),
         ("https://a.b.example.com", True),
@@ -154,8 +154,8 @@ def test_unsafe_cors_settings_are_refused_at_load(origins, credentials, message)
         CorsPolicy(origins, allow_credentials=credentials)
 
 
-async def test_wildcard_without_credentials_allows_any_origin(make_stack) -> None:
-    stack = await make_stack(cors_origins=("*",))
+async def test_wildcard_without_credentials_allows_any_origin(make_gateway) -> None:
+    stack = await make_gateway(cors_origins=("*",))
     response = await stack.client.get("/healthz", headers={hdrs.ORIGIN: OTHER})
     assert response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] == OTHER
     assert hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS not in response.headers

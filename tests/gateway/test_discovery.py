@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from gateway.app import create_app
 from gateway.app_keys import JWKS
 from gateway.settings import GatewaySettings
-from tests.gateway.support import AUDIENCE, ISSUER, mint, recording_app, write_routes
+from tests.support.gateway_under_test import AUDIENCE, ISSUER, mint, recording_app, write_routes
 
 
 NAMES = ("auth.test", "users.test", "orders.test")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.support import USER_ID, Stack
+from tests.support.gateway_under_test import USER_ID, GatewayUnderTest
 
 SPOOFED_NAMES = [
     "X-User-Id",
@@ -23,7 +23,7 @@ SPOOF_VALUE = "spoofed-6f9c"
 ORIGIN = "https://app.example.com"
 
 
-def spoofed(stack: Stack, *, token: bool) -> list[tuple[str, str]]:
+def spoofed(stack: GatewayUnderTest, *, token: bool) -> list[tuple[str, str]]:
     headers = [(name, SPOOF_VALUE) for name in SPOOFED_NAMES]
     headers.append(("Connection", "X-User-Id"))  # listing it in Connection changes nothing
     if token:
@@ -49,9 +49,9 @@ PATHS = [
 @pytest.mark.parametrize(("kind", "method", "path", "token", "status", "forwarded"), PATHS,
                          ids=[p[0] for p in PATHS])
 async def test_spoofed_identity_headers_never_arrive(
-    make_stack, kind: str, method: str, path: str, token: bool | None, status: int, forwarded: bool
+    make_gateway, kind: str, method: str, path: str, token: bool | None, status: int, forwarded: bool
 ) -> None:
-    stack = await make_stack(cors_origins=(ORIGIN,))
+    stack = await make_gateway(cors_origins=(ORIGIN,))
     headers: list[tuple[str, Any]] = spoofed(stack, token=bool(token))
     if token is None:
         headers.append(("Authorization", "Bearer not-a-jwt"))
@@ -70,9 +70,9 @@ async def test_spoofed_identity_headers_never_arrive(
             assert not any(name.startswith("x-user-") for name in names)
 
 
-async def test_spoofed_headers_on_preflight_never_arrive(make_stack) -> None:
+async def test_spoofed_headers_on_preflight_never_arrive(make_gateway) -> None:
     """A preflight is answered by the gateway itself: nothing reaches a backend."""
-    stack = await make_stack(cors_origins=(ORIGIN,))
+    stack = await make_gateway(cors_origins=(ORIGIN,))
     headers = spoofed(stack, token=False) + [
         ("Origin", ORIGIN),
         ("Access-Control-Request-Method", "POST"),
@@ -83,9 +83,9 @@ async def test_spoofed_headers_on_preflight_never_arrive(make_stack) -> None:
     assert stack.log == []
 
 
-async def test_identity_is_set_only_from_the_token(make_stack) -> None:
+async def test_identity_is_set_only_from_the_token(make_gateway) -> None:
     """With spoofed headers and a valid token, the backend sees the token's identity alone."""
-    stack = await make_stack()
+    stack = await make_gateway()
     headers = spoofed(stack, token=True)
     response = await stack.client.get("/users/me", headers=headers)
     body = await response.json()

@@ -7,7 +7,7 @@ import base64
 import json
 
 from gateway.app_keys import JWKS
-from tests.gateway.support import Stack
+from tests.support.gateway_under_test import GatewayUnderTest
 
 
 def with_kid(token: str, kid: str) -> str:
@@ -19,7 +19,7 @@ def with_kid(token: str, kid: str) -> str:
     return f"{encoded}.{rest}"
 
 
-async def flood(stack: Stack, token: str, count: int, prefix: str) -> list[int]:
+async def flood(stack: GatewayUnderTest, token: str, count: int, prefix: str) -> list[int]:
     """`count` requests, each naming a different random kid, 50 at a time."""
     statuses: list[int] = []
     for start in range(0, count, 50):
@@ -38,9 +38,9 @@ async def flood(stack: Stack, token: str, count: int, prefix: str) -> list[int]:
     return statuses
 
 
-async def test_random_kids_cause_at_most_one_fetch_per_cooldown(make_stack) -> None:
+async def test_random_kids_cause_at_most_one_fetch_per_cooldown(make_gateway) -> None:
     """1,000 junk kids within one cooldown: no fetch; after it: exactly one more."""
-    stack = await make_stack(jwks_refetch_cooldown_seconds=30)
+    stack = await make_gateway(jwks_refetch_cooldown_seconds=30)
     token = stack.token()
     baseline = stack.jwks.fetches
     statuses = await flood(stack, token, 1000, "junk")
@@ -56,9 +56,9 @@ async def test_random_kids_cause_at_most_one_fetch_per_cooldown(make_stack) -> N
     assert (await stack.client.get("/users/me", headers=stack.bearer())).status == 200
 
 
-async def test_issuer_outage_keeps_serving_the_last_good_key_set(make_stack) -> None:
+async def test_issuer_outage_keeps_serving_the_last_good_key_set(make_gateway) -> None:
     """With the JWKS endpoint down, valid tokens keep working up to the maximum staleness."""
-    stack = await make_stack(jwks_max_staleness_seconds=3600)
+    stack = await make_gateway(jwks_max_staleness_seconds=3600)
     await stack.jwks.server.close()
     stack.clock.advance(600)
     assert await stack.app[JWKS].refresh() is False
@@ -78,18 +78,18 @@ async def test_issuer_outage_keeps_serving_the_last_good_key_set(make_stack) -> 
     assert "jwks" in (await ready.json(content_type=None))["checks"]
 
 
-async def test_failing_refresh_keeps_keys(make_stack) -> None:
+async def test_failing_refresh_keeps_keys(make_gateway) -> None:
     """A 503 from the issuer is an error, not an empty key set."""
-    stack = await make_stack()
+    stack = await make_gateway()
     stack.jwks.failing = True
     stack.clock.advance(60)
     assert await stack.app[JWKS].refresh() is False
     assert stack.app[JWKS].kids == {"k1"}
 
 
-async def test_new_key_is_picked_up_without_restart(make_stack) -> None:
+async def test_new_key_is_picked_up_without_restart(make_gateway) -> None:
     """A rotated-in key works once the cooldown allows a refetch on its kid."""
-    stack = await make_stack(jwks_refetch_cooldown_seconds=30)
+    stack = await make_gateway(jwks_refetch_cooldown_seconds=30)
     stack.jwks.keys.append(stack.keys["k2"])
     stack.clock.advance(31)
     before = stack.jwks.fetches
@@ -99,9 +99,9 @@ async def test_new_key_is_picked_up_without_restart(make_stack) -> None:
     assert stack.metric("gateway_jwks_keys") == 2
 
 
-async def test_unknown_kid_within_cooldown_is_negative_cached(make_stack) -> None:
+async def test_unknown_kid_within_cooldown_is_negative_cached(make_gateway) -> None:
     """A kid refused once is not looked up again until the cooldown has passed."""
-    stack = await make_stack(jwks_refetch_cooldown_seconds=30)
+    stack = await make_gateway(jwks_refetch_cooldown_seconds=30)
     stack.clock.advance(31)
     token = stack.token("k2")
     before = stack.jwks.fetches
@@ -113,8 +113,8 @@ async def test_unknown_kid_within_cooldown_is_negative_cached(make_stack) -> Non
     assert (await stack.client.get("/users/me", headers={"Authorization": f"Bearer {token}"})).status == 200
 
 
-async def test_concurrent_misses_share_one_fetch(make_stack) -> None:
-    stack = await make_stack()
+async def test_concurrent_misses_share_one_fetch(make_gateway) -> None:
+    stack = await make_gateway()
     stack.jwks.keys.append(stack.keys["k2"])
     stack.clock.advance(31)
     before = stack.jwks.fetches
@@ -124,10 +124,10 @@ async def test_concurrent_misses_share_one_fetch(make_stack) -> None:
     assert stack.jwks.fetches == before + 1
 
 
-async def test_readiness_waits_for_the_first_key_set(make_stack, jwks_server) -> None:
+async def test_readiness_waits_for_the_first_key_set(make_gateway, jwks_server) -> None:
     """Before any key set was fetched the gateway is alive but not ready."""
     jwks_server.failing = True
-    stack = await make_stack()
+    stack = await make_gateway()
     assert (await stack.client.get("/healthz")).status == 200
     ready = await stack.client.get("/readyz")
     assert ready.status == 503

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from tests.gateway.support import BACKEND_STATE, MISBEHAVE, raw_request, received_headers
+from tests.support.gateway_under_test import BACKEND_STATE, MISBEHAVE, raw_request, received_headers
 
 
-async def test_one_replica_killed_every_get_succeeds(make_stack) -> None:
+async def test_one_replica_killed_every_get_succeeds(make_gateway) -> None:
     """GETs are retried once on the other replica after a connect failure; none fails."""
-    stack = await make_stack(replicas=2)
+    stack = await make_gateway(replicas=2)
     await stack.backends["users-0"].close()
     statuses = []
     for _ in range(20):
@@ -24,9 +24,9 @@ async def test_one_replica_killed_every_get_succeeds(make_stack) -> None:
     assert stack.metric("gateway_upstream_healthy_replicas", {"upstream": "users"}) == 1
 
 
-async def test_all_replicas_down_gives_503_problem(make_stack) -> None:
+async def test_all_replicas_down_gives_503_problem(make_gateway) -> None:
     """With every replica down they are ejected, and then the answer is 503 without trying."""
-    stack = await make_stack(replicas=2)
+    stack = await make_gateway(replicas=2)
     await stack.backends["users-0"].close()
     await stack.backends["users-1"].close()
     statuses = []
@@ -43,9 +43,9 @@ async def test_all_replicas_down_gives_503_problem(make_stack) -> None:
     assert stack.metric("gateway_upstream_healthy_replicas", {"upstream": "users"}) == 2
 
 
-async def test_post_goes_to_another_replica_only_when_nothing_was_sent(make_stack) -> None:
+async def test_post_goes_to_another_replica_only_when_nothing_was_sent(make_gateway) -> None:
     """A connect failure sent nothing, so even a POST may go to the other replica."""
-    stack = await make_stack(replicas=2)
+    stack = await make_gateway(replicas=2)
     await stack.backends["orders-0"].close()
     statuses = [
         (await stack.client.post("/orders", json={}, headers=stack.bearer())).status for _ in range(2)
@@ -55,9 +55,9 @@ async def test_post_goes_to_another_replica_only_when_nothing_was_sent(make_stac
     assert {r["backend"] for r in stack.log} == {"orders-1"}
 
 
-async def test_post_that_reached_a_backend_is_never_sent_again(make_stack) -> None:
+async def test_post_that_reached_a_backend_is_never_sent_again(make_gateway) -> None:
     """A backend that drops the connection mid-request gets a POST once: 502."""
-    stack = await make_stack(replicas=2)
+    stack = await make_gateway(replicas=2)
     response = await stack.client.post(f"/orders/{MISBEHAVE['drop']}/cancel", headers=stack.bearer())
     assert response.status == 502
     assert response.content_type == "application/problem+json"
@@ -65,9 +65,9 @@ async def test_post_that_reached_a_backend_is_never_sent_again(make_stack) -> No
     assert stack.metric("gateway_upstream_retries_total", {"upstream": "orders"}) == 0
 
 
-async def test_get_broken_off_by_a_replica_is_tried_once_on_another(make_stack) -> None:
+async def test_get_broken_off_by_a_replica_is_tried_once_on_another(make_gateway) -> None:
     """A safe request may go again (RFC 9110 9.2.1); once, on the other replica, then 502."""
-    stack = await make_stack(replicas=2)
+    stack = await make_gateway(replicas=2)
     response = await stack.client.get(f"/orders/{MISBEHAVE['drop']}", headers=stack.bearer())
     assert response.status == 502
     tried = [r["backend"] for r in stack.log if r["raw_path"] == f"/orders/{MISBEHAVE['drop']}"]
@@ -83,9 +83,9 @@ async def _wait_for_healthy(stack, upstream: str, count: int) -> None:
     raise AssertionError(f"{upstream} never had {count} ready replicas")
 
 
-async def test_unready_replica_gets_no_requests_while_another_is_ready(make_stack) -> None:
+async def test_unready_replica_gets_no_requests_while_another_is_ready(make_gateway) -> None:
     """A draining replica (readyz 503) leaves the rotation; when none is ready, all are used."""
-    stack = await make_stack(replicas=2)
+    stack = await make_gateway(replicas=2)
     stack.backends["users-0"].app[BACKEND_STATE]["ready"] = False
     await _wait_for_healthy(stack, "users", 1)
     for _ in range(6):
@@ -101,8 +101,8 @@ async def test_unready_replica_gets_no_requests_while_another_is_ready(make_stac
     assert served == {"users-0", "users-1"}
 
 
-async def test_route_timeout_gives_504(make_stack) -> None:
-    stack = await make_stack(routes={"orders_get": {"timeout": 0.2}})
+async def test_route_timeout_gives_504(make_gateway) -> None:
+    stack = await make_gateway(routes={"orders_get": {"timeout": 0.2}})
     response = await stack.client.get(f"/orders/{MISBEHAVE['slow']}", headers=stack.bearer())
     assert response.status == 504
     assert response.content_type == "application/problem+json"
@@ -111,9 +111,9 @@ async def test_route_timeout_gives_504(make_stack) -> None:
     ) == 1
 
 
-async def test_body_limit_is_enforced_while_streaming(make_stack) -> None:
+async def test_body_limit_is_enforced_while_streaming(make_gateway) -> None:
     """A chunked body (no Content-Length) is cut off at the route's limit with 413."""
-    stack = await make_stack(routes={"orders_place": {"max_body_bytes": 1024}})
+    stack = await make_gateway(routes={"orders_place": {"max_body_bytes": 1024}})
 
     async def chunks():
         for _ in range(16):
@@ -124,15 +124,15 @@ async def test_body_limit_is_enforced_while_streaming(make_stack) -> None:
     assert response.content_type == "application/problem+json"
 
 
-async def test_declared_oversize_body_is_refused_before_forwarding(make_stack) -> None:
-    stack = await make_stack(routes={"orders_place": {"max_body_bytes": 1024}})
+async def test_declared_oversize_body_is_refused_before_forwarding(make_gateway) -> None:
+    stack = await make_gateway(routes={"orders_place": {"max_body_bytes": 1024}})
     response = await stack.client.post("/orders", data=b"x" * 4096, headers=stack.bearer())
     assert response.status == 413
     assert stack.log == []
 
 
-async def test_body_within_limit_is_streamed_through(make_stack) -> None:
-    stack = await make_stack(routes={"orders_place": {"max_body_bytes": 1024}})
+async def test_body_within_limit_is_streamed_through(make_gateway) -> None:
+    stack = await make_gateway(routes={"orders_place": {"max_body_bytes": 1024}})
 
     async def chunks():
         for _ in range(4):
@@ -143,16 +143,16 @@ async def test_body_within_limit_is_streamed_through(make_stack) -> None:
     assert (await response.json())["body_length"] == 800
 
 
-async def test_large_response_is_streamed(make_stack) -> None:
-    stack = await make_stack()
+async def test_large_response_is_streamed(make_gateway) -> None:
+    stack = await make_gateway()
     response = await stack.client.get(f"/orders/{MISBEHAVE['stream-out']}", headers=stack.bearer())
     assert response.status == 200
     assert len(await response.read()) == 8 * 65536
 
 
-async def test_hop_by_hop_headers_are_removed_both_ways(make_stack) -> None:
+async def test_hop_by_hop_headers_are_removed_both_ways(make_gateway) -> None:
     """RFC 9110 7.6.1: Connection, the names it lists, Keep-Alive, TE, Proxy-* never pass."""
-    stack = await make_stack()
+    stack = await make_gateway()
     response = await stack.client.get(
         "/users/me",
         headers={
@@ -179,8 +179,8 @@ async def test_hop_by_hop_headers_are_removed_both_ways(make_stack) -> None:
     assert response.headers["X-Backend"] == "users-0"
 
 
-async def test_forwarding_headers_trust_only_configured_proxies(make_stack) -> None:
-    stack = await make_stack()
+async def test_forwarding_headers_trust_only_configured_proxies(make_gateway) -> None:
+    stack = await make_gateway()
     response = await stack.client.get(
         "/.well-known/jwks.json",
         headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil.test",
@@ -193,10 +193,10 @@ async def test_forwarding_headers_trust_only_configured_proxies(make_stack) -> N
     assert "forwarded" not in seen
 
 
-async def test_forwarding_headers_from_a_trusted_proxy_are_extended(make_stack) -> None:
+async def test_forwarding_headers_from_a_trusted_proxy_are_extended(make_gateway) -> None:
     import ipaddress
 
-    stack = await make_stack(trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
+    stack = await make_gateway(trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
     response = await stack.client.get(
         "/.well-known/jwks.json",
         headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Host": "api.example.com",
@@ -208,8 +208,8 @@ async def test_forwarding_headers_from_a_trusted_proxy_are_extended(make_stack) 
     assert seen["x-forwarded-host"] == "api.example.com"
 
 
-async def test_request_id_and_trace_are_continued(make_stack) -> None:
-    stack = await make_stack()
+async def test_request_id_and_trace_are_continued(make_gateway) -> None:
+    stack = await make_gateway()
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     response = await stack.client.get(
         "/users/me",
@@ -223,9 +223,9 @@ async def test_request_id_and_trace_are_continued(make_stack) -> None:
     assert response.headers["X-Request-Id"] == "req-abcdef12"
 
 
-async def test_only_basic_credentials_reach_the_token_endpoint(make_stack) -> None:
+async def test_only_basic_credentials_reach_the_token_endpoint(make_gateway) -> None:
     """Client authentication by HTTP Basic passes to /auth/token; a bearer token never does."""
-    stack = await make_stack()
+    stack = await make_gateway()
     basic = await stack.client.post("/auth/token", headers={"Authorization": "Basic Y2xpZW50OnNlY3JldA=="})
     assert received_headers(await basic.json())["authorization"] == "Basic Y2xpZW50OnNlY3JldA=="
     bearer = await stack.client.post("/auth/login", headers=stack.bearer())
@@ -234,8 +234,8 @@ async def test_only_basic_credentials_reach_the_token_endpoint(make_stack) -> No
     assert "cookie" not in received_headers(await cookie.json())
 
 
-async def test_unlisted_method_is_405_and_trace_is_refused(make_stack) -> None:
-    stack = await make_stack()
+async def test_unlisted_method_is_405_and_trace_is_refused(make_gateway) -> None:
+    stack = await make_gateway()
     response = await stack.client.delete("/orders", headers=stack.bearer())
     assert response.status == 405
     assert response.content_type == "application/problem+json"
@@ -246,8 +246,8 @@ async def test_unlisted_method_is_405_and_trace_is_refused(make_stack) -> None:
     assert stack.log == []
 
 
-async def test_unknown_paths_and_internal_are_404(make_stack) -> None:
-    stack = await make_stack()
+async def test_unknown_paths_and_internal_are_404(make_gateway) -> None:
+    stack = await make_gateway()
     for path in ("/internal/profiles/x", "/nope", "/orders/1/cancel/extra", "/metrics"):
         response = await stack.client.get(path, headers=stack.bearer())
         assert response.status == 404, path
@@ -271,17 +271,17 @@ async def test_unknown_paths_and_internal_are_404(make_stack) -> None:
         "/auth/login%00",
     ],
 )
-async def test_encoded_and_dot_paths_cannot_escape_a_route(make_stack, target: str) -> None:
-    stack = await make_stack()
+async def test_encoded_and_dot_paths_cannot_escape_a_route(make_gateway, target: str) -> None:
+    stack = await make_gateway()
     status, _ = await raw_request(stack.client, target, method="POST",
                                   headers={"Content-Length": "0"})
     assert status in (400, 404)
     assert all("internal" not in r["raw_path"] and ".." not in r["raw_path"] for r in stack.log)
 
 
-async def test_absolute_form_target_cannot_pick_the_upstream(make_stack) -> None:
+async def test_absolute_form_target_cannot_pick_the_upstream(make_gateway) -> None:
     """The authority of an absolute-form target is ignored: the path alone routes."""
-    stack = await make_stack()
+    stack = await make_gateway()
     orders = stack.upstreams["orders"][0]
     status, body = await raw_request(stack.client, f"{orders}/auth/login", method="POST",
                                      headers={"Content-Length": "0"})
@@ -292,16 +292,16 @@ async def test_absolute_form_target_cannot_pick_the_upstream(make_stack) -> None
     assert all(r["backend"].startswith("auth") for r in stack.log)
 
 
-async def test_head_is_answered_for_get_routes(make_stack) -> None:
-    stack = await make_stack()
+async def test_head_is_answered_for_get_routes(make_gateway) -> None:
+    stack = await make_gateway()
     response = await stack.client.head("/users/me", headers=stack.bearer())
     assert response.status == 200
     assert await response.read() == b""
 
 
-async def test_backend_slow_does_not_block_others(make_stack) -> None:
+async def test_backend_slow_does_not_block_others(make_gateway) -> None:
     """A timed-out request does not hold up another request to the same upstream."""
-    stack = await make_stack(routes={"orders_get": {"timeout": 0.2}})
+    stack = await make_gateway(routes={"orders_get": {"timeout": 0.2}})
     slow, fast = await asyncio.gather(
         stack.client.get(f"/orders/{MISBEHAVE['slow']}", headers=stack.bearer()),
         stack.client.get("/orders/00000000-0000-4000-8000-000000000001", headers=stack.bearer()),
@@ -309,11 +309,11 @@ async def test_backend_slow_does_not_block_others(make_stack) -> None:
     assert (slow.status, fast.status) == (504, 200)
 
 
-async def test_upstream_breaking_off_a_streamed_answer_cuts_the_client(make_stack) -> None:
+async def test_upstream_breaking_off_a_streamed_answer_cuts_the_client(make_gateway) -> None:
     """Once streaming has begun no error status is possible: the client sees a broken body."""
     import aiohttp
 
-    stack = await make_stack()
+    stack = await make_gateway()
     response = await stack.client.get(f"/orders/{MISBEHAVE['stream-broken']}", headers=stack.bearer())
     assert response.status == 200
     with pytest.raises(aiohttp.ClientPayloadError):

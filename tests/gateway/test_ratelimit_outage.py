@@ -2,7 +2,7 @@
 buckets, and that is visible (metric, /readyz detail) until Redis is back.
 
 The machine's Redis is shared, so no test stops it: the gateway process reaches it through
-a TCP relay this module controls (tests/scaleout/tcp_proxy.py), and cutting the relay is
+a TCP relay this module controls (tests/support/tcp_proxy.py), and cutting the relay is
 Redis becoming unreachable.
 """
 
@@ -17,10 +17,12 @@ import pytest
 
 from devstack.processes import free_port
 from devstack.stack import PortPlan, Stack, StackConfig
-from tests.conftest import REDIS_URL
-from tests.scaleout.support import sample_sum, scrape, wait_for
-from tests.scaleout.tcp_proxy import BackgroundLoop, TcpProxy
-from tests.stack_settings import CHEAP_ARGON2
+from tests.support.metrics import sample_sum, scrape
+from tests.support.polling import wait_for
+from tests.support.servers import REDIS_URL
+from tests.support.stack import running_stack
+from tests.support.stack_settings import CHEAP_ARGON2
+from tests.support.tcp_proxy import BackgroundLoop, TcpProxy
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
 
@@ -52,7 +54,7 @@ def stack(tmp_path: Path, relay: tuple[BackgroundLoop, TcpProxy]) -> Iterator[St
             "gateway": {"PASSGATE_REDIS_URL": f"redis://127.0.0.1:{proxy.port}{database}"},
         },
     )
-    with Stack(config) as stack:
+    with running_stack(config) as stack:
         yield stack
 
 

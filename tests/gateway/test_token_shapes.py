@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import RSAAlgorithm
 
-from tests.gateway.support import mint
+from tests.support.gateway_under_test import mint
 
 ACCEPTABLE = {200, 401, 403}
 # aiohttp's parser refuses a header line over 8190 bytes with 400 before any gateway code.
@@ -85,8 +85,8 @@ async def _assert_refused_cleanly(stack, token: str) -> int:
     return response.status
 
 
-async def test_any_header_member_shape_is_refused_cleanly(make_stack) -> None:
-    stack = await make_stack()
+async def test_any_header_member_shape_is_refused_cleanly(make_gateway) -> None:
+    stack = await make_gateway()
     headers = _collect(st.dictionaries(st.sampled_from(HEADER_MEMBERS), json_values, min_size=1, max_size=3))
     statuses = []
     for header in headers:
@@ -95,8 +95,8 @@ async def test_any_header_member_shape_is_refused_cleanly(make_stack) -> None:
     assert 401 in statuses
 
 
-async def test_any_claim_shape_is_refused_cleanly(make_stack) -> None:
-    stack = await make_stack()
+async def test_any_claim_shape_is_refused_cleanly(make_gateway) -> None:
+    stack = await make_gateway()
     claim_sets = _collect(st.dictionaries(st.sampled_from(CLAIMS), json_values, min_size=1, max_size=3))
     statuses = []
     for claims in claim_sets:
@@ -105,9 +105,9 @@ async def test_any_claim_shape_is_refused_cleanly(make_stack) -> None:
     assert 401 in statuses
 
 
-async def test_deeply_nested_and_non_finite_members_are_401(make_stack) -> None:
+async def test_deeply_nested_and_non_finite_members_are_401(make_gateway) -> None:
     """Nesting deeper than the JSON parser's recursion limit, and NaN or infinite times."""
-    stack = await make_stack()
+    stack = await make_gateway()
     deep = "[" * 2000 + "]" * 2000
     good_header = json.dumps({"alg": "RS256", "typ": "at+jwt", "kid": "k1"})
     for token in (

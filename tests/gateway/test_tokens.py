@@ -10,14 +10,20 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.gateway.support import USER_ID, Stack, mint, raw_request, received_headers
+from tests.support.gateway_under_test import (
+    USER_ID,
+    GatewayUnderTest,
+    mint,
+    raw_request,
+    received_headers,
+)
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def hs256_with_public_key(stack: Stack) -> str:
+def hs256_with_public_key(stack: GatewayUnderTest) -> str:
     """The algorithm-confusion forgery: HS256 keyed with the RSA public key's PEM."""
     now = int(stack.clock())
     header = {"alg": "HS256", "typ": "at+jwt", "kid": "k1"}
@@ -28,7 +34,7 @@ def hs256_with_public_key(stack: Stack) -> str:
     return f"{signing_input}.{_b64(signature.digest())}"
 
 
-def unsigned(stack: Stack) -> str:
+def unsigned(stack: GatewayUnderTest) -> str:
     """alg: none, with an empty signature (RFC 7519 section 6)."""
     now = int(stack.clock())
     header = {"alg": "none", "typ": "at+jwt", "kid": "k1"}
@@ -38,7 +44,7 @@ def unsigned(stack: Stack) -> str:
 
 
 # Each case breaks exactly one property of an otherwise valid token.
-CASES: dict[str, tuple[str, Callable[[Stack], str]]] = {
+CASES: dict[str, tuple[str, Callable[[GatewayUnderTest], str]]] = {
     "expired": ("expired", lambda s: s.token(iat=int(s.clock()) - 700, nbf=int(s.clock()) - 700,
                                               exp=int(s.clock()) - 31)),
     "nbf_in_future": ("not_yet_valid", lambda s: s.token(nbf=int(s.clock()) + 120)),
@@ -56,9 +62,9 @@ CASES: dict[str, tuple[str, Callable[[Stack], str]]] = {
 }
 
 
-async def test_valid_token_reaches_backend_with_identity(make_stack) -> None:
+async def test_valid_token_reaches_backend_with_identity(make_gateway) -> None:
     """The control case: a correct token passes and the backend learns who is calling."""
-    stack = await make_stack()
+    stack = await make_gateway()
     response = await stack.client.get("/users/me", headers=stack.bearer(jti="tok-1"))
     assert response.status == 200
     seen = received_headers(await response.json())
@@ -70,9 +76,9 @@ async def test_valid_token_reaches_backend_with_identity(make_stack) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-async def test_each_token_check_refuses_its_token(make_stack, case: str) -> None:
+async def test_each_token_check_refuses_its_token(make_gateway, case: str) -> None:
     """A token failing one check gets 401 invalid_token, counted under that reason."""
-    stack = await make_stack()
+    stack = await make_gateway()
     reason, make_token = CASES[case]
     response = await stack.client.get(
         "/users/me", headers={"Authorization": f"Bearer {make_token(stack)}"}
@@ -86,9 +92,9 @@ async def test_each_token_check_refuses_its_token(make_stack, case: str) -> None
     assert stack.log == []
 
 
-async def test_leeway_accepts_small_clock_skew(make_stack) -> None:
+async def test_leeway_accepts_small_clock_skew(make_gateway) -> None:
     """Within the 30 s leeway, a just-expired or just-future token still passes."""
-    stack = await make_stack()
+    stack = await make_gateway()
     now = int(stack.clock())
     for claims in ({"exp": now - 10, "iat": now - 600}, {"nbf": now + 10, "iat": now + 10}):
         response = await stack.client.get("/users/me", headers=stack.bearer(**claims))
@@ -104,9 +110,9 @@ async def test_leeway_accepts_small_clock_skew(make_stack) -> None:
     ],
     ids=["none", "basic", "cookie"],
 )
-async def test_missing_token_is_401_without_error_code(make_stack, headers: dict[str, str]) -> None:
+async def test_missing_token_is_401_without_error_code(make_gateway, headers: dict[str, str]) -> None:
     """No Bearer header: 401 with a bare Bearer challenge (RFC 6750 section 3.1)."""
-    stack = await make_stack()
+    stack = await make_gateway()
     token = stack.token()
     headers = {k: v.replace("TOKEN", token) for k, v in headers.items()}
     response = await stack.client.get("/users/me", headers=headers)
@@ -116,23 +122,23 @@ async def test_missing_token_is_401_without_error_code(make_stack, headers: dict
     assert stack.metric("gateway_auth_failures_total", {"reason": "missing_token"}) == 1
 
 
-async def test_token_in_query_string_is_never_accepted(make_stack) -> None:
-    stack = await make_stack()
+async def test_token_in_query_string_is_never_accepted(make_gateway) -> None:
+    stack = await make_gateway()
     response = await stack.client.get(f"/users/me?access_token={stack.token()}")
     assert response.status == 401
     assert stack.log == []
 
 
-async def test_two_authorization_headers_are_refused(make_stack) -> None:
-    stack = await make_stack()
+async def test_two_authorization_headers_are_refused(make_gateway) -> None:
+    stack = await make_gateway()
     headers = [("Authorization", f"Bearer {stack.token()}"), ("Authorization", f"Bearer {stack.token()}")]
     response = await stack.client.get("/users/me", headers=headers)
     assert response.status == 401
     assert (await response.json(content_type=None))["reason"] == "malformed"
 
 
-async def test_missing_scope_is_403_insufficient_scope(make_stack) -> None:
-    stack = await make_stack()
+async def test_missing_scope_is_403_insufficient_scope(make_gateway) -> None:
+    stack = await make_gateway()
     response = await stack.client.get("/users/00000000-0000-4000-8000-000000000000",
                                       headers=stack.bearer())
     assert response.status == 403
@@ -142,9 +148,9 @@ async def test_missing_scope_is_403_insufficient_scope(make_stack) -> None:
     assert stack.log == []
 
 
-async def test_unknown_scopes_never_reach_backends(make_stack) -> None:
+async def test_unknown_scopes_never_reach_backends(make_gateway) -> None:
     """A scope outside the routes file's list (e.g. profiles:provision) is not forwarded."""
-    stack = await make_stack()
+    stack = await make_gateway()
     response = await stack.client.get(
         "/users/me", headers=stack.bearer(scope="users:read profiles:provision")
     )
@@ -152,9 +158,9 @@ async def test_unknown_scopes_never_reach_backends(make_stack) -> None:
     assert received_headers(await response.json())["x-user-scopes"] == "users:read"
 
 
-async def test_cache_skips_signature_work_and_dies_with_the_token(make_stack) -> None:
+async def test_cache_skips_signature_work_and_dies_with_the_token(make_gateway) -> None:
     """Repeats of one token hit the cache; once it expires, the cached entry is gone too."""
-    stack = await make_stack()
+    stack = await make_gateway()
     now = int(stack.clock())
     headers = stack.bearer(iat=now, exp=now + 300)
     for _ in range(5):
@@ -167,20 +173,20 @@ async def test_cache_skips_signature_work_and_dies_with_the_token(make_stack) ->
     assert (await response.json(content_type=None))["reason"] == "expired"
 
 
-async def test_cache_is_bounded_by_entry_count(make_stack) -> None:
+async def test_cache_is_bounded_by_entry_count(make_gateway) -> None:
     from gateway.app_keys import VERIFIER
 
-    stack = await make_stack(token_cache_size=3)
+    stack = await make_gateway(token_cache_size=3)
     for index in range(6):
         assert (await stack.client.get("/users/me", headers=stack.bearer(jti=f"t{index}"))).status == 200
     assert len(stack.app[VERIFIER]._cache) == 3
 
 
-async def test_cached_token_dies_with_its_key(make_stack) -> None:
+async def test_cached_token_dies_with_its_key(make_gateway) -> None:
     """A key withdrawn from the JWKS stops its tokens, cached or not, at the next refresh."""
     from gateway.app_keys import JWKS
 
-    stack = await make_stack()
+    stack = await make_gateway()
     stack.jwks.keys.append(stack.keys["k2"])
     await stack.app[JWKS].refresh()
     headers = stack.bearer("k2")
@@ -203,9 +209,9 @@ def test_symmetric_algorithms_cannot_be_configured() -> None:
 
 
 @pytest.mark.parametrize("raw", ["Bearer \u00ff\u00fe.\u00e9.x", "Bearer ey\udcff.ey.x"])
-async def test_token_with_bytes_outside_ascii_is_401_not_500(make_stack, raw: str) -> None:
+async def test_token_with_bytes_outside_ascii_is_401_not_500(make_gateway, raw: str) -> None:
     """Header bytes that are not valid UTF-8 reach the verifier as odd characters: refused."""
-    stack = await make_stack()
+    stack = await make_gateway()
     status, body = await raw_request(
         stack.client, "/orders", headers={"Authorization": raw}
     )

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from gateway.upstream import Broken, ConnectFailed, ConnectionPool
-from tests.gateway.support import MISBEHAVE
+from tests.support.gateway_under_test import MISBEHAVE
 
 Answer = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
 
@@ -367,13 +367,13 @@ async def test_nothing_listening_is_connect_failed() -> None:
 # Through the gateway.
 
 
-async def test_gateway_times_out_a_stalled_backend(make_stack, backend_factory) -> None:
+async def test_gateway_times_out_a_stalled_backend(make_gateway, backend_factory) -> None:
     async def stall(head, reader, writer) -> bool:
         await asyncio.sleep(30)
         return False
 
     backend = await backend_factory(stall)
-    stack = await make_stack(
+    stack = await make_gateway(
         upstreams={"auth": [backend.url], "users": [backend.url], "orders": [backend.url]},
         routes={"users_me": {"timeout": 0.3}},
     )
@@ -382,7 +382,7 @@ async def test_gateway_times_out_a_stalled_backend(make_stack, backend_factory) 
     assert response.content_type == "application/problem+json"
 
 
-async def test_gateway_relays_chunked_and_refuses_a_lying_length(make_stack, backend_factory) -> None:
+async def test_gateway_relays_chunked_and_refuses_a_lying_length(make_gateway, backend_factory) -> None:
     async def answer(head, reader, writer) -> bool:
         if MISBEHAVE["lie"].encode() in head:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort")
@@ -392,7 +392,7 @@ async def test_gateway_relays_chunked_and_refuses_a_lying_length(make_stack, bac
         return True
 
     backend = await backend_factory(answer)
-    stack = await make_stack(upstreams={"auth": [backend.url], "users": [backend.url], "orders": [backend.url]})
+    stack = await make_gateway(upstreams={"auth": [backend.url], "users": [backend.url], "orders": [backend.url]})
     response = await stack.client.get("/orders", headers=stack.bearer())
     assert response.status == 200
     assert await response.read() == b"abcdef"
@@ -401,13 +401,13 @@ async def test_gateway_relays_chunked_and_refuses_a_lying_length(make_stack, bac
     assert response.content_type == "application/problem+json"
 
 
-async def test_gateway_streams_a_client_body_without_length_as_chunked(make_stack, backend_factory) -> None:
+async def test_gateway_streams_a_client_body_without_length_as_chunked(make_gateway, backend_factory) -> None:
     async def answer(head, reader, writer) -> bool:
         writer.write(reply("201 Created", b"%d" % len(backend.requests[-1][1])))
         return True
 
     backend = await backend_factory(answer)
-    stack = await make_stack(upstreams={"auth": [backend.url], "users": [backend.url], "orders": [backend.url]})
+    stack = await make_gateway(upstreams={"auth": [backend.url], "users": [backend.url], "orders": [backend.url]})
 
     async def body():
         for _ in range(4):

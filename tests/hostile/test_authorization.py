@@ -14,12 +14,13 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.hostile.attacks import (
+from tests.support.hostile import (
     Client,
     Secrets,
     User,
     assert_no_leak,
     assert_refused,
+    client_credentials,
     login,
     new_user,
 )
@@ -126,12 +127,7 @@ def test_a_machine_client_without_the_scopes_is_refused(
 ) -> None:
     """A client-credentials token (scope orders:read) cannot read profiles or place orders."""
     client_id, secret = machine_client
-    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    reply = gateway.post(
-        "/auth/token",
-        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-        body="grant_type=client_credentials",
-    )
+    reply = client_credentials(gateway, client_id, secret)
     assert reply.status == 200, reply.body
     token = reply.json()["access_token"]
     secrets.add(token)
@@ -195,11 +191,6 @@ def test_a_machine_client_cannot_widen_its_scope(
     gateway: Client, machine_client: tuple[str, str], secrets: Secrets
 ) -> None:
     client_id, secret = machine_client
-    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    reply = gateway.post(
-        "/auth/token",
-        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-        body="grant_type=client_credentials&scope=orders:read+orders:write",
-    )
+    reply = client_credentials(gateway, client_id, secret, "&scope=orders:read+orders:write")
     assert reply.status == 400 and reply.json()["error"] == "invalid_scope"
     assert_no_leak(reply, secrets=secrets, sent=[secret])

@@ -17,8 +17,14 @@ import uuid
 import pytest
 
 from devstack.stack import Stack
-from tests.hostile.attacks import PROBLEM_TYPE, Client, Secrets, User, assert_raw_refused
-from tests.hostile.test_proxy import ORDER, assert_refused_by_parser, order_count, send, service_logs
+from tests.hostile.test_proxy import (
+    ORDER,
+    assert_refused_by_parser,
+    order_count,
+    send,
+    service_logs,
+)
+from tests.support.hostile import PROBLEM_TYPE, Client, Secrets, User, assert_raw_refused
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from devstack.stack import Stack
-from tests.hostile.attacks import Client, Secrets, User, assert_refused
+from tests.support.hostile import Client, Secrets, User, assert_refused
 
 pytestmark = pytest.mark.e2e
 

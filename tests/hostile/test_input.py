@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.hostile.attacks import Client, Secrets, User, assert_refused
+from tests.support.hostile import Client, Secrets, User, assert_refused
 
 pytestmark = pytest.mark.e2e
 

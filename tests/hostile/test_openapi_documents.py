@@ -36,7 +36,7 @@ from gateway.settings import DEFAULT_ROUTES_FILE
 from services.auth.routes import setup_routes as auth_routes
 from services.orders.routes import setup_routes as orders_routes
 from services.users.routes import setup_routes as users_routes
-from tests.hostile.attacks import Client
+from tests.support.hostile import Client
 
 API_MD = ROOT.parent / "shared" / "API.md"
 ROUTERS: dict[str, Callable[[web.Application], None]] = {

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.hostile.attacks import Client, User
+from tests.support.hostile import Client, User
 
 pytestmark = pytest.mark.e2e
 

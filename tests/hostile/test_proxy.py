@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from devstack.stack import Stack
-from tests.hostile.attacks import (
+from tests.support.hostile import (
     PROBLEM_TYPE,
     Client,
     RawReply,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from devstack.stack import Stack
-from tests.hostile.attacks import Client, Reply, User
+from tests.support.hostile import Client, Reply, User
 
 pytestmark = pytest.mark.e2e
 

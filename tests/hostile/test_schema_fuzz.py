@@ -22,9 +22,9 @@ import schemathesis
 from devstack.stack import Stack
 from gateway.openapi import build_public_document, load_documents, service_documents
 from gateway.routes import load_routes
-from tests.hostile.attacks import Client, Secrets, auth_command, login, register
-from tests.hostile.conftest import start_stack
-from tests.stack_settings import PACKAGED_ROUTES
+from tests.support.hostile import Client, Secrets, auth_command, hostile_config, login, register
+from tests.support.stack import running_stack
+from tests.support.stack_settings import PACKAGED_ROUTES
 
 pytestmark = pytest.mark.e2e
 
@@ -66,12 +66,8 @@ object_level_authorization.enabled = false
 
 @pytest.fixture(scope="module")
 def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("fuzz-stack"), log_level="INFO")
-    try:
+    with running_stack(hostile_config(tmp_path_factory.mktemp("fuzz-stack"), log_level="INFO")) as stack:
         yield stack
-    finally:
-        codes = stack.stop()
-        assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ tests handled before this one (same stack, same `secrets` collector) is checked 
 
 from __future__ import annotations
 
-import base64
 import re
 import urllib.request
 import uuid
@@ -17,7 +16,15 @@ from urllib.parse import urlencode
 import pytest
 
 from devstack.stack import Stack
-from tests.hostile.attacks import Client, Secrets, login, new_user, read_text, register
+from tests.support.hostile import (
+    Client,
+    Secrets,
+    client_credentials,
+    login,
+    new_user,
+    read_text,
+    register,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -52,10 +59,7 @@ def full_session(gateway: Client, secrets: Secrets, machine_client: tuple[str, s
     client_id, client_secret = machine_client
     for secret in (client_secret, client_secret[:-4] + "XXXX"):
         secrets.add(secret)
-        basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-        reply = gateway.post("/auth/token", headers={
-            "Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-            body="grant_type=client_credentials")
+        reply = client_credentials(gateway, client_id, secret)
         if reply.status == 200:
             secrets.add(reply.json()["access_token"])
     # Wrong passwords: at login (for a real and an unknown user) and at password change.

@@ -9,8 +9,7 @@ import asyncio
 import pytest
 
 from devstack.stack import Stack
-from tests.hostile.attacks import Client, User
-from tests.hostile.conftest import REQUEST_HEAD_TIMEOUT
+from tests.support.hostile import REQUEST_HEAD_TIMEOUT, Client, User
 
 pytestmark = pytest.mark.e2e
 

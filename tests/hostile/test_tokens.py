@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
 from devstack.stack import Stack
-from tests.hostile.attacks import (
+from tests.support.hostile import (
     Client,
     Secrets,
     User,

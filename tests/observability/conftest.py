@@ -20,7 +20,8 @@ import yaml
 
 from devstack.processes import free_port
 from devstack.stack import PortPlan, Stack, StackConfig
-from tests.observability.obs_support import (
+from tests.support.http import PASSWORD, bearer
+from tests.support.observability import (
     ALERTS,
     COMPONENTS,
     KUBERNETES_CONFIG,
@@ -29,12 +30,12 @@ from tests.observability.obs_support import (
     Traffic,
     http,
     load_yaml,
-    poll,
     require_binary,
 )
-from tests.stack_settings import CHEAP_ARGON2
+from tests.support.polling import poll
+from tests.support.stack import running_stack
+from tests.support.stack_settings import CHEAP_ARGON2
 
-PASSWORD = "observability horse battery"
 ORDER = {"items": [{"sku": "book-1", "quantity": 2, "unit_price_cents": 1250}]}
 K8S_NAMESPACE = "passgate"
 
@@ -47,10 +48,6 @@ def promtool() -> str:
 @pytest.fixture(scope="session")
 def prometheus_binary() -> str:
     return require_binary("prometheus")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def expect(status: int, answer: tuple[int, dict[str, str], bytes], what: str) -> dict[str, Any]:
@@ -126,13 +123,8 @@ def obs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ports=PortPlan.free(),
         env={"auth": dict(CHEAP_ARGON2)},
     )
-    stack = Stack(config)
-    stack.start()
-    try:
+    with running_stack(config) as stack:
         yield stack
-    finally:
-        codes = stack.stop()
-        assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
 
 
 @pytest.fixture(scope="package")

@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from tests.observability.obs_support import (
+from tests.support.observability import (
     ALERTS,
     ALERTS_TEST,
     COMPONENTS,

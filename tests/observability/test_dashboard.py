@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.observability.obs_support import (
+from tests.support.observability import (
     GRAFANA_VARIABLES,
     GUIDE,
     dashboard_panels,

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import Stack
-from tests.observability.obs_support import COMPONENTS, Traffic, http, run
+from tests.support.observability import COMPONENTS, Traffic, http, run
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 HEX_ID = re.compile(r"[0-9a-f]{16,}", re.IGNORECASE)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from devstack.stack import Stack
-from tests.observability.obs_support import (
+from tests.support.observability import (
     COMPONENTS,
     SCRAPE_SERIES,
     PrometheusApi,
@@ -23,9 +23,9 @@ from tests.observability.obs_support import (
     http,
     load_dashboard,
     metric_names,
-    poll,
     variable_query_metrics,
 )
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.e2e
 

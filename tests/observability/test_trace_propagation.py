@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from devstack.stack import Stack
-from tests.observability.obs_support import Traffic, http, poll
+from tests.support.observability import Traffic, http
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,6 @@ providers, a tiny users service, the controllable fake provider and the real one
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -12,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from common.settings import DatabaseSettings, ServerSettings
@@ -22,10 +20,11 @@ from services.auth.external.config import OidcProvider, OidcSettings
 from services.auth.keyring.signing_keys import ensure_key_set
 from services.auth.settings import AuthSettings
 from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
-from tests.identity_headers import trust_settings
-from tests.oidc import fake_provider as fake
-from tests.oidc.flow import APP_ORIGIN, CALLBACK_BASE
-from tests.oidc.node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider
+from tests.support.identity_headers import trust_settings
+from tests.support import oidc_fake_provider as fake
+from tests.support.oidc_flow import APP_ORIGIN, CALLBACK_BASE
+from tests.support.oidc_node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider
+from tests.support.users_stub import UsersStub, start_users_stub
 
 # Accounts of the real provider (any other login id is an account with a verified
 # <id>@example.test address).
@@ -39,26 +38,9 @@ NODE_ACCOUNTS = {
 }
 
 
-@dataclasses.dataclass
-class UsersStub:
-    calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    status: int = 201
-    url: str = ""
-
-
 @pytest.fixture
 async def users_service(aiohttp_server) -> UsersStub:
-    stub = UsersStub()
-
-    async def provision(request: web.Request) -> web.Response:
-        stub.calls.append({"user_id": request.match_info["user_id"], "body": await request.json()})
-        return web.json_response({}, status=stub.status)
-
-    app = web.Application()
-    app.router.add_put("/internal/profiles/{user_id}", provision)
-    server = await aiohttp_server(app)
-    stub.url = str(server.make_url("")).rstrip("/")
-    return stub
+    return await start_users_stub(aiohttp_server)
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ from common.settings import SettingsError
 from services.auth.external.claims import display_name
 from services.auth.external.config import OidcSettings
 from services.auth.settings import AuthSettings
-from tests.oidc.flow import start as start_flow
-from tests.oidc.flow import tokens_with_fake
+from tests.support.oidc_flow import start as start_flow
+from tests.support.oidc_flow import tokens_with_fake
 
 GOOD = {
     "id": "google",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.auth.helpers import PASSWORD, decode, identity_headers, login, register
-from tests.oidc.flow import account_count, exchange, sign_in_with_fake, tokens_with_fake
+from tests.support.oidc_flow import account_count, exchange, sign_in_with_fake, tokens_with_fake
 
 
 async def _jwks(client) -> dict:

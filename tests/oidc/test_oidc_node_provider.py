@@ -4,8 +4,15 @@ started on loopback), its login and consent pages driven over HTTP."""
 from __future__ import annotations
 
 from tests.auth.helpers import decode, identity_headers, register
-from tests.oidc.flow import CALLBACK_BASE, account_count, callback, exchange, fragment, start
-from tests.oidc.interactions import sign_in_at_provider
+from tests.support.oidc_flow import (
+    CALLBACK_BASE,
+    account_count,
+    callback,
+    exchange,
+    fragment,
+    start,
+)
+from tests.support.provider_pages import sign_in_at_provider
 
 
 async def _sign_in(client, browserless, provider_id: str, login: str, **options):

@@ -10,8 +10,8 @@ import logging
 
 from joserfc.jwk import RSAKey
 
-from tests.oidc import fake_provider as fake
-from tests.oidc.flow import (
+from tests.support import oidc_fake_provider as fake
+from tests.support.oidc_flow import (
     account_count,
     callback,
     exchange,

@@ -14,10 +14,11 @@ import aiohttp
 import pytest
 
 from devstack.stack import ROOT, PortPlan, Stack, StackConfig
-from tests.oidc.flow import new_binding
-from tests.oidc.interactions import sign_in_at_provider
-from tests.oidc.node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider, unavailable
-from tests.stack_settings import CHEAP_ARGON2
+from tests.support.oidc_flow import new_binding
+from tests.support.oidc_node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider, unavailable
+from tests.support.provider_pages import sign_in_at_provider
+from tests.support.stack import running_stack
+from tests.support.stack_settings import CHEAP_ARGON2
 
 pytestmark = pytest.mark.e2e
 
@@ -44,19 +45,19 @@ def provider_and_stack(
         f"     client_secret_file: '{secret}'}}\n"
     )
     config = StackConfig(data_dir=data_dir, ports=ports, serve_frontend=True)
-    stack = Stack(config)
+    # The return origins are the stack's own, known from its ports before anything starts.
+    origins = Stack(config).allowed_origins
     config.env = {
         "auth": {
             "PASSGATE_OIDC_PROVIDERS": str(providers),
-            "PASSGATE_OIDC_RETURN_ORIGINS": ",".join(stack.allowed_origins),
+            "PASSGATE_OIDC_RETURN_ORIGINS": ",".join(origins),
             **CHEAP_ARGON2,
         }
     }
     try:
-        stack.start()
-        yield provider, stack
+        with running_stack(config) as stack:
+            yield provider, stack
     finally:
-        stack.stop()
         provider.stop()
 
 

@@ -1,7 +1,7 @@
 """The database going away and coming back; SIGTERM while requests are in flight.
 
 The machine's PostgreSQL is shared, so no test restarts it. The orders service reaches it
-through a TCP proxy this module controls (tests/scaleout/tcp_proxy.py): cutting the proxy
+through a TCP proxy this module controls (tests/support/tcp_proxy.py): cutting the proxy
 aborts every connection and refuses new ones, which is what a PostgreSQL restart looks like
 from the service; restoring it is the server coming back. Pausing it holds requests inside
 the service, genuinely in flight, for as long as the test wants.
@@ -20,19 +20,13 @@ from aiohttp import web
 
 from devstack.processes import free_port
 from devstack.stack import Stack
-from tests.identity_headers import IdentityHeaders, stack_signer
-from tests.scaleout.support import (
-    ORDER_ITEMS,
-    assert_problem,
-    list_orders,
-    new_account,
-    postgres_stack,
-    sample_sum,
-    scrape,
-    status_of,
-    wait_for,
-)
-from tests.scaleout.tcp_proxy import BackgroundLoop, TcpProxy
+from tests.support.http import assert_problem, new_account, status_of
+from tests.support.identity_headers import IdentityHeaders, stack_signer
+from tests.support.load import ORDER_ITEMS, list_orders
+from tests.support.metrics import sample_sum, scrape
+from tests.support.polling import wait_for
+from tests.support.stack import postgres_stack
+from tests.support.tcp_proxy import BackgroundLoop, TcpProxy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

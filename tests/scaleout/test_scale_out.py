@@ -17,24 +17,19 @@ import aiohttp
 import pytest
 
 from devstack.stack import Stack
-from tests.scaleout.support import (
+from tests.support.http import (
     Account,
-    Tally,
-    assert_each_key_once,
     assert_problem,
     bearer,
-    list_orders,
     login,
     new_account,
-    place_order,
-    postgres_stack,
-    read,
     refresh,
     register,
-    sample_sum,
-    scrape,
-    wait_for,
 )
+from tests.support.load import Tally, assert_each_key_once, list_orders, place_order, read
+from tests.support.metrics import sample_sum, scrape
+from tests.support.polling import wait_for
+from tests.support.stack import postgres_stack
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from playwright.sync_api import Page, Request, expect
 
-PASSWORD = "correct horse battery staple"
+from tests.support.http import PASSWORD
 
 
 def jwt_claims(token: str) -> dict[str, Any]:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 
+from devstack.processes import free_port
 from services.users.app import create_app
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_unreachable_database_is_503_and_unready(
     aiohttp_client, make_users_settings, headers
 ) -> None:
-    url = f"postgresql://postgres@127.0.0.1:{closed_port()}/passgate"
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/passgate"
     client = await aiohttp_client(create_app(make_users_settings(url, migrate_on_start=False)))
     response = await client.get("/users/me", headers=headers.user(str(uuid.uuid4())))
     assert response.status == 503

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-PROBLEM = "application/problem+json"
+from tests.support.http import assert_problem
+
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 ORDER = {
     "items": [
@@ -21,14 +22,6 @@ ORDER = {
 
 def metric(client, name: str) -> float:
     return client.registry.get_sample_value(name) or 0.0
-
-
-async def assert_problem(response, status: int) -> dict:
-    assert response.status == status, await response.text()
-    assert response.content_type == PROBLEM
-    body = await response.json(content_type=None)
-    assert body["status"] == status and body["request_id"]
-    return body
 
 
 async def place(client, user_headers, body=ORDER, key: str | None = None):

@@ -28,10 +28,37 @@ from urllib.parse import urlsplit
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from devstack.stack import ROOT, Stack
+from devstack.stack import ROOT, PortPlan, Stack, StackConfig
+from tests.support.http import PASSWORD, PROBLEM_TYPE
+from tests.support.stack_settings import CHEAP_ARGON2, generous_routes
 
-PASSWORD = "hostile suite passphrase 1"
-PROBLEM_TYPE = "application/problem+json"
+# -- the system under attack ------------------------------------------------------------
+
+SLOW_BODY_TIMEOUT = 3
+# Short, so the slow-header test sees connections cut within seconds (the default is 10).
+REQUEST_HEAD_TIMEOUT = 3
+
+
+def hostile_config(data_dir: Path, *, log_level: str = "DEBUG") -> StackConfig:
+    # A short limit for the whole exchange, so a slow-body attack is cut off quickly.
+    routes = generous_routes(
+        data_dir / "routes.yaml", **{"orders-place": {"timeout": SLOW_BODY_TIMEOUT}}
+    )
+    env = {
+        "auth": dict(CHEAP_ARGON2),
+        "gateway": {
+            "PASSGATE_ROUTES_FILE": str(routes),
+            "PASSGATE_JWKS_REFETCH_COOLDOWN": "1",
+            "PASSGATE_REQUEST_HEAD_TIMEOUT_SECONDS": str(REQUEST_HEAD_TIMEOUT),
+        },
+    }
+    return StackConfig(
+        data_dir=data_dir, ports=PortPlan.free(frontends=2), env=env, log_level=log_level
+    )
+
+
+# -- requests sent exactly as given, and the checks on refusals ---------------------------
+
 # What no answer may carry: a Python traceback, PEM key material, a private JWK member.
 LEAK_MARKERS = ("Traceback (most recent call last)", 'File "/', "-----BEGIN", '"d":', "'d':")
 
@@ -150,6 +177,16 @@ def login(
     tokens = reply.json()
     secrets.add(tokens["access_token"], tokens.get("refresh_token"))
     return tokens
+
+
+def client_credentials(client: Client, client_id: str, secret: str, form: str = "") -> Reply:
+    """POST /auth/token for a machine client (HTTP Basic); `form` adds fields such as scope."""
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return client.post(
+        "/auth/token",
+        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+        body="grant_type=client_credentials" + form,
+    )
 
 
 def new_user(client: Client, secrets: Secrets, *, scope: str | None = None) -> User:

@@ -7,20 +7,13 @@ import uuid
 
 import pytest
 
-PROBLEM = "application/problem+json"
+from tests.support.http import assert_problem
+
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
 def metric(client, name: str) -> float:
     return client.registry.get_sample_value(name) or 0.0
-
-
-async def assert_problem(response, status: int) -> dict:
-    assert response.status == status, await response.text()
-    assert response.content_type == PROBLEM
-    body = await response.json(content_type=None)
-    assert body["status"] == status and body["request_id"]
-    return body
 
 
 async def test_me_returns_the_provisioned_profile(users_client, provision, headers) -> None:

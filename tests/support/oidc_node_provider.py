@@ -1,6 +1,6 @@
 """The real, independent OpenID Connect provider (panva/oidc-provider on Node.js), on loopback.
 
-`tests/oidc/provider/` holds its package.json and package-lock.json; `npm ci` installs it
+`oidc_provider_app/` beside this module holds its package.json and package-lock.json; `npm ci` installs it
 there when node_modules is missing. Without node or npm the tests that need it skip with
 the reason, unless PASSGATE_REQUIRE_SERVICES=1 (CI), where they fail.
 """
@@ -8,7 +8,6 @@ the reason, unless PASSGATE_REQUIRE_SERVICES=1 (CI), where they fail.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -21,16 +20,16 @@ from typing import Any
 import pytest
 
 from devstack.processes import free_port
+from tests.support.servers import REQUIRE_SERVICES
 
-PROVIDER_DIR = Path(__file__).parent / "provider"
-REQUIRE = os.environ.get("PASSGATE_REQUIRE_SERVICES") == "1"
+PROVIDER_DIR = Path(__file__).parent / "oidc_provider_app"
 CLIENT_ID = "passgate-test"
 CLIENT_SECRET = "test-client-secret-for-loopback-only"
 START_TIMEOUT = 20.0
 
 
 def unavailable(reason: str) -> None:
-    if REQUIRE:
+    if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (required: PASSGATE_REQUIRE_SERVICES=1)")
     pytest.skip(reason)
 

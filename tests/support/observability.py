@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.servers import REQUIRE_SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -30,7 +30,6 @@ DASHBOARD = DEPLOY / "grafana" / "passgate.json"
 GUIDE = DEPLOY / "OBSERVABILITY.md"
 
 COMPONENTS = ("gateway", "auth", "users", "orders")
-REQUIRE_SERVICES = os.environ.get("PASSGATE_REQUIRE_SERVICES") == "1"
 
 # Series Prometheus itself adds to every scrape; no process exposes them.
 SCRAPE_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
@@ -44,8 +43,6 @@ GRAFANA_VARIABLES = {
     "${service}": ".*",
     "$service": ".*",
 }
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -228,18 +225,6 @@ def http(
     except urllib.error.HTTPError as error:
         with error:
             return error.code, dict(error.headers), error.read()
-
-
-def poll(probe: Callable[[], T | None], *, timeout: float, interval: float = 0.25, what: str) -> T:
-    """Call `probe` until it returns something other than None, for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 # -- Prometheus ------------------------------------------------------------------------------

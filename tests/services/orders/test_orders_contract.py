@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from jsonschema import Draft202012Validator
-
 from common.validation import OpenApiDocument
 from services.orders.app import OPENAPI_PATH
+from tests.support.openapi import load_sound_document
 
 ORDER = {"items": [{"sku": "BOOK-42", "quantity": 2, "unit_price_cents": 1250}], "note": "hi"}
 
 
 def test_every_component_schema_is_valid_json_schema() -> None:
-    document = OpenApiDocument.load(OPENAPI_PATH)
-    assert document.document["openapi"].startswith("3.1")
-    for name, schema in document.document["components"]["schemas"].items():
-        Draft202012Validator.check_schema(schema)
-        document.validator(name)  # every $ref resolves
+    load_sound_document(OPENAPI_PATH)
 
 
 def _objects(schema, path=""):

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-PACKAGED_ROUTES = Path(__file__).resolve().parent.parent / "gateway" / "routes.yaml"
+PACKAGED_ROUTES = Path(__file__).resolve().parents[2] / "gateway" / "routes.yaml"
 
 # Low Argon2 cost keeps registration quick in tests; production keeps the library default.
 CHEAP_ARGON2 = {"PASSGATE_ARGON2_TIME_COST": "1", "PASSGATE_ARGON2_MEMORY_COST": "8192"}

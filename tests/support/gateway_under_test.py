@@ -1,4 +1,4 @@
-"""Helpers for gateway tests: real keys, a real JWKS server, recording backends, a clock.
+"""The gateway under test, in process: real keys, a real JWKS server, recording backends.
 
 Everything runs in process on loopback: the gateway under test is the real create_app,
 the backends and the JWKS endpoint are real aiohttp servers started by aiohttp_server.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,23 +20,13 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from tests.support.clock import FakeEpochClock
+from tests.support.stack_settings import PACKAGED_ROUTES
+
 ISSUER = "http://gateway.test"
 AUDIENCE = "passgate"
 USER_ID = "3f1c2a4e-0000-4000-8000-000000000001"
 ALL_USER_SCOPES = "users:read users:write orders:read orders:write"
-
-
-class FakeClock:
-    """Wall-clock time that only moves when a test says so."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = start if start is not None else float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclasses.dataclass
@@ -64,7 +53,7 @@ def _new_key(kid: str) -> SigningKey:
 
 def mint(
     key: SigningKey,
-    clock: FakeClock,
+    clock: FakeEpochClock,
     *,
     header: dict[str, Any] | None = None,
     drop: tuple[str, ...] = (),
@@ -207,9 +196,7 @@ def recording_app(name: str, log: list[dict[str, Any]]) -> web.Application:
 
 def write_routes(path: Path, upstreams: dict[str, list[str]], **route_overrides: Any) -> Path:
     """The packaged routes.yaml with test upstreams and optional per-route overrides."""
-    packaged = yaml.safe_load(
-        (Path(__file__).resolve().parents[2] / "gateway" / "routes.yaml").read_text()
-    )
+    packaged = yaml.safe_load(PACKAGED_ROUTES.read_text())
     # Readiness is probed often here, so tests see a replica turn unready within moments.
     packaged["upstreams"] = {
         name: {"replicas": urls, "health_interval": 0.1} for name, urls in upstreams.items()
@@ -223,12 +210,14 @@ def write_routes(path: Path, upstreams: dict[str, list[str]], **route_overrides:
 
 
 @dataclasses.dataclass
-class Stack:
-    """A gateway under test and everything around it."""
+class GatewayUnderTest:
+    """A gateway app (behind a test client) and everything around it: the JWKS server it
+    trusts, the keys, the recording backends and what they logged. Not a whole system:
+    that is devstack's Stack (tests/support/stack.py)."""
 
     client: Any
     app: web.Application
-    clock: FakeClock
+    clock: FakeEpochClock
     jwks: JwksServer
     keys: dict[str, SigningKey]
     backends: dict[str, Any]
@@ -248,7 +237,7 @@ class Stack:
         return value or 0.0
 
 
-StackFactory = Callable[..., Awaitable[Stack]]
+GatewayFactory = Callable[..., Awaitable[GatewayUnderTest]]
 
 
 def new_key(kid: str) -> SigningKey:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 
 import pytest
@@ -11,21 +10,8 @@ from prometheus_client import CollectorRegistry
 from common.settings import DatabaseSettings, ServerSettings
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
-from tests.identity_headers import IdentityHeaders, trust_settings
-
-T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-
-
-class StepClock:
-    """A clock that moves one millisecond each time it is read: distinct, ordered timestamps."""
-
-    def __init__(self, start: dt.datetime = T0, step: dt.timedelta = dt.timedelta(milliseconds=1)):
-        self.now = start
-        self.step = step
-
-    def __call__(self) -> dt.datetime:
-        self.now += self.step
-        return self.now
+from tests.support.clock import StepClock
+from tests.support.identity_headers import IdentityHeaders, trust_settings
 
 
 @pytest.fixture

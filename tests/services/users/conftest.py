@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from common.settings import DatabaseSettings, ServerSettings
 from services.users.app import create_app
 from services.users.settings import UsersSettings
-from tests.identity_headers import IdentityHeaders, trust_settings
+from tests.support.identity_headers import IdentityHeaders, trust_settings
 
 
 @pytest.fixture
