@@ -2,7 +2,7 @@
 Secret or ConfigMap mounted as a directory): change stamps, a writers' lock, atomic writes,
 and the `{"keys": [...]}` metadata document.
 
-services/auth/signing_keys.py keeps its own copies of these for now; it can use this module
+services/auth/keyring/signing_keys.py keeps its own copies of these for now; it can use this module
 once its restructuring settles.
 """
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devstack.stack import PortPlan, Stack, StackConfig
-from services.auth.signing_keys import read_key_set
+from services.auth.keyring.signing_keys import read_key_set
 from tests.support.servers import POSTGRES_URL, require_server
 from tests.support.stack_settings import CHEAP_ARGON2, generous_routes
 
