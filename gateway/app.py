@@ -151,10 +151,11 @@ def _client_ctx(
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
         """One aiohttp client session for JWKS fetches and readiness probes (the proxy path
         has its own lean client, gateway.upstream); the key set and its refresher."""
-        # A probe every few seconds per replica needs no kept-alive connection, and none
-        # must outlive a replica that leaves (DNS discovery).
+        # Probe connections are kept only a second when idle, so none outlives a replica that
+        # leaves (DNS discovery) for long. (force_close, a new connection per probe, leaked a
+        # transport when a probe timed out while connecting.)
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=100, force_close=True),
+            connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=1.0),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         metrics = app[METRICS]

@@ -151,7 +151,7 @@ class Connection(asyncio.Protocol):
         else:
             self._fail(Broken("the upstream closed the connection", answered=self._response is not None))
         if self._write_ready is not None and not self._write_ready.done():
-            self._write_ready.set_exception(Broken("the upstream closed the connection"))
+            self._write_ready.set_result(None)  # the writer wakes, and its next write is Broken
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -227,7 +227,12 @@ class Connection(asyncio.Protocol):
         try:
             await asyncio.wait((waiter, sender), return_when=asyncio.FIRST_COMPLETED)
             if not waiter.done():
-                sender.result()  # raises the body's own failure (too large, client gone ...)
+                if sender.exception() is not None:
+                    # The body's own failure (too large, client gone ...) decides; nobody
+                    # will wait for an answer now.
+                    self._response_waiter = None
+                    waiter.cancel()
+                    sender.result()
                 return await waiter
             return waiter.result()
         finally:
