@@ -32,6 +32,7 @@ from bench import procstat
 from bench.loadgen import LoadGenerator, LoadResult, install_wrk
 from bench.scenarios import (
     Figures,
+    assertion,
     backends,
     cache_off,
     event_loop,
@@ -479,6 +480,7 @@ SEQUENCE: tuple[tuple[str, Callable[[Bench], Awaitable[Figures]]], ...] = (
     ("event-loop", event_loop.run),  # right after the gateway's run: the loops in near conditions
     ("cache-off", cache_off.run),
     ("tokens", token_bytes.run),
+    ("assertion", assertion.run),
     ("haproxy", haproxy.run),
     ("nginx", nginx.run),
     ("floor", floor.run),
