@@ -27,7 +27,7 @@ from common.assertion import GATEWAY_ISSUER, AssertionSigner, AssertionVerifier
 from common.assertion_keys import ensure_keys
 from common.identity import Identity
 from gateway.assertion import UpstreamIdentity
-from gateway.tokens import Verified
+from gateway.verification import Verified
 
 # A typical forwarded request's head fields, as gateway.pipeline joins them.
 CLIENT_FIELDS = "User-Agent: bench/1.0\r\nAccept: application/json\r\nAccept-Encoding: gzip\r\n"

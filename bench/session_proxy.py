@@ -29,7 +29,7 @@ from common.settings import env_str
 from gateway.app import create_app
 from gateway.app_keys import VERIFIER
 from gateway.settings import GatewaySettings
-from gateway.tokens import TokenError, Verified
+from gateway.verification import TokenError, Verified
 
 
 class SessionStore:

@@ -98,7 +98,7 @@ class AssertionVerifier:
     """A backend's check of the assertion, with a bounded cache of verified ones.
 
     The cache is keyed by the BLAKE2b-128 digest of the assertion's exact text (as the
-    gateway's token cache is, gateway.tokens): a repeated assertion costs a hash and a
+    gateway's token cache is, gateway.verification): a repeated assertion costs a hash and a
     lookup instead of an Ed25519 verification, and no other text can take a cached one's
     place without a second preimage of the hash.
     """

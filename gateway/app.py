@@ -40,7 +40,7 @@ from gateway.proxy import Proxy, Resolver, UpstreamPool, resolve_addresses
 from gateway.ratelimit import RateLimiter
 from gateway.routes import RouteTable, load_routes
 from gateway.settings import GatewaySettings
-from gateway.tokens import TokenVerifier
+from gateway.verification import TokenVerifier
 
 
 def create_app(

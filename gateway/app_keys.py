@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from gateway.ratelimit import RateLimiter
     from gateway.routes import RouteTable
     from gateway.settings import GatewaySettings
-    from gateway.tokens import TokenVerifier
+    from gateway.verification import TokenVerifier
 
 SETTINGS = web.AppKey("gateway_settings", "GatewaySettings")
 ROUTE_TABLE = web.AppKey("route_table", "RouteTable")

@@ -1,7 +1,7 @@
 """The identity the gateway sends upstream: the plain X-User-* fields and the signed assertion.
 
 Signing costs an Ed25519 signature (about 50 us here), so it is done once per verified
-access token and kept on the token's cache entry (gateway.tokens.Verified); a request on a
+access token and kept on the token's cache entry (gateway.verification.Verified); a request on a
 token-cache hit pays a clock read and a comparison. The assertion is re-signed when less
 than half its lifetime remains, so the one a backend receives always has at least half its
 lifetime left, and it never outlives the access token it vouches for.
@@ -9,17 +9,17 @@ lifetime left, and it never outlives the access token it vouches for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
+from common.timestamps import EpochClock
 from common.assertion import AssertionSigner
 from common.assertion_keys import AssertionKeyError
 from common.errors import Problem
 from common.identity import ASSERTION_HEADER
-from gateway.tokens import Verified
+from gateway.verification import Verified
 
 
 class UpstreamIdentity:
-    def __init__(self, signer: AssertionSigner, clock: Callable[[], float]) -> None:
+    def __init__(self, signer: AssertionSigner, clock: EpochClock) -> None:
         self._signer = signer
         self._clock = clock
 

@@ -167,7 +167,15 @@ class _AllowedOrigins(Mapping[str, aiohttp_cors.ResourceOptions]):
 
 
 def setup_cors(app: web.Application, policy: CorsPolicy) -> aiohttp_cors.CorsConfig:
-    """Install aiohttp-cors with the policy; gateway.pipeline's response hook completes it."""
+    """Install aiohttp-cors with the policy; gateway.pipeline's response hook completes it.
+
+    The one use of a module aiohttp-cors does not export: its public entry points
+    (`aiohttp_cors.setup(app, defaults=...)`, `CorsConfig(app, defaults=...)`) copy the
+    defaults into a plain dict of exact origins, so a wildcard-subdomain pattern
+    (`https://*.example.com`) could never match. Handing its router adapter our own mapping
+    (`_AllowedOrigins`, which answers any origin the policy allows) is the only way to keep
+    patterns; `CorsConfig(router_adapter=...)` itself is public.
+    """
     adapter = ResourcesUrlDispatcherRouterAdapter(app.router, _AllowedOrigins(policy))
     cors = aiohttp_cors.CorsConfig(app, router_adapter=adapter)
     return cors

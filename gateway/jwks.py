@@ -18,13 +18,14 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 from jwt import PyJWK
 from jwt.exceptions import PyJWKError
 
+from common.timestamps import EpochClock
 from gateway.metrics import GatewayMetrics
 
 _LOGGER = logging.getLogger(__name__)
@@ -34,11 +35,11 @@ NEGATIVE_CACHE_SIZE = 4096
 RETRY_AFTER_FAILURE_SECONDS = 1.0
 
 
-class KeysUnavailable(Exception):
+class KeysUnavailableError(Exception):
     """No usable key set: never fetched, or older than the maximum staleness."""
 
 
-class UnknownKeyId(Exception):
+class UnknownKeyIdError(Exception):
     """The key set has no key with this `kid`, even after a (throttled) refetch."""
 
 
@@ -52,7 +53,7 @@ class JwksClient:
         session: aiohttp.ClientSession,
         algorithms: Iterable[str],
         metrics: GatewayMetrics,
-        clock: Callable[[], float],
+        clock: EpochClock,
         refresh_seconds: float = 300.0,
         cooldown_seconds: float = 30.0,
         max_staleness_seconds: float = 3600.0,
@@ -83,24 +84,24 @@ class JwksClient:
         return kid in self._keys and now - self._fetched_at <= self.max_staleness_seconds
 
     async def get_key(self, kid: str) -> PyJWK:
-        """The key for `kid`; raise UnknownKeyId or KeysUnavailable."""
+        """The key for `kid`; raise UnknownKeyIdError or KeysUnavailableError."""
         now = self._clock()
         if now - self._fetched_at > self.max_staleness_seconds:
             await self._refresh_throttled(now)
             if self._clock() - self._fetched_at > self.max_staleness_seconds:
-                raise KeysUnavailable("the key set is unavailable or too old")
+                raise KeysUnavailableError("the key set is unavailable or too old")
         key = self._keys.get(kid)
         if key is not None:
             return key
         until = self._unknown.get(kid)
         if until is not None and now < until:
-            raise UnknownKeyId(kid)
+            raise UnknownKeyIdError(kid)
         await self._refresh_throttled(now)
         key = self._keys.get(kid)
         if key is not None:
             return key
         self._remember_unknown(kid, now + self.cooldown_seconds)
-        raise UnknownKeyId(kid)
+        raise UnknownKeyIdError(kid)
 
     def _remember_unknown(self, kid: str, until: float) -> None:
         self._unknown[kid] = until

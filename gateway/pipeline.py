@@ -35,7 +35,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy, UpstreamPool
 from gateway.ratelimit import Decision, RateLimiter, policy_header
 from gateway.routes import RouteConfig
-from gateway.tokens import TokenVerifier, authenticate
+from gateway.verification import TokenVerifier, authenticate
 
 NO_STORE = "no-store"
 

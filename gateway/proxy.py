@@ -32,11 +32,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from common.timestamps import EpochClock
 from common.errors import Problem
 from gateway.headers import ForwardedHeaders, response_headers
 from gateway.metrics import GatewayMetrics
 from gateway.routes import RouteConfig, UpstreamConfig
-from gateway.upstream import Broken, ConnectFailed, Connection, ConnectionPool, Response
+from gateway.upstream import ExchangeBrokenError, ConnectError, Connection, ConnectionPool, Response
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class UpstreamPool:
         self,
         config: UpstreamConfig,
         *,
-        clock: Callable[[], float],
+        clock: EpochClock,
         metrics: GatewayMetrics,
         resolver: Resolver = resolve_addresses,
     ) -> None:
@@ -255,7 +256,7 @@ class UpstreamPool:
         self._duration.observe((self.name, outcome), seconds)
 
 
-class BodyTooLarge(Exception):
+class BodyTooLargeError(Exception):
     pass
 
 
@@ -278,7 +279,7 @@ class _StreamedBody:
             total += len(chunk)
             if total > self._limit:
                 self.too_large = True
-                raise BodyTooLarge()
+                raise BodyTooLargeError()
             yield chunk
         self.finished = True
 
@@ -402,7 +403,7 @@ class Proxy:
             started = time.perf_counter()
             try:
                 upstream = await self._exchange(replica, deadline, outgoing)
-            except ConnectFailed:
+            except ConnectError:
                 pool.observe("connect_error", time.perf_counter() - started)
                 pool.connect_failed(replica)
                 # Nothing left the gateway, whatever the method.
@@ -411,7 +412,7 @@ class Proxy:
                     raise _unavailable(
                         pool, f"no replica of upstream {pool.name!r} could be reached; retry shortly", 1
                     ) from None
-            except (BodyTooLarge, Broken, asyncio.TimeoutError, OSError) as exc:
+            except (BodyTooLargeError, ExchangeBrokenError, asyncio.TimeoutError, OSError) as exc:
                 other = self._after_break(pool, replica, outgoing, deadline, exc, started, retried)
             else:
                 pool.connected(replica)
@@ -451,7 +452,7 @@ class Proxy:
         # Sent, then the connection broke: only a safe request without an answer may go
         # again (RFC 9110 9.2.1); one with side effects that reached a backend never does.
         safe = outgoing.method in SAFE_METHODS and body is None
-        unanswered = not (isinstance(error, Broken) and error.answered)
+        unanswered = not (isinstance(error, ExchangeBrokenError) and error.answered)
         other = pool.pick(exclude=replica) if safe and unanswered and not retried else None
         if other is None:
             raise _failed(pool) from None
@@ -495,7 +496,7 @@ class Proxy:
                 data = await upstream.read()
             except asyncio.TimeoutError:
                 raise _timed_out(pool) from None
-            except (Broken, OSError):
+            except (ExchangeBrokenError, OSError):
                 raise _failed(pool, "broke off its answer") from None
             if deadline.expired:
                 raise _timed_out(pool)
@@ -510,7 +511,7 @@ class Proxy:
         try:
             async for chunk in upstream.iter_chunks():
                 await response.write(chunk)
-        except (Broken, OSError, asyncio.TimeoutError) as exc:
+        except (ExchangeBrokenError, OSError, asyncio.TimeoutError) as exc:
             # Too late for an error status: cut the connection so the client sees a failure.
             _LOGGER.warning("upstream %s broke off a streamed answer: %s", pool.name, type(exc).__name__)
             if request.transport is not None:

@@ -20,7 +20,7 @@ handling:
 - The pool is bounded: past `max_connections` a caller waits for a connection to come back.
 
 Errors say how far an exchange got, which is what the proxy's retry rules need:
-ConnectFailed (nothing was sent), Broken (sent, then the connection failed or the answer
+ConnectError (nothing was sent), ExchangeBrokenError (sent, then the connection failed or the answer
 was malformed) and TimeoutError.
 """
 
@@ -46,11 +46,11 @@ class UpstreamError(Exception):
     pass
 
 
-class ConnectFailed(UpstreamError):
+class ConnectError(UpstreamError):
     """The connection could not be opened: nothing was sent."""
 
 
-class Broken(UpstreamError):
+class ExchangeBrokenError(UpstreamError):
     """The request was (perhaps partly) sent, then the connection failed or the answer was
     not valid HTTP. `answered` says whether the response had begun."""
 
@@ -129,12 +129,12 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._response_waiter is None and self._response is None:
             # Bytes nobody asked for: the connection's framing can no longer be trusted.
-            self._fail(Broken("the upstream sent data outside an exchange"))
+            self._fail(ExchangeBrokenError("the upstream sent data outside an exchange"))
             return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(Broken(f"the upstream's answer is not valid HTTP/1.1: {exc}",
+            self._fail(ExchangeBrokenError(f"the upstream's answer is not valid HTTP/1.1: {exc}",
                               answered=self._response is not None))
             if self._message_done:
                 self._wake_reader()  # what came before the extra bytes is whole
@@ -149,9 +149,9 @@ class Connection(asyncio.Protocol):
             self._message_done = True  # RFC 9112 6.3 item 8: the close ends the body
             self._wake_reader()
         else:
-            self._fail(Broken("the upstream closed the connection", answered=self._response is not None))
+            self._fail(ExchangeBrokenError("the upstream closed the connection", answered=self._response is not None))
         if self._write_ready is not None and not self._write_ready.done():
-            self._write_ready.set_result(None)  # the writer wakes, and its next write is Broken
+            self._write_ready.set_result(None)  # the writer wakes, and its next write is ExchangeBrokenError
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -168,7 +168,7 @@ class Connection(asyncio.Protocol):
             # A second answer to one request (or bytes past the announced length): the
             # connection's framing can no longer be trusted, and the extra answer must
             # never be taken for the next request's (response splitting).
-            raise Broken("the upstream sent more than one answer")
+            raise ExchangeBrokenError("the upstream sent more than one answer")
 
     def on_status(self, status: bytes) -> None:
         self._reason += status
@@ -256,16 +256,16 @@ class Connection(asyncio.Protocol):
         self._request_sent = True
 
     def _write(self, data: bytes) -> None:
-        """Write to the upstream, or raise Broken when the connection has gone: its close
+        """Write to the upstream, or raise ExchangeBrokenError when the connection has gone: its close
         may not have been reported yet (uvloop raises RuntimeError on a closed transport,
         asyncio drops the data), and the retry rules must see a broken connection."""
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
-            raise Broken("the upstream closed the connection", answered=self._response is not None)
+            raise ExchangeBrokenError("the upstream closed the connection", answered=self._response is not None)
         try:
             transport.write(data)
         except (RuntimeError, OSError) as exc:
-            raise Broken(f"writing to the upstream failed: {exc}") from exc
+            raise ExchangeBrokenError(f"writing to the upstream failed: {exc}") from exc
 
     async def next_chunk(self) -> bytes:
         """The next piece of the response body; b"" at its end."""
@@ -427,7 +427,7 @@ class ConnectionPool:
         except (OSError, asyncio.TimeoutError) as exc:
             self._open -= 1
             self._wake_one()
-            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {type(exc).__name__}") from exc
+            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {type(exc).__name__}") from exc
         except BaseException:
             self._open -= 1
             self._wake_one()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from bench import procstat
 from bench.prometheus import sample_values, scrape
 from bench.scenarios import Figures
-from bench.tokens import gateway_state_bytes, mint_tokens, write_tokens
+from bench.minting import gateway_state_bytes, mint_tokens, write_tokens
 
 if TYPE_CHECKING:
     from bench.run import Bench

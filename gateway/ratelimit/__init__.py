@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import RedisError
 
+from common.timestamps import EpochClock
 from gateway.ratelimit.buckets import MAX_MEMORY_BUCKETS, Decision, MemoryBuckets
 from gateway.ratelimit.shared import REDIS_KEY_PREFIX, SharedBuckets
 from gateway.routes import RouteConfig
@@ -78,7 +78,7 @@ class RateLimiter:
     def __init__(
         self,
         *,
-        clock: Callable[[], float],
+        clock: EpochClock,
         redis_url: str | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 
+from common.timestamps import EpochClock
 from gateway.routes import RateLimit
 
 MAX_MEMORY_BUCKETS = 100_000
@@ -70,7 +70,7 @@ class MemoryBuckets:
     fresh bucket is a full one. Each bucket is one entry of a plain dict, keyed by a
     60-bit digest of the "route:caller" key, holding its TAT (about 90-110 bytes a caller
     against about 250 for an OrderedDict of key strings and [tokens, time] lists; measured
-    with tracemalloc, see bench/tokens.py). The digest is Python's str hash, SipHash keyed
+    with tracemalloc, see bench/minting.py). The digest is Python's str hash, SipHash keyed
     by a per-process random secret (PEP 456): two of 100,000 keys share a bucket with
     probability about 4e-9, and callers do not choose their keys (subjects are issued by
     auth, addresses are the connection's).
@@ -82,7 +82,7 @@ class MemoryBuckets:
     for them.
     """
 
-    def __init__(self, clock: Callable[[], float], max_buckets: int = MAX_MEMORY_BUCKETS) -> None:
+    def __init__(self, clock: EpochClock, max_buckets: int = MAX_MEMORY_BUCKETS) -> None:
         self._clock = clock
         self._max = max_buckets
         self._evict_batch = max(1, max_buckets // 256)

@@ -148,7 +148,7 @@ async def test_session_store_answers_like_the_token_verifier(redis_url: str) -> 
     import redis.asyncio as aioredis
 
     from bench.session_proxy import SessionStore
-    from gateway.tokens import TokenError
+    from gateway.verification import TokenError
 
     client = aioredis.Redis.from_url(redis_url)
     prefix = f"passgate-bench-test:{secrets.token_hex(4)}:"

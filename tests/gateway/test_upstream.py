@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from gateway.upstream import Broken, ConnectFailed, ConnectionPool
+from gateway.upstream import ExchangeBrokenError, ConnectError, ConnectionPool
 from tests.support.gateway_under_test import MISBEHAVE
 
 Answer = Callable[[bytes, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
@@ -171,7 +171,7 @@ async def test_body_shorter_than_its_content_length_is_broken(backend_factory) -
 
     backend = await backend_factory(short)
     pool = pool_for(backend)
-    with pytest.raises(Broken) as caught:
+    with pytest.raises(ExchangeBrokenError) as caught:
         await get(pool)
     assert caught.value.answered
     assert pool.open_connections == 0
@@ -209,7 +209,7 @@ async def test_a_close_before_any_answer_is_broken_unanswered(backend_factory) -
 
     backend = await backend_factory(hang_up)
     pool = pool_for(backend)
-    with pytest.raises(Broken) as caught:
+    with pytest.raises(ExchangeBrokenError) as caught:
         await get(pool)
     assert not caught.value.answered
     pool.close()
@@ -233,7 +233,7 @@ async def test_garbage_is_not_http(backend_factory) -> None:
 
     backend = await backend_factory(garbage)
     pool = pool_for(backend)
-    with pytest.raises(Broken):
+    with pytest.raises(ExchangeBrokenError):
         await get(pool)
     pool.close()
 
@@ -359,7 +359,7 @@ async def test_nothing_listening_is_connect_failed() -> None:
     server.close()
     await server.wait_closed()
     pool = ConnectionPool("127.0.0.1", port, connect_timeout=1.0)
-    with pytest.raises(ConnectFailed):
+    with pytest.raises(ConnectError):
         await pool.acquire()
     assert pool.open_connections == 0
 
@@ -423,14 +423,14 @@ async def test_gateway_streams_a_client_body_without_length_as_chunked(make_gate
 async def test_a_connection_closing_but_not_yet_reported_is_never_written_to(backend_factory) -> None:
     """A transport can be closing before its connection_lost arrives (uvloop then raises on
     write, which was a 500): such a connection is not handed out again, and writing to one
-    is a Broken exchange the retry rules understand."""
+    is a ExchangeBrokenError exchange the retry rules understand."""
     backend = await backend_factory(ok_answer)
     pool = pool_for(backend)
     _, _, connection = await get(pool)
     connection.transport.close()  # closing now; connection_lost comes on a later loop pass
     fresh = await pool.acquire()
     assert fresh is not connection
-    with pytest.raises(Broken) as caught:
+    with pytest.raises(ExchangeBrokenError) as caught:
         await connection.exchange(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", None, head_request=False, chunked=False)
     assert not caught.value.answered
     fresh.close()

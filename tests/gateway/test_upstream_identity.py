@@ -10,7 +10,7 @@ from common.assertion import GATEWAY_ISSUER, AssertionSigner, AssertionVerifier
 from common.assertion_keys import ensure_keys
 from common.identity import ASSERTION_HEADER, Identity
 from gateway.assertion import UpstreamIdentity
-from gateway.tokens import Verified
+from gateway.verification import Verified
 
 T0 = 1_900_000_000.0
 

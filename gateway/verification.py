@@ -26,15 +26,16 @@ import dataclasses
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import jwt
 from aiohttp import web
 from jwt import exceptions as jwt_errors
 
+from common.timestamps import EpochClock
 from common.errors import Problem, unauthorized
 from common.identity import Identity
-from gateway.jwks import JwksClient, KeysUnavailable, UnknownKeyId
+from gateway.jwks import JwksClient, KeysUnavailableError, UnknownKeyIdError
 from gateway.metrics import GatewayMetrics
 
 MAX_TOKEN_LENGTH = 8192
@@ -99,7 +100,7 @@ class TokenVerifier:
         leeway: float,
         max_lifetime: float,
         cache_size: int,
-        clock: Callable[[], float],
+        clock: EpochClock,
         metrics: GatewayMetrics,
         known_scopes: frozenset[str] | None = None,
     ) -> None:
@@ -116,7 +117,7 @@ class TokenVerifier:
         self._known_scopes = known_scopes
 
     async def verify(self, token: str) -> Verified:
-        """The identity the token proves, or raise TokenError / KeysUnavailable."""
+        """The identity the token proves, or raise TokenError / KeysUnavailableError."""
         now = self._clock()
         if self._cache_size:
             key = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -158,7 +159,7 @@ class TokenVerifier:
             raise TokenError("unknown_kid", "the token names no signing key (kid)")
         try:
             key = await self._jwks.get_key(kid)
-        except UnknownKeyId:
+        except UnknownKeyIdError:
             raise TokenError("unknown_kid", "the token was signed by an unknown key") from None
         if key.algorithm_name != alg:
             raise TokenError("bad_algorithm", "the token's algorithm does not match its key")
@@ -270,7 +271,7 @@ async def authenticate(
     except TokenError as error:
         metrics.auth_failure[error.reason].inc()
         raise unauthorized(error.detail, reason=error.reason) from None
-    except KeysUnavailable:
+    except KeysUnavailableError:
         metrics.auth_failure["keys_unavailable"].inc()
         raise Problem(
             503,

@@ -71,7 +71,7 @@ def write_tokens(path: Path, tokens: list[str]) -> Path:
 def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
     """Bytes one verified-token cache entry and one rate-limit bucket take in the gateway,
     measured with tracemalloc on real tokens, built the way the gateway builds them
-    (gateway.tokens caches Identity + expiry + kid by the BLAKE2b-128 digest of the token; gateway.ratelimit keeps
+    (gateway.verification caches Identity + expiry + kid by the BLAKE2b-128 digest of the token; gateway.ratelimit keeps
     one bucket per route and caller)."""
     import collections
     import hashlib
@@ -82,7 +82,7 @@ def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
     from common.identity import Identity
     from gateway.ratelimit import MemoryBuckets
     from gateway.routes import RateLimit
-    from gateway.tokens import Verified
+    from gateway.verification import Verified
 
     tracemalloc.start()
     try:
