@@ -38,11 +38,11 @@ def _init_worker(auth_env: Mapping[str, str], cores: frozenset[int] | None) -> N
 
 
 def _mint_batch(count: int) -> list[str]:
-    from services.auth.accounts.roles import role_scopes
+    from common.scopes import default_scope_policy
     from services.auth.tokens.minter import FIRST_PARTY_CLIENT_ID
 
     assert _SERVICE is not None
-    scopes = role_scopes("user")
+    scopes = default_scope_policy().role_scopes("user")
     # A distinct subject per token: 100,000 tokens are 100,000 different users.
     return [
         _SERVICE.access_token(str(uuid.uuid4()), scopes, FIRST_PARTY_CLIENT_ID).access_token

@@ -35,7 +35,7 @@ def lint_command(argv: list[str]) -> int:
     try:
         # Read without refusing lint's errors, to list them all; the gateway's start
         # (load_routes) refuses exactly the errors listed here.
-        table = read_routes(path, settings.upstream_overrides)
+        table = read_routes(path, settings.scope_policy.issuable, settings.upstream_overrides)
     except RoutesError as exc:
         for problem in exc.problems:
             print(f"error: {exc.source}: {problem}")

@@ -97,7 +97,9 @@ def create_app(
 
 def _route_table(settings: GatewaySettings) -> RouteTable:
     """The routes file with the environment's replica lists and discovery applied."""
-    table = load_routes(settings.routes_file, settings.upstream_overrides)
+    table = load_routes(
+        settings.routes_file, settings.scope_policy.issuable, settings.upstream_overrides
+    )
     if settings.discovery is None:
         return table
     upstreams = {

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from common.scopes import ScopePolicy, default_scope_policy, scope_policy_from_env
 from common.settings import (
     AssertionSigningSettings,
     Env,
@@ -45,6 +46,9 @@ class GatewaySettings:
         default_factory=lambda: ServerSettings(service="gateway", port=8080, admin_port=9080)
     )
     routes_file: Path = DEFAULT_ROUTES_FILE
+    # Every scope a token can carry (PASSGATE_SCOPES_FILE, shared with auth): a route may
+    # require no other, and no other reaches a backend.
+    scope_policy: ScopePolicy = dataclasses.field(default_factory=default_scope_policy)
     issuer: str = DEFAULT_ISSUER
     audience: str = DEFAULT_AUDIENCE
     algorithms: tuple[str, ...] = ("RS256",)
@@ -89,6 +93,7 @@ class GatewaySettings:
         return cls(
             server=server,
             routes_file=Path(env_str(env, "PASSGATE_ROUTES_FILE", str(DEFAULT_ROUTES_FILE))),
+            scope_policy=scope_policy_from_env(env),
             issuer=env_str(env, "PASSGATE_ISSUER", DEFAULT_ISSUER),
             audience=env_str(env, "PASSGATE_AUDIENCE", DEFAULT_AUDIENCE),
             algorithms=env_list(env, "PASSGATE_TOKEN_ALGORITHMS", ("RS256",)),

@@ -15,6 +15,7 @@ import aiohttp
 
 from bench import procstat
 from bench.scenarios import Figures
+from common.scopes import default_scope_policy
 from gateway.routes import load_routes
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def login_route_timeout(routes_file: Path, path: str = "/auth/login") -> float:
     """The timeout of the route that serves POST /auth/login: the first route, in the file's
     order, that is that path or a `/*` prefix of it (the gateway's first-match rule; no
     route template with `{...}` covers it)."""
-    for route in load_routes(routes_file).routes:
+    for route in load_routes(routes_file, default_scope_policy().issuable).routes:
         prefix = route.path.endswith("/*") and path.startswith(route.path[:-1])
         if "POST" in route.methods and (route.path == path or prefix):
             return route.timeout

@@ -36,7 +36,7 @@ def lint(
         if unknown:
             message = (
                 f"route {route.name!r} requires {', '.join(unknown)}, "
-                "which no issued token can carry (see scopes:)"
+                "which no token can carry (not in the scopes file, PASSGATE_SCOPES_FILE)"
             )
             findings.append((ERROR, message))
         if route.rate_limit is None:

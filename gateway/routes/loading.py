@@ -34,17 +34,22 @@ _UPSTREAM_TUNING = (
 )
 
 
-def load_routes(path: Path, overrides: Mapping[str, tuple[str, ...]] | None = None) -> RouteTable:
+def load_routes(
+    path: Path, scopes: frozenset[str], overrides: Mapping[str, tuple[str, ...]] | None = None
+) -> RouteTable:
     """The route table the gateway starts with: read, validated, and refused with every
-    problem listed if invalid or if lint finds an error in it."""
-    table = read_routes(path, overrides)
+    problem listed if invalid or if lint finds an error in it. `scopes` are those a token
+    can carry (the scopes file's)."""
+    table = read_routes(path, scopes, overrides)
     errors = [message for level, message in lint(table) if level == ERROR]
     if errors:
         raise RoutesError(table.source, errors)
     return table
 
 
-def read_routes(path: Path, overrides: Mapping[str, tuple[str, ...]] | None = None) -> RouteTable:
+def read_routes(
+    path: Path, scopes: frozenset[str], overrides: Mapping[str, tuple[str, ...]] | None = None
+) -> RouteTable:
     """Read and validate the routes file (not linted); raise RoutesError listing every problem."""
     source = str(path)
     try:
@@ -54,16 +59,25 @@ def read_routes(path: Path, overrides: Mapping[str, tuple[str, ...]] | None = No
         raise RoutesError(source, [f"cannot read: {exc.strerror}"]) from None
     except yaml.YAMLError as exc:
         raise RoutesError(source, [f"not valid YAML: {exc}"]) from None
-    return parse_routes(document, source=source, overrides=overrides or {})
+    return parse_routes(document, source=source, scopes=scopes, overrides=overrides or {})
 
 
 def parse_routes(
-    document: Any, *, source: str, overrides: Mapping[str, tuple[str, ...]]
+    document: Any,
+    *,
+    source: str,
+    scopes: frozenset[str],
+    overrides: Mapping[str, tuple[str, ...]],
 ) -> RouteTable:
     """Validate a parsed routes document and build its table; raise RoutesError."""
     if not isinstance(document, dict):
         raise RoutesError(
-            source, ["file: must be a mapping with keys scopes, defaults, upstreams, routes"]
+            source, ["file: must be a mapping with keys defaults, upstreams, routes"]
+        )
+    if "scopes" in document:
+        # The key this file had before the scopes file: say where the list lives now.
+        raise RoutesError(
+            source, ["scopes: the scopes a token can carry are in the scopes file (PASSGATE_SCOPES_FILE)"]
         )
     problems: list[str] = []
     invalid_routes: set[int] = set()
@@ -85,7 +99,7 @@ def parse_routes(
     )
     if problems:
         raise RoutesError(source, problems)
-    return RouteTable(source, frozenset(document["scopes"]), upstreams, tuple(routes))
+    return RouteTable(source, scopes, upstreams, tuple(routes))
 
 
 def _where(document: dict[str, Any], location: tuple[Any, ...]) -> str:

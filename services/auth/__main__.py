@@ -31,8 +31,6 @@ from common.db import create_engine, migrate, migrate_database
 from common.timestamps import rfc3339, utc_now
 from services.auth.accounts.repository import AccountRepository
 from services.auth.accounts.roles import (
-    ROLES,
-    SUPPORTED_SCOPES,
     InvalidScopeError,
     format_scope,
     parse_scope,
@@ -65,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     client.add_argument("--scope", required=True, help="space-separated scopes the client may get")
     role = commands.add_parser("set-role", help="set a user's role")
     role.add_argument("username")
-    role.add_argument("role", choices=ROLES)
+    role.add_argument("role", help="a role of the scopes file (PASSGATE_SCOPES_FILE)")
     return parser
 
 
@@ -151,12 +149,18 @@ async def _database_command(settings: AuthSettings, args: argparse.Namespace) ->
         if settings.database.migrate_on_start:
             await migrate(engine, MIGRATIONS_DIR)
         if args.command == "set-role":
+            roles = settings.scope_policy.roles
+            if args.role not in roles:
+                print(f"set-role: no role {args.role!r}; roles: {', '.join(roles)}", file=sys.stderr)
+                return 2
             if not await AccountRepository(engine).set_role(args.username, args.role):
                 print(f"set-role: no user named {args.username!r}", file=sys.stderr)
                 return 1
             print(f"{args.username} is now {args.role}; it applies from their next login")
             return 0
-        return await _create_client(ClientRepository(engine), args.client_id, args.scope)
+        return await _create_client(
+            ClientRepository(engine), args.client_id, args.scope, settings.scope_policy.issuable
+        )
     finally:
         await engine.dispose()
 
@@ -176,7 +180,9 @@ async def _has_accounts_table(engine: AsyncEngine) -> bool:
         return await connection.run_sync(lambda sync: sa.inspect(sync).has_table("accounts"))
 
 
-async def _create_client(repository: ClientRepository, client_id: str, scope: str) -> int:
+async def _create_client(
+    repository: ClientRepository, client_id: str, scope: str, issuable: frozenset[str]
+) -> int:
     if not _CLIENT_ID.match(client_id):
         print("create-client: the id must be 3-64 of [a-z0-9._-]", file=sys.stderr)
         return 2
@@ -185,9 +191,9 @@ async def _create_client(repository: ClientRepository, client_id: str, scope: st
     except InvalidScopeError as error:
         print(f"create-client: {error}", file=sys.stderr)
         return 2
-    if not scopes <= SUPPORTED_SCOPES:
+    if not scopes <= issuable:
         print(
-            f"create-client: unknown scopes: {format_scope(scopes - SUPPORTED_SCOPES)}",
+            f"create-client: unknown scopes: {format_scope(scopes - issuable)}",
             file=sys.stderr,
         )
         return 2

@@ -183,7 +183,12 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = Sessions(settings, minter, app[FAMILY_REPOSITORY], clock)
     app[CLIENT_CREDENTIALS] = ClientCredentials(app[CLIENT_REPOSITORY], minter)
     app[REGISTRATION] = Registration(
-        app[ACCOUNT_REPOSITORY], app[PASSWORDS], app.get(PROVISIONER), app[METRICS], clock
+        app[ACCOUNT_REPOSITORY],
+        app[PASSWORDS],
+        app.get(PROVISIONER),
+        app[METRICS],
+        clock,
+        default_role=settings.scope_policy.default_role,
     )
     app[CREDENTIALS] = Credentials(
         settings, app[ACCOUNT_REPOSITORY], app[PASSWORDS], app[THROTTLE], clock

@@ -20,6 +20,7 @@ from common.settings import (
     env_path,
     env_str,
 )
+from common.scopes import ScopePolicy, default_scope_policy, scope_policy_from_env
 from services.auth.external.config import OidcSettings
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -109,6 +110,8 @@ class AuthSettings:
     )
     argon2: Argon2Settings = Argon2Settings()
     oidc: OidcSettings = OidcSettings()  # noqa: RUF009 - frozen, so one shared default is safe
+    # Which scopes exist and which roles grant them: PASSGATE_SCOPES_FILE, shared with the gateway.
+    scope_policy: ScopePolicy = dataclasses.field(default_factory=default_scope_policy)
 
     def __post_init__(self) -> None:
         if not ACCESS_TOKEN_TTL_MIN <= self.access_token_ttl <= ACCESS_TOKEN_TTL_MAX:
@@ -215,6 +218,7 @@ class AuthSettings:
             oidc=OidcSettings.from_env(
                 env, issuer=env_str(env, "PASSGATE_ISSUER", _default(cls, "issuer")).rstrip("/")
             ),
+            scope_policy=scope_policy_from_env(env),
         )
 
 

@@ -12,17 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.settings import SettingsError
+from common.scopes import default_scope_policy
 from gateway.routes import RoutesError, lint, load_routes, parse_routes, read_routes
 
 PROJECT = Path(__file__).resolve().parents[2]
+ISSUABLE = frozenset({"orders:read"})
 BASE = {
-    "scopes": ["orders:read"],
     "upstreams": {"orders": {"replicas": ["http://127.0.0.1:8083"]}},
 }
 
 
 def parse(*routes: dict, **top) -> object:
-    return parse_routes({**BASE, **top, "routes": list(routes)}, source="test.yaml", overrides={})
+    return parse_routes({**BASE, **top, "routes": list(routes)}, source="test.yaml", scopes=ISSUABLE, overrides={})
 
 
 def route(**fields) -> dict:
@@ -30,7 +31,7 @@ def route(**fields) -> dict:
 
 
 def test_packaged_routes_file_loads() -> None:
-    table = load_routes(PROJECT / "gateway" / "routes.yaml")
+    table = load_routes(PROJECT / "gateway" / "routes.yaml", default_scope_policy().issuable)
     names = {r.name for r in table.routes}
     assert {"auth", "well-known", "users-me-read", "orders-cancel"} <= names
     assert not [f for f in lint(table) if f[0] == "error"]
@@ -78,12 +79,12 @@ def test_duplicate_method_and_path_is_refused() -> None:
 def test_replica_urls_are_checked_and_overridable() -> None:
     with pytest.raises(RoutesError, match="no path, query or user"):
         parse_routes({**BASE, "upstreams": {"orders": {"replicas": ["http://h:1/api"]}},
-                      "routes": [route()]}, source="t", overrides={})
+                      "routes": [route()]}, source="t", scopes=ISSUABLE, overrides={})
     table = parse_routes({**BASE, "routes": [route()]}, source="t",
-                         overrides={"orders": ("http://10.0.0.1:80", "http://10.0.0.2:80/")})
+                         scopes=ISSUABLE, overrides={"orders": ("http://10.0.0.1:80", "http://10.0.0.2:80/")})
     assert table.upstreams["orders"].replicas == ("http://10.0.0.1:80", "http://10.0.0.2:80")
     with pytest.raises(RoutesError, match="PASSGATE_UPSTREAM_PAYMENTS: names no upstream"):
-        parse_routes({**BASE, "routes": [route()]}, source="t", overrides={"payments": ("http://x:1",)})
+        parse_routes({**BASE, "routes": [route()]}, source="t", scopes=ISSUABLE, overrides={"payments": ("http://x:1",)})
 
 
 def test_lint_reports_unissuable_scopes_and_public_routes() -> None:
@@ -91,7 +92,7 @@ def test_lint_reports_unissuable_scopes_and_public_routes() -> None:
     findings = lint(table, cors_origins=("*",), cors_allow_credentials=True)
     errors = [m for level, m in findings if level == "error"]
     notes = [m for level, m in findings if level == "note"]
-    assert any("orders:delete" in m and "no issued token" in m for m in errors)
+    assert any("orders:delete" in m and "no token can carry" in m for m in errors)
     assert any("CORS" in m for m in errors)
     assert any("'pub'" in m and "needs no token" in m for m in notes)
 
@@ -126,7 +127,7 @@ def test_lint_command_fails_on_errors(tmp_path: Path, monkeypatch, capsys) -> No
     monkeypatch.setenv("PASSGATE_CORS_ALLOW_CREDENTIALS", "true")
     assert main(["lint", str(path)]) == 1
     out = capsys.readouterr().out
-    assert "no issued token can carry" in out and "PASSGATE_CORS_ORIGINS='*'" in out
+    assert "no token can carry" in out and "PASSGATE_CORS_ORIGINS='*'" in out
 
 
 # -- lint and start agree (one validation path) ------------------------------------------
@@ -146,10 +147,10 @@ def _write(tmp_path: Path, document: dict, name: str = "routes.yaml") -> Path:
 )
 def test_start_refuses_exactly_what_lint_calls_an_error(tmp_path: Path, required: list, issuable: list) -> None:
     routes = [route(name=f"r{i}", path=f"/r{i}", scopes=scopes) for i, scopes in enumerate(required)]
-    path = _write(tmp_path, {**BASE, "scopes": issuable, "routes": routes})
-    errors = [m for level, m in lint(read_routes(path)) if level == "error"]
+    path = _write(tmp_path, {**BASE, "routes": routes})
+    errors = [m for level, m in lint(read_routes(path, frozenset(issuable))) if level == "error"]
     try:
-        load_routes(path)
+        load_routes(path, frozenset(issuable))
     except RoutesError as refused:
         assert refused.problems == errors
     else:
@@ -167,7 +168,7 @@ def test_a_gateway_process_does_not_start_with_a_scope_no_token_can_carry(tmp_pa
              "PASSGATE_PORT": str(free_port()), "PASSGATE_ADMIN_PORT": str(free_port())},
     )
     assert started.returncode != 0
-    assert "orders:delete, which no issued token can carry" in started.stdout + started.stderr
+    assert "orders:delete, which no token can carry" in started.stdout + started.stderr
 
 
 def test_a_bad_upstream_override_is_the_variables_fault_not_the_routes_files(tmp_path: Path) -> None:
@@ -187,7 +188,7 @@ def test_a_bad_upstream_override_is_the_variables_fault_not_the_routes_files(tmp
 def test_an_override_names_an_upstream_with_dashes_by_underscores() -> None:
     document = {**BASE, "upstreams": {"order-archive": {"replicas": ["http://127.0.0.1:1"]}},
                 "routes": [route(upstream="order-archive")]}
-    table = parse_routes(document, source="t", overrides={"order_archive": ("http://10.0.0.9:80",)})
+    table = parse_routes(document, source="t", scopes=ISSUABLE, overrides={"order_archive": ("http://10.0.0.9:80",)})
     assert table.upstreams["order-archive"].replicas == ("http://10.0.0.9:80",)
     with pytest.raises(RoutesError, match="PASSGATE_UPSTREAM_ORDER_ARCHIVES: names no upstream"):
-        parse_routes(document, source="t", overrides={"order_archives": ("http://10.0.0.9:80",)})
+        parse_routes(document, source="t", scopes=ISSUABLE, overrides={"order_archives": ("http://10.0.0.9:80",)})

@@ -19,8 +19,8 @@ from gateway.routes import SCHEMA_PATH, RouteConfig, RoutesError, UpstreamConfig
 PROJECT = Path(__file__).resolve().parents[2]
 PACKAGED = yaml.safe_load((PROJECT / "gateway" / "routes.yaml").read_text())
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
+ISSUABLE = frozenset({"orders:read"})
 MINIMAL = {
-    "scopes": ["orders:read"],
     "upstreams": {"orders": {"replicas": ["http://127.0.0.1:8083"]}},
     "routes": [{"name": "orders", "path": "/orders", "methods": ["GET"], "upstream": "orders"}],
 }
@@ -38,7 +38,7 @@ def test_defaults_are_stated_once_in_the_schema() -> None:
             assert field.default is dataclasses.MISSING, (
                 f"{model.__name__}.{field.name} has a default"
             )
-    table = parse_routes(MINIMAL, source="t", overrides={})
+    table = parse_routes(MINIMAL, source="t", scopes=ISSUABLE, overrides={})
     route, upstream = table.routes[0], table.upstreams["orders"]
     definitions = SCHEMA["$defs"]
     assert route.timeout == definitions["timeout"]["default"]
@@ -56,7 +56,7 @@ def test_file_defaults_apply_between_the_schema_and_the_route() -> None:
         *MINIMAL["routes"],
         {**MINIMAL["routes"][0], "name": "b", "path": "/b", "timeout": 1},
     ]
-    first, second = parse_routes(document, source="t", overrides={}).routes
+    first, second = parse_routes(document, source="t", scopes=ISSUABLE, overrides={}).routes
     assert (first.timeout, second.timeout) == (3.0, 1.0)
     assert first.rate_limit is not None
     # per defaults to the schema's 1 second, burst to requests.
@@ -117,7 +117,7 @@ def damaged_documents(draw: st.DrawFn) -> Any:
             }
         else:
             document[
-                draw(st.sampled_from(["scopes", "defaults", "upstreams", "routes", "extra"]))
+                draw(st.sampled_from(["defaults", "upstreams", "routes", "extra"]))
             ] = value
     return document
 
@@ -127,7 +127,7 @@ def damaged_documents(draw: st.DrawFn) -> Any:
 def test_any_document_gets_a_table_or_clear_problems(document: Any) -> None:
     """Never a TypeError, KeyError or traceback: a table, or problems that each name where."""
     try:
-        table = parse_routes(document, source="routes.yaml", overrides={})
+        table = parse_routes(document, source="routes.yaml", scopes=ISSUABLE, overrides={})
     except RoutesError as error:
         assert error.problems
         for problem in error.problems:
@@ -150,7 +150,7 @@ def test_any_document_gets_a_table_or_clear_problems(document: Any) -> None:
 def test_the_loader_refuses_everything_the_schema_refuses(document: Any) -> None:
     if list(Draft202012Validator(SCHEMA).iter_errors(document)):
         try:
-            parse_routes(document, source="routes.yaml", overrides={})
+            parse_routes(document, source="routes.yaml", scopes=ISSUABLE, overrides={})
         except RoutesError:
             return
         raise AssertionError("the schema refuses this document but the loader built a table")

@@ -21,6 +21,7 @@ import schemathesis
 
 from devstack.stack import Stack
 from gateway.openapi import build_public_document, load_documents, service_documents
+from common.scopes import default_scope_policy
 from gateway.routes import load_routes
 from tests.support.hostile import Client, Secrets, auth_command, hostile_config, login, register
 from tests.support.stack import running_stack
@@ -83,7 +84,7 @@ def admin_token(fuzz_stack: Stack) -> str:
 # collect one test per operation before any stack runs; the first test checks that the
 # running gateway serves exactly this. (schemathesis's fixture-based lazy loading reads a
 # pytest attribute that pytest 9 no longer has.)
-DOCUMENT = build_public_document(load_routes(PACKAGED_ROUTES), load_documents(service_documents()))
+DOCUMENT = build_public_document(load_routes(PACKAGED_ROUTES, default_scope_policy().issuable), load_documents(service_documents()))
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_str(CONFIG))
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+
+from common.scopes import default_scope_policy
 from tests.k8s.k8s_render import K8S, REPO
-from tests.k8s.k8s_objects import by_name
+from tests.k8s.k8s_objects import by_name, containers, env_map, pod_spec
 
 # The newest release kubernetes-validate ships schemas for; strict mode rejects unknown fields.
 K8S_VERSION = kubernetes_validate.latest_version()
@@ -82,4 +84,29 @@ def test_routes_configmap_matches_packaged_routes(rendered):
             "run: cp gateway/routes.yaml deploy/k8s/base/gateway-routes.yaml"
         )
     routes = pytest.importorskip("gateway.routes")
-    routes.load_routes(K8S / "base" / "gateway-routes.yaml")
+    routes.load_routes(K8S / "base" / "gateway-routes.yaml", default_scope_policy().issuable)
+
+
+def test_auth_and_the_gateway_read_one_scopes_file(rendered):
+    """The scopes ConfigMap is the packaged common/scopes.yaml, and auth and the gateway
+    both mount that one ConfigMap and point PASSGATE_SCOPES_FILE into it: what auth issues
+    and what routes may require cannot drift apart."""
+    packaged = (REPO / "common" / "scopes.yaml").read_text()
+    for name, objects in rendered.items():
+        config = next(
+            obj for obj in objects
+            if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].startswith("passgate-scopes")
+        )
+        assert config["data"]["scopes.yaml"] == packaged, (
+            f"{name}: deploy/k8s/base/scopes.yaml differs from common/scopes.yaml; "
+            "run: cp common/scopes.yaml deploy/k8s/base/scopes.yaml"
+        )
+        deployments = by_name(objects, "Deployment")
+        for component in ("auth", "gateway"):
+            pod = pod_spec(deployments[component])
+            container = next(containers(deployments[component]))
+            path = env_map(container)["PASSGATE_SCOPES_FILE"]["value"]
+            mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+            volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+            assert volume["configMap"]["name"] == config["metadata"]["name"], (name, component)
+            assert path.rsplit("/", 1)[1] == "scopes.yaml"

@@ -49,7 +49,9 @@ class Registration:
         provisioner: ProfileProvisioner | None,
         metrics: AuthMetrics,
         clock: Clock,
+        default_role: str,
     ) -> None:
+        self.default_role = default_role  # the scopes file's role for new accounts
         self.repository = repository
         self.passwords = passwords
         self.provisioner = provisioner
@@ -113,7 +115,9 @@ class Registration:
             await asyncio.to_thread(check_password, usernames[0], password)
             password_hash = await self.passwords.hash(password)
         for username in usernames:
-            account = Account(str(uuid.uuid4()), username, password_hash, "user", self.clock())
+            account = Account(
+                str(uuid.uuid4()), username, password_hash, self.default_role, self.clock()
+            )
             try:
                 await self.repository.create(
                     account, together=together(account), explain_conflict=explain_conflict

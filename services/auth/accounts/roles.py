@@ -1,19 +1,11 @@
-"""Roles, the scopes they grant, and scope requests that may narrow but never widen."""
+"""Scope requests that may narrow but never widen what was granted.
+
+Which scopes exist and which roles grant them is configuration (common.scopes), not code.
+"""
 
 from __future__ import annotations
 
-import re
-
-USER_SCOPES = frozenset({"users:read", "users:write", "orders:read", "orders:write"})
-ADMIN_SCOPES = USER_SCOPES | {"admin"}
-ROLE_SCOPES = {"user": USER_SCOPES, "admin": ADMIN_SCOPES}
-ROLES = tuple(ROLE_SCOPES)
-# What a token may carry at all. `profiles:provision` is deliberately absent: only the
-# auth service itself asserts it, straight to the users service, never in a token.
-SUPPORTED_SCOPES = ADMIN_SCOPES
-
-# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), space separated.
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+from common.scopes import SCOPE_TOKEN
 
 
 class InvalidScopeError(ValueError):
@@ -22,7 +14,7 @@ class InvalidScopeError(ValueError):
 
 def parse_scope(value: str) -> frozenset[str]:
     tokens = value.split(" ")
-    if any(not _SCOPE_TOKEN.match(token) for token in tokens if token) or not value.strip():
+    if any(not SCOPE_TOKEN.fullmatch(token) for token in tokens if token) or not value.strip():
         raise InvalidScopeError("scope must be space-separated scope tokens")
     return frozenset(token for token in tokens if token)
 
@@ -40,7 +32,3 @@ def narrow(granted: frozenset[str], requested: str | None) -> frozenset[str]:
     if extra:
         raise InvalidScopeError(f"not granted: {format_scope(frozenset(extra))}")
     return wanted
-
-
-def role_scopes(role: str) -> frozenset[str]:
-    return ROLE_SCOPES.get(role, frozenset())

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from common.errors import Problem
 from common.identity import require_identity
-from services.auth.accounts.roles import SUPPORTED_SCOPES, InvalidScopeError
+from services.auth.accounts.roles import InvalidScopeError
 from services.auth.app_keys import CLIENT_CREDENTIALS, METRICS, OPENAPI, SESSIONS, SETTINGS
 from services.auth.bodies import read_body
 from services.auth.keyring.signing_keys import ALGORITHM
@@ -106,7 +106,7 @@ async def discovery(request: web.Request) -> web.Response:
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
         "id_token_signing_alg_values_supported": [ALGORITHM],
         "access_token_signing_alg_values_supported": [ALGORITHM],
-        "scopes_supported": sorted(SUPPORTED_SCOPES),
+        "scopes_supported": sorted(settings.scope_policy.issuable),
         "subject_types_supported": ["public"],
     }
     return web.json_response(

@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 
 from common.timestamps import Clock
-from services.auth.accounts.roles import format_scope, narrow, role_scopes
+from services.auth.accounts.roles import format_scope, narrow
 from services.auth.settings import AuthSettings
 from services.auth.tokens.families import FamilyGrant, RefreshFamilyRepository, RotationStatus
 from services.auth.tokens.minter import FIRST_PARTY_CLIENT_ID, AccessTokenMinter, TokenResponse
@@ -39,7 +39,7 @@ class Sessions:
 
     async def login(self, account_id: str, role: str, requested_scope: str | None) -> TokenResponse:
         """Start a refresh-token family for a fresh login."""
-        scopes = narrow(role_scopes(role), requested_scope)
+        scopes = narrow(self.settings.scope_policy.role_scopes(role), requested_scope)
         now = self.clock()
         self.minter.check_can_sign()  # fail before storing anything when no key may sign
         refresh_token = new_secret(REFRESH_TOKEN_PREFIX)
@@ -68,6 +68,8 @@ class Sessions:
         """
         self.minter.check_can_sign()  # fail before spending the token
         new_token = new_secret(REFRESH_TOKEN_PREFIX)
+
+        role_scopes = self.settings.scope_policy.role_scopes
 
         def decide(grant: FamilyGrant) -> frozenset[str]:
             granted = frozenset(grant.scope.split()) & role_scopes(grant.role)

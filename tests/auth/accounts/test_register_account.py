@@ -53,7 +53,12 @@ async def stack(database_url, users_service):
     async with aiohttp.ClientSession() as session:
         provisioner = ProfileProvisioner(session, users_service.url)
         registration = Registration(
-            AccountRepository(engine), passwords, provisioner, metrics, lambda: START
+            AccountRepository(engine),
+            passwords,
+            provisioner,
+            metrics,
+            lambda: START,
+            default_role="user",
         )
         try:
             yield Stack(registration, metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.scopes import parse_scope_policy
 from services.auth.app_keys import ACCOUNT_REPOSITORY
 from tests.auth.helpers import USER_SCOPES, add_client, basic, decode, login, register
 
@@ -109,3 +110,25 @@ async def test_client_credentials_narrow_and_refuse_to_widen(auth_client) -> Non
         "error": "invalid_scope",
         "error_description": "not granted: orders:write",
     }
+
+
+async def test_roles_and_scopes_come_from_the_scopes_file(auth_client) -> None:
+    """An operator's file decides what a new account's role is and what it is granted;
+    the discovery document lists exactly the file's scopes."""
+    policy = parse_scope_policy(
+        {
+            "scopes": {"notes:read": "read notes", "notes:write": "write notes"},
+            "roles": {"reader": ["notes:read"], "editor": ["notes:read", "notes:write"]},
+            "default_role": "reader",
+        },
+        source="scopes.yaml",
+    )
+    client = await auth_client(scope_policy=policy)
+    await register(client)
+    pair = await login(client)
+    assert pair["scope"] == "notes:read"
+    assert decode(pair["access_token"], await jwks(client))["scope"] == "notes:read"
+    assert await client.server.app[ACCOUNT_REPOSITORY].set_role("alice", "editor")
+    assert (await login(client))["scope"] == "notes:read notes:write"
+    discovery = await (await client.get("/.well-known/openid-configuration")).json()
+    assert discovery["scopes_supported"] == ["notes:read", "notes:write"]
