@@ -5,7 +5,10 @@ deployed) on a free port with a fresh SQLite file, or a fresh PostgreSQL databas
 admin URL is given. One user gets 5 orders and a profile; then N requests of each
 operation go straight to the service with the gateway's identity headers, and the
 process's utime + stime delta over those N requests (every thread: /proc/<pid>/stat sums
-them, aiosqlite's worker included) is divided by N. The bare backend (bench.stub_backend)
+them, the SQLite worker included) is divided by N. The services trust only signed identity
+assertions, so the bench holds a gateway and an auth assertion key of its own, as the
+gateway and auth do, and the services trust them; the backends' cached check of the
+assertion is part of what is measured, as it is behind the gateway. The bare backend (bench.stub_backend)
 serves the service's own `GET /orders` body, measured the same way, as the floor.
 
     python -m bench.backends [--requests N] [--concurrency C] [--postgres-url URL]
@@ -16,11 +19,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +36,9 @@ import asyncpg
 
 from bench import procstat
 from bench.pyload import build_request, run_load
-from common.identity import Identity
+from common.assertion import AUTH_ISSUER, GATEWAY_ISSUER, AssertionSigner
+from common.assertion_keys import ensure_keys
+from common.identity import ASSERTION_HEADER, Identity
 from devstack.processes import ManagedProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +62,36 @@ OPERATIONS = {
 
 class BenchError(RuntimeError):
     """A service did not answer a seeding or measured request as it should."""
+
+
+class Vouching:
+    """Signs identity assertions as the gateway (users) and auth (provisioning) would."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.trust_dir = workdir / "assertion-trust"
+        self._signers = {}
+        for issuer in (GATEWAY_ISSUER, AUTH_ISSUER):
+            keys_dir = workdir / f"assertion-keys-{issuer}"
+            ensure_keys(keys_dir, self.trust_dir, issuer, time.time(), generate=True)
+            self._signers[issuer] = AssertionSigner(
+                keys_dir, issuer=issuer, audience="passgate-internal", lifetime=60, clock=time.time
+            )
+
+    def headers(self, identity: Identity, issuer: str = GATEWAY_ISSUER) -> dict[str, str]:
+        """What the gateway sends: the plain fields and a fresh assertion (60 s)."""
+        assertion = self._signers[issuer].sign(identity).token
+        return {**identity.to_headers(), ASSERTION_HEADER: assertion}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Windows:
+    """How each operation is measured: `rounds` windows of `count` requests at
+    `concurrency`, after `warmup` requests."""
+
+    count: int
+    warmup: int
+    concurrency: int
+    rounds: int
 
 
 @contextlib.contextmanager
@@ -137,30 +174,27 @@ async def _cpu_per_request(
     method: str,
     headers: dict[str, str],
     body: Any,
-    *,
-    count: int,
-    warmup: int,
-    concurrency: int,
-    rounds: int,
+    windows: Windows,
 ) -> dict[str, Any]:
-    """CPU per request over `rounds` windows of `count` requests; the least is the figure.
+    """CPU per request over the windows; the least is the figure.
 
     On a shared machine other work only ever adds to a window's CPU (cache and core
     contention), so the least of a few windows is the closest to the process's own cost.
     """
-    await _drive(url, method, headers, body, warmup, concurrency)
-    windows = []
-    for _ in range(rounds):
+    count = windows.count
+    await _drive(url, method, headers, body, windows.warmup, windows.concurrency)
+    measured = []
+    for _ in range(windows.rounds):
         before = procstat.cpu_seconds(pid)
-        result = await _drive(url, method, headers, body, count, concurrency)
+        result = await _drive(url, method, headers, body, count, windows.concurrency)
         used = procstat.cpu_seconds(pid) - before
-        windows.append(
+        measured.append(
             (used / count * 1e6, count / result["duration_s"], result["latency_us"]["p50"])
         )
-    best = min(windows)
+    best = min(measured)
     return {
         "cpu_us_per_request": round(best[0], 1),
-        "rounds_cpu_us_per_request": [round(w[0], 1) for w in windows],
+        "rounds_cpu_us_per_request": [round(w[0], 1) for w in measured],
         "requests": count,
         "throughput": round(best[1], 1),
         "p50_ms": round(best[2] / 1000, 3),
@@ -184,48 +218,56 @@ async def _postgres_databases(admin_url: str, names: list[str]) -> Any:
         await connection.close()
 
 
+async def _seed(
+    base: dict[str, str], identity: Identity, vouching: Vouching
+) -> tuple[list[str], bytes]:
+    """One user's profile and ORDERS_SEEDED orders: their ids, and the list's body."""
+    user_id, headers = identity.subject, vouching.headers(identity)
+    provisioner = Identity(user_id, frozenset({"profiles:provision"}), client_id="passgate-auth")
+    status, _ = await _exchange(
+        f"{base['users']}/internal/profiles/{user_id}",
+        "PUT",
+        vouching.headers(provisioner, AUTH_ISSUER),
+        {"username": "bench-user"},
+    )
+    if status != 201:
+        raise BenchError(f"provisioning the profile answered {status}")
+    order_ids = []
+    for _ in range(ORDERS_SEEDED):
+        status, order = await _exchange(f"{base['orders']}/orders", "POST", headers, ORDER_BODY)
+        if status != 201:
+            raise BenchError(f"seeding an order answered {status}")
+        order_ids.append(json.loads(order)["id"])
+    status, list_body = await _exchange(f"{base['orders']}/orders", "GET", headers)
+    if status != 200 or len(json.loads(list_body)["items"]) != ORDERS_SEEDED:
+        raise BenchError(f"listing the seeded orders answered {status}")
+    return order_ids, list_body
+
+
 async def _measure_services(
     urls: dict[str, str],
     workdir: Path,
+    windows: Windows,
     *,
-    count: int,
-    warmup: int,
-    concurrency: int,
-    rounds: int,
     cores: set[int] | None,
     root: Path,
 ) -> tuple[dict[str, Any], bytes]:
-    user_id = str(uuid.uuid4())
-    identity = Identity(user_id, USER_SCOPES, client_id="passgate-web", token_id=uuid.uuid4().hex)
-    headers = identity.to_headers()
+    identity = Identity(
+        str(uuid.uuid4()), USER_SCOPES, client_id="passgate-web", token_id=uuid.uuid4().hex
+    )
+    vouching = Vouching(workdir)
     processes: dict[str, ManagedProcess] = {}
     try:
         base: dict[str, str] = {}
         for service in ("orders", "users"):
-            env = {"PASSGATE_DATABASE_URL": urls[service]}
+            env = {
+                "PASSGATE_DATABASE_URL": urls[service],
+                "PASSGATE_ASSERTION_TRUST_DIR": str(vouching.trust_dir),
+            }
             processes[service], base[service] = _start(
                 service, ["-m", f"services.{service}", "serve"], env, workdir, cores, root
             )
-        provisioner = Identity(
-            user_id, frozenset({"profiles:provision"}), client_id="passgate-auth"
-        )
-        status, _ = await _exchange(
-            f"{base['users']}/internal/profiles/{user_id}",
-            "PUT",
-            provisioner.to_headers(),
-            {"username": "bench-user"},
-        )
-        if status != 201:
-            raise BenchError(f"provisioning the profile answered {status}")
-        order_ids = []
-        for _ in range(ORDERS_SEEDED):
-            status, order = await _exchange(f"{base['orders']}/orders", "POST", headers, ORDER_BODY)
-            if status != 201:
-                raise BenchError(f"seeding an order answered {status}")
-            order_ids.append(json.loads(order)["id"])
-        status, list_body = await _exchange(f"{base['orders']}/orders", "GET", headers)
-        if status != 200 or len(json.loads(list_body)["items"]) != ORDERS_SEEDED:
-            raise BenchError(f"listing the seeded orders answered {status}")
+        order_ids, list_body = await _seed(base, identity, vouching)
         plan = {
             "GET /orders": ("GET", f"{base['orders']}/orders", None),
             "GET /orders/{id}": ("GET", f"{base['orders']}/orders/{order_ids[0]}", None),
@@ -237,17 +279,9 @@ async def _measure_services(
         for operation, (method, url, body) in plan.items():
             pid = processes[OPERATIONS[operation]].pid
             assert pid is not None
-            figures[operation] = await _cpu_per_request(
-                pid,
-                url,
-                method,
-                headers,
-                body,
-                count=count,
-                warmup=warmup,
-                concurrency=concurrency,
-                rounds=rounds,
-            )
+            # A fresh assertion per operation: each lives 60 s, as the gateway's do.
+            headers = vouching.headers(identity)
+            figures[operation] = await _cpu_per_request(pid, url, method, headers, body, windows)
         return figures, list_body
     finally:
         for process in processes.values():
@@ -255,14 +289,7 @@ async def _measure_services(
 
 
 async def _measure_bare(
-    body: bytes,
-    workdir: Path,
-    *,
-    count: int,
-    warmup: int,
-    concurrency: int,
-    rounds: int,
-    cores: set[int] | None,
+    body: bytes, workdir: Path, windows: Windows, *, cores: set[int] | None
 ) -> dict[str, Any]:
     body_file = workdir / "orders-body.json"
     body_file.write_bytes(body)
@@ -281,15 +308,7 @@ async def _measure_bare(
         process.wait_ready(30)
         assert process.pid is not None
         return await _cpu_per_request(
-            process.pid,
-            f"http://127.0.0.1:{port}/orders",
-            "GET",
-            {},
-            None,
-            count=count,
-            warmup=warmup,
-            concurrency=concurrency,
-            rounds=rounds,
+            process.pid, f"http://127.0.0.1:{port}/orders", "GET", {}, None, windows
         )
     finally:
         process.stop()
@@ -314,17 +333,13 @@ async def measure(
     checkout whose services run (another one, to compare before and after a change).
     """
     workdir = Path(tempfile.mkdtemp(prefix="passgate-backends-"))
-    options = {
-        "count": requests,
-        "warmup": warmup,
-        "concurrency": concurrency,
-        "rounds": rounds,
-        "cores": service_cores,
-    }
+    windows = Windows(count=requests, warmup=warmup, concurrency=concurrency, rounds=rounds)
     try:
         sqlite_urls = {s: f"sqlite:///{workdir / s}.db" for s in ("orders", "users")}
-        sqlite, list_body = await _measure_services(sqlite_urls, workdir, root=root, **options)
-        bare = await _measure_bare(list_body, workdir, **options)
+        sqlite, list_body = await _measure_services(
+            sqlite_urls, workdir, windows, cores=service_cores, root=root
+        )
+        bare = await _measure_bare(list_body, workdir, windows, cores=service_cores)
         result: dict[str, Any] = {
             "load": {
                 "requests": requests,
@@ -339,7 +354,9 @@ async def measure(
         }
         if postgres_url:
             async with _postgres_databases(postgres_url, ["orders", "users"]) as urls:
-                result["postgres"], _ = await _measure_services(urls, workdir, root=root, **options)
+                result["postgres"], _ = await _measure_services(
+                    urls, workdir, windows, cores=service_cores, root=root
+                )
         floor = bare["cpu_us_per_request"]
         result["ratio_to_bare"] = {
             database: {

@@ -162,3 +162,18 @@ async def test_session_store_answers_like_the_token_verifier(redis_url: str) -> 
     finally:
         await client.delete(prefix + "sid")
         await client.aclose()
+
+
+async def test_the_backends_scenario_runs_against_services_that_trust_only_assertions() -> None:
+    """A few requests of each operation through real service processes: every one answered
+    as it should (the scenario raises otherwise), each with a CPU figure and the ratio to
+    the bare backend. The services refuse plain identity headers, so this also shows the
+    bench vouches for its caller as the gateway does."""
+    from bench import backends
+
+    result = await backends.measure(requests=20, warmup=5, concurrency=4, rounds=1)
+    assert set(result["sqlite"]) == set(backends.OPERATIONS)
+    for figure in result["sqlite"].values():
+        assert figure["requests"] == 20 and figure["cpu_us_per_request"] > 0
+    assert result["bare_backend"]["cpu_us_per_request"] > 0
+    assert set(result["ratio_to_bare"]["sqlite"]) == set(backends.OPERATIONS)
