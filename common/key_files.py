@@ -56,8 +56,11 @@ def write_atomically(path: Path, data: bytes, mode: int) -> None:
     os.replace(temp, path)
 
 
-def read_key_entries(path: Path, error: type[Exception]) -> list[dict[str, Any]]:
-    """The entries of a `{"keys": [...]}` document (at least one), or `error` saying why not."""
+def read_key_entries(
+    path: Path, error: type[Exception], *, at_least_one: bool = True
+) -> list[dict[str, Any]]:
+    """The entries of a `{"keys": [...]}` document (at least one unless `at_least_one` is
+    false), or `error` saying why not."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -65,6 +68,8 @@ def read_key_entries(path: Path, error: type[Exception]) -> list[dict[str, Any]]
     except (OSError, ValueError) as exc:
         raise error(f"{path} cannot be read: {type(exc).__name__}") from None
     entries = document.get("keys") if isinstance(document, dict) else None
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise error(f'{path} must hold {{"keys": [...]}}')
+    if at_least_one and not entries:
         raise error(f'{path} must hold {{"keys": [...]}} with at least one key')
     return entries

@@ -7,11 +7,9 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from common.app import make_base_app
 from common.app_keys import REGISTRY
-from common.assertion import install_verifier
-from common.db import database_unavailable_middleware
-from common.driver import Driver, driver_ctx
+from common.driver import Driver
+from common.resource_app import make_resource_app
 from common.timestamps import Clock, utc_now
 from common.validation import OpenApiDocument
 from services.users.app_keys import METRICS, OPENAPI, REPOSITORY
@@ -31,21 +29,13 @@ def create_app(
     registry: CollectorRegistry | None = None,
     clock: Clock = utc_now,
 ) -> web.Application:
-    # The base app's middlewares come first; ours is innermost: a lost database becomes a
-    # 503 problem (and readiness false) instead of a 500.
-    app = make_base_app(
-        SERVICE,
-        registry=registry,
-        middlewares=[database_unavailable_middleware],
-        expose_metrics=settings.server.admin_port is None,
-    )
-    install_verifier(app, settings.assertion)
-    app[OPENAPI] = OpenApiDocument.load(OPENAPI_PATH)
-    app[METRICS] = UsersMetrics(app[REGISTRY])
-
     def store(app: web.Application, driver: Driver) -> None:
         app[REPOSITORY] = ProfileRepository(driver, clock=clock)
 
-    app.cleanup_ctx.append(driver_ctx(settings.database, MIGRATIONS_DIR, store))
+    app = make_resource_app(
+        SERVICE, settings, registry=registry, migrations_dir=MIGRATIONS_DIR, store=store
+    )
+    app[OPENAPI] = OpenApiDocument.load(OPENAPI_PATH)
+    app[METRICS] = UsersMetrics(app[REGISTRY])
     setup_routes(app)
     return app

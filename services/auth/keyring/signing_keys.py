@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from common.key_files import read_key_entries
 from common.timestamps import rfc3339
 
 ALGORITHM = "RS256"
@@ -123,17 +124,7 @@ def _parse_time(value: Any, field: str) -> dt.datetime:
 
 
 def read_metadata(directory: Path) -> list[dict[str, Any]]:
-    path = directory / METADATA_FILE
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KeySetError(f"no key set at {path}") from None
-    except (OSError, ValueError) as error:
-        raise KeySetError(f"{path} cannot be read: {type(error).__name__}") from None
-    entries = document.get("keys") if isinstance(document, dict) else None
-    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
-        raise KeySetError(f'{path} must hold {{"keys": [...]}}')
-    return entries
+    return read_key_entries(directory / METADATA_FILE, KeySetError, at_least_one=False)
 
 
 def read_key_set(directory: Path) -> list[SigningKey]:
