@@ -10,23 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.servers import (
-    POSTGRES_URL,
     REDIS_URL,
-    REQUIRE_SERVICES,
     create_postgres_database,
     drop_postgres_database,
     require_server,
 )
-
-# tests/container still imports these from here; they move with its next change.
-__all__ = [
-    "POSTGRES_URL",
-    "REDIS_URL",
-    "REQUIRE_SERVICES",
-    "create_postgres_database",
-    "drop_postgres_database",
-    "require_server",
-]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

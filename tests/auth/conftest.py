@@ -1,5 +1,6 @@
 """Fixtures for the auth service: settings with a cheap Argon2 cost, an injected clock,
-a shared RSA key set, and a tiny real users service that records provisioning calls."""
+a shared RSA key set, and a tiny real users service that records provisioning calls
+(tests/support/users_stub.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from common.settings import DatabaseSettings, ServerSettings
 from services.auth.app import create_app
 from services.auth.keyring.signing_keys import ensure_key_set
 from services.auth.settings import AuthSettings
-from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
+from tests.support.auth_client import CHEAP_ARGON2_SETTINGS
+from tests.support.clock import FakeClock, START
 from tests.support.identity_headers import trust_settings
+from tests.support.users_stub import UsersStub, start_users_stub
 
 
 @pytest.fixture
@@ -50,7 +53,7 @@ def make_settings(tmp_path: Path, keys_dir: Path) -> Callable[..., AuthSettings]
             "server": ServerSettings(service="auth", port=0),
             "database": DatabaseSettings(f"sqlite:///{tmp_path / 'auth.db'}"),
             "signing_keys_dir": keys_dir,
-            "argon2": CHEAP_ARGON2,
+            "argon2": CHEAP_ARGON2_SETTINGS,
             "issuer": "http://gateway.test",
             "audience": "passgate",
             "login_max_failures": 3,
@@ -79,33 +82,6 @@ def auth_client(aiohttp_client, make_settings, clock) -> AuthClientFactory:
     return start
 
 
-@dataclasses.dataclass
-class UsersStub:
-    """A tiny real users service: records PUT /internal/profiles/{id}, answers `status`."""
-
-    calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    status: int = 201
-    url: str = ""
-
-
 @pytest.fixture
 async def users_service(aiohttp_server) -> UsersStub:
-    stub = UsersStub()
-
-    async def provision(request: web.Request) -> web.Response:
-        stub.calls.append(
-            {
-                "user_id": request.match_info["user_id"],
-                "headers": request.headers.copy(),
-                "body": await request.json(),
-            }
-        )
-        if stub.status >= 400:
-            return web.json_response({"title": "nope"}, status=stub.status)
-        return web.json_response({"id": request.match_info["user_id"]}, status=stub.status)
-
-    app = web.Application()
-    app.router.add_put("/internal/profiles/{user_id}", provision)
-    server: TestServer = await aiohttp_server(app)
-    stub.url = str(server.make_url("")).rstrip("/")
-    return stub
+    return await start_users_stub(aiohttp_server)

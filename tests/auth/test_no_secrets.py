@@ -5,15 +5,8 @@ from __future__ import annotations
 import logging
 
 from common.logging import JsonFormatter
-from tests.auth.helpers import (
-    PASSWORD,
-    add_client,
-    basic,
-    decode,
-    identity_headers,
-    login,
-    register,
-)
+from tests.support.auth_client import add_client, basic, decode, identity_headers, login, register
+from tests.support.http import PASSWORD
 
 NEW_PASSWORD = "another long passphrase"
 

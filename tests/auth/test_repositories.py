@@ -13,7 +13,7 @@ from services.auth.accounts.repository import Account, AccountRepository, Userna
 from services.auth.accounts.throttle_repository import LoginFailureRepository
 from services.auth.app import MIGRATIONS_DIR
 from services.auth.tokens.families import RefreshFamilyRepository, RotationStatus
-from tests.auth.helpers import START
+from tests.support.clock import START
 
 HOUR = dt.timedelta(hours=1)
 

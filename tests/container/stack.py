@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from common.assertion_keys import ensure_keys
-from tests.conftest import (
+from tests.support.servers import (
     POSTGRES_URL, REDIS_URL, create_postgres_database, drop_postgres_database, require_server,
 )
 from tests.container.forwarder import Forwarder

@@ -18,10 +18,10 @@ import aiohttp
 import jwt
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.support.servers import REQUIRE_SERVICES
 from tests.container.podman import unavailable_reason
 from tests.container.stack import FIGURES, IMAGE, POD_UID, ContainerStack, container_stack
-from tests.e2e.flows import PASSWORD, assert_problem, bearer, register_and_login
+from tests.support.http import PASSWORD, assert_problem, bearer, register_and_login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 ROTATION_WAIT = 90  # auth rereads its keys every 10 s; the gateway refetches on an unknown kid

@@ -22,7 +22,7 @@ from common.assertion import AUTH_ISSUER, GATEWAY_ISSUER, AssertionSigner
 from common.assertion_keys import PrivateKeyRing, read_private_keys, rotate, write_trust_file
 from common.identity import ASSERTION_HEADER, Identity
 from devstack.stack import Stack
-from tests.e2e.flows import assert_problem, bearer, register_and_login
+from tests.support.http import assert_problem, bearer, register_and_login
 
 SCOPES = frozenset({"users:read", "users:write", "orders:read", "orders:write"})
 

@@ -2,14 +2,28 @@
 
 Two shapes because the product has two: the services read a timezone-aware datetime
 (common.timestamps.Clock), the gateway reads wall-clock seconds (token exp/nbf arithmetic).
-The auth tests' datetime FakeClock still lives in tests/auth/helpers.py (being restructured
-with the auth service) and belongs here next.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+
+# Where the auth tests' clock starts: a fixed instant, so stored timestamps are predictable.
+START = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+class FakeClock:
+    """A datetime clock that moves only when a test says so (advance), never by sleeping."""
+
+    def __init__(self, now: dt.datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
 
 
 class StepClock:

@@ -4,6 +4,7 @@ provisioning call (PUT /internal/profiles/{id}) and answers with the status a te
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -14,19 +15,17 @@ class UsersStub:
     calls: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     status: int = 201
     url: str = ""
-    # Also keep each call's request headers (under "headers"), for tests of what auth sends.
-    record_headers: bool = False
+    # Each call's request headers, in the order of `calls`, for tests of what auth sends.
+    headers: list[Mapping[str, str]] = dataclasses.field(default_factory=list)
 
 
-async def start_users_stub(aiohttp_server: Any, *, record_headers: bool = False) -> UsersStub:
+async def start_users_stub(aiohttp_server: Any) -> UsersStub:
     """Serve a UsersStub on loopback with pytest-aiohttp's `aiohttp_server` fixture."""
-    stub = UsersStub(record_headers=record_headers)
+    stub = UsersStub()
 
     async def provision(request: web.Request) -> web.Response:
-        call: dict[str, Any] = {"user_id": request.match_info["user_id"], "body": await request.json()}
-        if stub.record_headers:
-            call["headers"] = request.headers.copy()
-        stub.calls.append(call)
+        stub.calls.append({"user_id": request.match_info["user_id"], "body": await request.json()})
+        stub.headers.append(request.headers.copy())
         if stub.status >= 400:
             return web.json_response({"title": "refused by the test"}, status=stub.status)
         return web.json_response({"id": request.match_info["user_id"]}, status=stub.status)

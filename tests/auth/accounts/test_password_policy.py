@@ -10,7 +10,8 @@ from services.auth.accounts.password_policy import (
     PasswordPolicyError,
     check_password,
 )
-from tests.auth.helpers import PASSWORD, USER_SCOPES, identity_headers, login, register
+from tests.support.auth_client import USER_SCOPES, identity_headers, login, register
+from tests.support.http import PASSWORD
 
 # The passwords an outside review registered successfully (issue 15, item 6).
 COMMON = ["123456789012", "passwordpassword", "qwertyuiopasdf", "Password1234", "passgate2026!"]

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from services.auth.accounts.admission import HashAdmission, HashingBusyError
 from services.auth.accounts.passwords import Passwords, usable_cores
 from services.auth.settings import Argon2Settings
-from tests.auth.helpers import CHEAP_ARGON2, PASSWORD, login, stored_password_hash
+from tests.support.auth_client import CHEAP_ARGON2_SETTINGS, login, stored_password_hash
+from tests.support.http import PASSWORD
 
 
 def _histogram() -> Histogram:
@@ -57,7 +58,7 @@ def test_a_lone_hash_is_admitted_however_slow_and_the_estimate_follows_measureme
 
 
 async def test_a_storm_beyond_the_queue_is_refused_at_once_and_the_rest_verified() -> None:
-    passwords = Passwords(CHEAP_ARGON2, _histogram(), threads=2, max_wait_seconds=3.0)
+    passwords = Passwords(CHEAP_ARGON2_SETTINGS, _histogram(), threads=2, max_wait_seconds=3.0)
     await passwords.start()
     try:
         stored = await passwords.hash(PASSWORD)
@@ -80,7 +81,7 @@ async def test_a_hash_that_waited_too_long_for_a_thread_is_not_started() -> None
     # Queued at t=0, picked up by a thread at t=100: far past max_queue_seconds.
     ticks = itertools.chain([0.0], itertools.repeat(100.0))
     passwords = Passwords(
-        CHEAP_ARGON2, _histogram(), max_queue_seconds=6.0, monotonic=lambda: next(ticks)
+        CHEAP_ARGON2_SETTINGS, _histogram(), max_queue_seconds=6.0, monotonic=lambda: next(ticks)
     )
     try:
         with pytest.raises(HashingBusyError):

@@ -27,7 +27,9 @@ from services.auth.external.repository import (
     insert_identity,
 )
 from services.auth.metrics import AuthMetrics
-from tests.auth.helpers import CHEAP_ARGON2, PASSWORD, START
+from tests.support.auth_client import CHEAP_ARGON2_SETTINGS
+from tests.support.clock import START
+from tests.support.http import PASSWORD
 
 
 class Stack:
@@ -48,7 +50,7 @@ async def stack(database_url, users_service):
     engine = create_engine(database_url)
     await migrate(engine, MIGRATIONS_DIR)
     metrics = AuthMetrics(CollectorRegistry())
-    passwords = Passwords(CHEAP_ARGON2, metrics.password_hash_duration, threads=1)
+    passwords = Passwords(CHEAP_ARGON2_SETTINGS, metrics.password_hash_duration, threads=1)
     await passwords.start()
     async with aiohttp.ClientSession() as session:
         provisioner = ProfileProvisioner(session, users_service.url)

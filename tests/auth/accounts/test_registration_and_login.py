@@ -7,15 +7,8 @@ import pytest
 
 from services.auth.accounts.password_policy import check_password
 from services.auth.settings import Argon2Settings
-from tests.auth.helpers import (
-    PASSWORD,
-    USER_SCOPES,
-    decode,
-    identity_headers,
-    login,
-    register,
-    stored_password_hash,
-)
+from tests.support.auth_client import USER_SCOPES, decode, identity_headers, login, register, stored_password_hash
+from tests.support.http import PASSWORD
 
 
 async def test_register_provisions_the_profile_at_the_users_service(
@@ -32,15 +25,16 @@ async def test_register_provisions_the_profile_at_the_users_service(
     body = await response.json()
     assert set(body) == {"id", "username"} and body["username"] == "alice"
     [call] = users_service.calls
+    [headers] = users_service.headers
     assert call["user_id"] == body["id"]
     assert call["body"] == {"username": "alice", "display_name": "Alice A."}
-    assert call["headers"]["X-User-Id"] == body["id"]
-    assert call["headers"]["X-User-Scopes"] == "profiles:provision"
-    assert call["headers"]["X-User-Client-Id"] == "passgate-auth"
-    assert call["headers"]["X-Request-Id"] == "req-register-1"
-    assert "traceparent" in call["headers"]
-    assert "Authorization" not in call["headers"]
-    assert PASSWORD not in str(call)
+    assert headers["X-User-Id"] == body["id"]
+    assert headers["X-User-Scopes"] == "profiles:provision"
+    assert headers["X-User-Client-Id"] == "passgate-auth"
+    assert headers["X-Request-Id"] == "req-register-1"
+    assert "traceparent" in headers
+    assert "Authorization" not in headers
+    assert PASSWORD not in str(call) + str(headers)
 
 
 async def test_failed_provisioning_removes_the_account_and_answers_503(

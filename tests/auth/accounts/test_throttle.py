@@ -12,7 +12,8 @@ from aiohttp.test_utils import make_mocked_request
 
 from services.auth.accounts.throttle import client_address
 from services.auth.settings import parse_networks
-from tests.auth.helpers import PASSWORD, login, register
+from tests.support.auth_client import login, register
+from tests.support.http import PASSWORD
 
 WRONG = "not the password!"
 

@@ -15,7 +15,9 @@ from services.auth.app import create_app
 from services.auth.app_keys import KEY_RING
 from services.auth.keyring.signing_keys import KeySetError, ensure_key_set, read_key_set, rotate
 from services.auth.settings import ACCESS_TOKEN_TTL_MAX
-from tests.auth.helpers import START, decode, login, register
+from tests.support.http import PASSWORD
+from tests.support.auth_client import decode, login, register
+from tests.support.clock import START
 
 LEAD = 600
 LEEWAY = 30
@@ -148,7 +150,7 @@ async def test_no_active_key_is_a_503_not_a_500(auth_client, clock) -> None:
     await register(client)
     clock.now = START - dt.timedelta(days=2)  # before the only key's not_before
     response = await client.post(
-        "/auth/login", json={"username": "alice", "password": "correct horse battery"}
+        "/auth/login", json={"username": "alice", "password": PASSWORD}
     )
     assert response.status == 503
     ready = await client.get("/readyz")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.auth.helpers import identity_headers, login, register
+from tests.support.auth_client import identity_headers, login, register
 
 
 async def refresh(client, token: str, **extra):

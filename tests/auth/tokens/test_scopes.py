@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from common.scopes import parse_scope_policy
 from services.auth.app_keys import ACCOUNT_REPOSITORY
-from tests.auth.helpers import USER_SCOPES, add_client, basic, decode, login, register
+from tests.support.http import PASSWORD
+from tests.support.auth_client import USER_SCOPES, add_client, basic, decode, login, register
 
 
 async def jwks(client) -> dict:
@@ -21,14 +22,14 @@ async def test_login_narrows_and_refuses_to_widen(auth_client) -> None:
     for scope in ("orders:read admin", "profiles:provision", "everything"):
         response = await client.post(
             "/auth/login",
-            json={"username": "alice", "password": "correct horse battery", "scope": scope},
+            json={"username": "alice", "password": PASSWORD, "scope": scope},
         )
         assert response.status == 400, scope
         assert response.content_type == "application/problem+json"
         assert (await response.json())["error"] == "invalid_scope"
     malformed = await client.post(
         "/auth/login",
-        json={"username": "alice", "password": "correct horse battery", "scope": "a  b"},
+        json={"username": "alice", "password": PASSWORD, "scope": "a  b"},
     )
     assert malformed.status == 400
 
@@ -43,7 +44,7 @@ async def test_admins_get_the_admin_scope(auth_client) -> None:
     await register(client, "bob")
     response = await client.post(
         "/auth/login",
-        json={"username": "bob", "password": "correct horse battery", "scope": "admin"},
+        json={"username": "bob", "password": PASSWORD, "scope": "admin"},
     )
     assert (await response.json())["error"] == "invalid_scope"
 

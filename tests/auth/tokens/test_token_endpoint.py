@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from services.auth.app_keys import OPENAPI
-from tests.auth.helpers import add_client, basic, login, register
+from tests.support.auth_client import add_client, basic, login, register
 
 
 async def test_client_credentials_errors_follow_rfc6749(auth_client) -> None:

@@ -1,4 +1,4 @@
-// A real OpenID Connect provider (panva/oidc-provider) for the tests in tests/oidc.
+// A real OpenID Connect provider (panva/oidc-provider) for the tests in tests/auth/external.
 //
 //   node server.mjs '<json config>'
 //

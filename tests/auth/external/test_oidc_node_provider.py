@@ -3,7 +3,7 @@ started on loopback), its login and consent pages driven over HTTP."""
 
 from __future__ import annotations
 
-from tests.auth.helpers import decode, identity_headers, register
+from tests.support.auth_client import decode, identity_headers, register
 from tests.support.oidc_flow import (
     CALLBACK_BASE,
     account_count,

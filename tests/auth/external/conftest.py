@@ -1,5 +1,6 @@
-"""Fixtures for external sign-in: the auth service (real create_app) configured with
-providers, a tiny users service, the controllable fake provider and the real one."""
+"""Fixtures for external sign-in: the auth service (real create_app, with tests/auth's
+settings, clock and users service) configured with providers, the controllable fake
+provider and the real one."""
 
 from __future__ import annotations
 
@@ -13,18 +14,15 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from common.settings import DatabaseSettings, ServerSettings
 from common.timestamps import utc_now
 from services.auth.app import create_app
 from services.auth.external.config import OidcProvider, OidcSettings
 from services.auth.keyring.signing_keys import ensure_key_set
-from services.auth.settings import AuthSettings
-from tests.auth.helpers import CHEAP_ARGON2, START, FakeClock
-from tests.support.identity_headers import trust_settings
+from tests.support.clock import FakeClock, START
 from tests.support import oidc_fake_provider as fake
 from tests.support.oidc_flow import APP_ORIGIN, CALLBACK_BASE
 from tests.support.oidc_node_provider import CLIENT_ID, CLIENT_SECRET, NodeProvider
-from tests.support.users_stub import UsersStub, start_users_stub
+from tests.support.users_stub import UsersStub
 
 # Accounts of the real provider (any other login id is an account with a verified
 # <id>@example.test address).
@@ -36,11 +34,6 @@ NODE_ACCOUNTS = {
         "name": "Not Carol",
     },
 }
-
-
-@pytest.fixture
-async def users_service(aiohttp_server) -> UsersStub:
-    return await start_users_stub(aiohttp_server)
 
 
 @pytest.fixture(scope="session")
@@ -68,29 +61,26 @@ AuthFactory = Callable[..., Awaitable[TestClient]]
 
 @pytest.fixture
 def oidc_auth(
-    aiohttp_client, tmp_path: Path, oidc_key_template: Path, users_service: UsersStub
+    aiohttp_client, make_settings, tmp_path: Path, oidc_key_template: Path, users_service: UsersStub
 ) -> AuthFactory:
     """start(providers, clock=...) -> a test client of the real auth app."""
 
     async def start(
         providers: tuple[OidcProvider, ...], *, clock: Any = utc_now, database_url: str = ""
     ) -> TestClient:
-        keys = tmp_path / "keys"
+        # Keys that sign now by the wall clock too: the real provider's flow runs in real time.
+        keys = tmp_path / "oidc-keys"
         if not keys.exists():
             shutil.copytree(oidc_key_template, keys)
-        settings = AuthSettings(
-            server=ServerSettings(service="auth", port=0),
-            database=DatabaseSettings(database_url or f"sqlite:///{tmp_path / 'auth.db'}"),
+        settings = make_settings(
             signing_keys_dir=keys,
-            argon2=CHEAP_ARGON2,
-            issuer="http://gateway.test",
             users_url=users_service.url,
-            assertion_trust=trust_settings(),
             oidc=OidcSettings(
                 providers=providers,
                 callback_base=CALLBACK_BASE,
                 return_origins=frozenset({APP_ORIGIN}),
             ),
+            **({"database_url": database_url} if database_url else {}),
         )
         return await aiohttp_client(create_app(settings, clock=clock))
 
@@ -98,11 +88,6 @@ def oidc_auth(
 
 
 # -- the controllable provider --------------------------------------------------------
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""Helpers shared by the auth tests (fixtures live in conftest.py)."""
+"""The auth service in process, through a pytest-aiohttp TestClient: register, log in,
+verify what it issued, add machine clients (the fixtures are in tests/auth/conftest.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +14,12 @@ from jwt import PyJWKSet
 from common.db import create_engine
 from common.identity import Identity
 from services.auth.settings import Argon2Settings
+from tests.support.http import PASSWORD
 from tests.support.identity_headers import assertion_headers
 
-START = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
-PASSWORD = "correct horse battery"
 # The cheapest Argon2id the library accepts: tests stay fast, the code path is the same.
-CHEAP_ARGON2 = Argon2Settings(time_cost=1, memory_cost=8, parallelism=1)
+CHEAP_ARGON2_SETTINGS = Argon2Settings(time_cost=1, memory_cost=8, parallelism=1)
 USER_SCOPES = "orders:read orders:write users:read users:write"
-
-
-class FakeClock:
-    """An injected clock: tests move time forward instead of sleeping."""
-
-    def __init__(self, now: dt.datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 async def register(client: TestClient, username: str = "alice", password: str = PASSWORD) -> str:

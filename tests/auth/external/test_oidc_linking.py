@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.auth.helpers import PASSWORD, decode, identity_headers, login, register
+from tests.support.auth_client import decode, identity_headers, login, register
+from tests.support.http import PASSWORD
 from tests.support.oidc_flow import account_count, exchange, sign_in_with_fake, tokens_with_fake
 
 
