@@ -17,7 +17,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,10 +39,10 @@ from services.auth.accounts.roles import (
 from services.auth.app import MIGRATIONS_DIR, create_app
 from services.auth.keyring.signing_keys import KeySetError, rotate
 from services.auth.settings import AuthSettings
-from services.auth.tokens.clients import ClientRepository
+from services.auth.tokens.clients import CLIENT_ID_PATTERN, ClientRepository
+from services.auth.tokens.minter import FIRST_PARTY_CLIENT_ID
 from services.auth.tokens.opaque import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
 
-_CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     client = commands.add_parser("create-client", help="create a machine client")
     client.add_argument("client_id")
-    client.add_argument("--scope", required=True, help="space-separated scopes the client may get")
+    client.add_argument("--scope", help="space-separated scopes the client may get")
+    client.add_argument(
+        "--introspect",
+        action="store_true",
+        help="a resource server: may call the introspection endpoint (--scope then optional)",
+    )
     role = commands.add_parser("set-role", help="set a user's role")
     role.add_argument("username")
     role.add_argument("role", choices=ROLES)
@@ -156,7 +160,9 @@ async def _database_command(settings: AuthSettings, args: argparse.Namespace) ->
                 return 1
             print(f"{args.username} is now {args.role}; it applies from their next login")
             return 0
-        return await _create_client(ClientRepository(engine), args.client_id, args.scope)
+        return await _create_client(
+            ClientRepository(engine), args.client_id, args.scope, may_introspect=args.introspect
+        )
     finally:
         await engine.dispose()
 
@@ -176,12 +182,20 @@ async def _has_accounts_table(engine: AsyncEngine) -> bool:
         return await connection.run_sync(lambda sync: sa.inspect(sync).has_table("accounts"))
 
 
-async def _create_client(repository: ClientRepository, client_id: str, scope: str) -> int:
-    if not _CLIENT_ID.match(client_id):
+async def _create_client(
+    repository: ClientRepository, client_id: str, scope: str | None, *, may_introspect: bool
+) -> int:
+    if not CLIENT_ID_PATTERN.fullmatch(client_id):
         print("create-client: the id must be 3-64 of [a-z0-9._-]", file=sys.stderr)
         return 2
+    if client_id == FIRST_PARTY_CLIENT_ID:
+        print(f"create-client: {client_id!r} is the first-party public client", file=sys.stderr)
+        return 2
+    if scope is None and not may_introspect:
+        print("create-client: --scope is required (or --introspect)", file=sys.stderr)
+        return 2
     try:
-        scopes = parse_scope(scope)
+        scopes = parse_scope(scope) if scope is not None else frozenset[str]()
     except InvalidScopeError as error:
         print(f"create-client: {error}", file=sys.stderr)
         return 2
@@ -195,11 +209,16 @@ async def _create_client(repository: ClientRepository, client_id: str, scope: st
         print(f"create-client: {client_id!r} exists", file=sys.stderr)
         return 1
     secret = new_secret(CLIENT_SECRET_PREFIX)
-    await repository.create_client(client_id, opaque_hash(secret), format_scope(scopes), utc_now())
-    # The only time the secret is shown: only its hash is stored.
-    print(
-        json.dumps({"client_id": client_id, "client_secret": secret, "scope": format_scope(scopes)})
+    await repository.create_client(
+        client_id,
+        opaque_hash(secret),
+        format_scope(scopes),
+        utc_now(),
+        may_introspect=may_introspect,
     )
+    # The only time the secret is shown: only its hash is stored.
+    created = {"client_id": client_id, "client_secret": secret, "scope": format_scope(scopes)}
+    print(json.dumps({**created, "may_introspect": may_introspect}))
     return 0
 
 

@@ -85,14 +85,18 @@ def decode(
     )
 
 
-async def add_client(client: TestClient, client_id: str, scope: str) -> str:
+async def add_client(
+    client: TestClient, client_id: str, scope: str, *, may_introspect: bool = False
+) -> str:
     """Create a machine client the way create-client does; returns its secret."""
     from services.auth.app_keys import CLIENT_REPOSITORY, CLOCK
     from services.auth.tokens.opaque import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
 
     app = client.server.app
     secret = new_secret(CLIENT_SECRET_PREFIX)
-    await app[CLIENT_REPOSITORY].create_client(client_id, opaque_hash(secret), scope, app[CLOCK]())
+    await app[CLIENT_REPOSITORY].create_client(
+        client_id, opaque_hash(secret), scope, app[CLOCK](), may_introspect=may_introspect
+    )
     return secret
 
 
