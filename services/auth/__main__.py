@@ -3,8 +3,9 @@
     python -m services.auth                         serve (default)
     python -m services.auth migrate                 apply database migrations and exit
     python -m services.auth rotate-keys [--lead S]  add a signing key: published now, signs after S
-    python -m services.auth create-client ID --scope "orders:read ..."
+    python -m services.auth create-client ID --scope "orders:read ..." [--introspect]
                                                     create a machine client; prints its secret once
+                                                    (--introspect: a resource server, RFC 7662)
     python -m services.auth set-role USERNAME admin|user
 
 This is the only module that reads os.environ.
