@@ -187,7 +187,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     minter = AccessTokenMinter(settings, app[KEY_RING], clock)
     app[MINTER] = minter
     app[SESSIONS] = Sessions(settings, minter, app[FAMILY_REPOSITORY], clock)
-    app[CLIENT_CREDENTIALS] = ClientCredentials(app[CLIENT_REPOSITORY], minter)
+    app[CLIENT_CREDENTIALS] = ClientCredentials(minter)
     app[CLIENT_AUTHENTICATION] = ClientAuthentication(
         settings, app[CLIENT_REPOSITORY], app[THROTTLE], clock
     )

@@ -1,5 +1,5 @@
-"""Who is calling the revocation and introspection endpoints: an OAuth client, by
-RFC 6749 section 2.3.
+"""Which OAuth client is calling the token, revocation or introspection endpoint
+(RFC 6749 section 2.3).
 
 A confidential client authenticates with HTTP Basic (`client_secret_basic`) or with
 `client_id` and `client_secret` in the form (`client_secret_post`), never both (section
@@ -29,7 +29,6 @@ from services.auth.tokens.clients import ClientRepository
 from services.auth.tokens.minter import FIRST_PARTY_CLIENT_ID
 from services.auth.tokens.oauth import OAuthError, basic_credentials, invalid_client
 
-CLIENT_PARAMETERS = frozenset({"client_id", "client_secret"})
 # What discovery lists for the endpoints that use this module.
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 
@@ -38,6 +37,7 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 class AuthenticatedClient:
     client_id: str
     confidential: bool
+    scope: str = ""  # what the client-credentials grant may issue it
     may_introspect: bool = False
 
 
@@ -102,4 +102,4 @@ class ClientAuthentication:
         if client is None:
             await self.throttle.failed([(key, self.settings.login_max_failures_per_address)], now)
             raise invalid_client()
-        return AuthenticatedClient(client.client_id, True, client.may_introspect)
+        return AuthenticatedClient(client.client_id, True, client.scope, client.may_introspect)

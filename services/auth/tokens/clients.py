@@ -74,19 +74,13 @@ class ClientRepository:
 
 
 class ClientCredentials:
-    """The client-credentials grant: a secret checked in constant time, then a token."""
+    """The client-credentials grant, for a client tokens/client_auth.py authenticated."""
 
-    def __init__(self, repository: ClientRepository, minter: AccessTokenMinter) -> None:
-        self.repository = repository
+    def __init__(self, minter: AccessTokenMinter) -> None:
         self.minter = minter
 
-    async def grant(
-        self, client_id: str, secret: str, requested_scope: str | None
-    ) -> TokenResponse | None:
-        """None when the client is unknown or the secret is wrong."""
-        client = await self.repository.authenticate(client_id, secret)
-        if client is None:
-            return None
-        scopes = narrow(frozenset(client.scope.split()), requested_scope)
+    def grant(self, client_id: str, granted: str, requested_scope: str | None) -> TokenResponse:
+        """Raises InvalidScopeError for a scope beyond the client's `granted` ones."""
+        scopes = narrow(frozenset(granted.split()), requested_scope)
         # No refresh token (RFC 6749 section 4.4.3): the client can always authenticate again.
-        return self.minter.access_token(client.client_id, scopes, client.client_id)
+        return self.minter.access_token(client_id, scopes, client_id)

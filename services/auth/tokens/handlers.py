@@ -22,15 +22,16 @@ from services.auth.app_keys import (
 )
 from services.auth.bodies import read_body
 from services.auth.keyring.signing_keys import ALGORITHM
-from services.auth.tokens.client_auth import AUTH_METHODS, CLIENT_PARAMETERS
+from services.auth.tokens.client_auth import AUTH_METHODS
 from services.auth.tokens.families import RotationStatus
 from services.auth.tokens.minter import TokenResponse
 from services.auth.tokens.oauth import (
+    CLIENT_PARAMETERS,
     INVALID_REFRESH_GRANT,
     NO_STORE,
     OAuthError,
-    basic_credentials,
     form_parameters,
+    invalid_client,
     read_form,
 )
 from services.auth.tokens.refresh import RefreshError
@@ -85,7 +86,7 @@ async def token(request: web.Request) -> web.Response:
     try:
         form = await read_form(request, request.app[OPENAPI])
         if form["grant_type"] == "client_credentials":
-            response = await _client_credentials(request, form.get("scope"))
+            response = await _client_credentials(request, form)
         else:
             try:
                 response = await _refresh(request, form["refresh_token"], form.get("scope"))
@@ -98,11 +99,13 @@ async def token(request: web.Request) -> web.Response:
     return token_response(response)
 
 
-async def _client_credentials(request: web.Request, scope: str | None) -> TokenResponse:
-    client_id, secret = basic_credentials(request)
-    response = await request.app[CLIENT_CREDENTIALS].grant(client_id, secret, scope)
-    if response is None:
-        raise OAuthError("invalid_client", "client authentication failed", status=401)
+async def _client_credentials(request: web.Request, form: dict[str, str]) -> TokenResponse:
+    client = await request.app[CLIENT_AUTHENTICATION].authenticate(request, form)
+    if not client.confidential:
+        raise invalid_client("the client-credentials grant needs a confidential client")
+    response = request.app[CLIENT_CREDENTIALS].grant(
+        client.client_id, client.scope, form.get("scope")
+    )
     request.app[METRICS].tokens_issued.labels("client_credentials").inc()
     return response
 
@@ -160,7 +163,7 @@ async def discovery(request: web.Request) -> web.Response:
         "token_endpoint": f"{issuer}/auth/token",
         # Grants of the token endpoint; password logins use POST /auth/login instead.
         "grant_types_supported": ["client_credentials", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "revocation_endpoint": f"{issuer}/auth/revoke",
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         # RFC 8414 section 2: `none` is not listed here; only confidential clients flagged

@@ -16,6 +16,8 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # RFC 6749 section 5.1: token responses must not be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 KNOWN_PARAMETERS = frozenset({"grant_type", "scope", "refresh_token"})
+# Section 2.3.1: a confidential client may send its credentials in the form instead.
+CLIENT_PARAMETERS = frozenset({"client_id", "client_secret"})
 INVALID_REFRESH_GRANT = "the refresh token is invalid, expired or revoked"
 
 
@@ -79,8 +81,10 @@ async def form_parameters(request: web.Request, known: frozenset[str]) -> dict[s
 
 
 async def read_form(request: web.Request, document: OpenApiDocument) -> dict[str, str]:
-    """The token endpoint's form parameters, checked against TokenForm."""
-    values: dict[str, Any] = await form_parameters(request, KNOWN_PARAMETERS)
+    """The token endpoint's form parameters, checked against TokenForm, and the client's
+    own (`client_id`, `client_secret`), which tokens/client_auth.py checks."""
+    form = await form_parameters(request, KNOWN_PARAMETERS | CLIENT_PARAMETERS)
+    values: dict[str, Any] = {k: v for k, v in form.items() if k in KNOWN_PARAMETERS}
     if values.get("refresh_token") == "":
         # Section 3.2: a parameter sent without a value is treated as omitted, so an empty
         # grant is a missing one (invalid_request), not an invalid one (invalid_grant).
@@ -103,7 +107,7 @@ async def read_form(request: web.Request, document: OpenApiDocument) -> dict[str
         raise OAuthError(
             "invalid_request", "grant_type, or refresh_token for its grant, is missing or malformed"
         )
-    return values
+    return values | {k: v for k, v in form.items() if k in CLIENT_PARAMETERS}
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str]:

@@ -189,6 +189,9 @@ async def test_discovery_lists_both_endpoints(auth_client) -> None:
     assert set(body["introspection_endpoint_auth_methods_supported"]) == {
         "client_secret_basic", "client_secret_post",
     }
+    assert set(body["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic", "client_secret_post", "none",
+    }
     client.server.app[OPENAPI].check("Discovery", body)
     # Every advertised endpoint is served here.
     for name in ("revocation_endpoint", "introspection_endpoint"):
