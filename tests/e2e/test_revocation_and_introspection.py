@@ -59,7 +59,8 @@ async def test_revoked_login_fails_to_refresh_and_introspects_inactive(stack: St
             assert await introspect(session, stack, token, server) == {"active": False}
         # The trade-off the README states: the gateway verifies access tokens itself, so
         # this one keeps working until its exp; a resource server that introspects knows.
-        async with session.get(f"{gw}/users/me", headers=bearer(tokens["access_token"])) as response:
+        headers = bearer(tokens["access_token"])
+        async with session.get(f"{gw}/users/me", headers=headers) as response:
             assert response.status == 200
 
         # client_secret_post works through the gateway too; a wrong secret is refused.

@@ -94,7 +94,9 @@ async def test_machine_client_tokens_are_active_without_a_session(auth_client) -
     server_id, secret = await resource_server(client)
     billing_secret = await add_client(client, "billing", "orders:read")
     issued = await client.post(
-        "/auth/token", data={"grant_type": "client_credentials"}, headers=basic("billing", billing_secret)
+        "/auth/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic("billing", billing_secret),
     )
     token = (await issued.json())["access_token"]
     answer = await introspect(client, token, server_id, secret, token_type_hint="refresh_token")
