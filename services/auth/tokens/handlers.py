@@ -166,8 +166,8 @@ async def discovery(request: web.Request) -> web.Response:
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "revocation_endpoint": f"{issuer}/auth/revoke",
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
-        # RFC 8414 section 2: `none` is not listed here; only confidential clients flagged
-        # as resource servers (create-client --introspect) may introspect.
+        # Not `none`: only confidential clients flagged as resource servers
+        # (create-client --introspect) may introspect.
         "introspection_endpoint": f"{issuer}/auth/introspect",
         "introspection_endpoint_auth_methods_supported": [
             method for method in AUTH_METHODS if method != "none"
