@@ -4,6 +4,8 @@ exist; access tokens and other clients' tokens are refused; clients authenticate
 from __future__ import annotations
 
 import base64
+import ipaddress
+import secrets
 
 from tests.auth.helpers import add_client, basic, login, register
 from tests.auth.tokens.oauth_clients import introspect, revoke
@@ -157,3 +159,20 @@ async def test_failed_client_authentication_is_throttled_per_address(auth_client
     assert (await login(client))["access_token"]
     clock.advance(61)
     assert (await introspect(client, pair["access_token"], "reader", secret))["active"] is True
+
+
+async def test_client_failures_are_counted_across_replicas_in_redis(auth_client, redis_url) -> None:
+    """Two replicas sharing Redis: failures at one lock the address at the other; another
+    address is not held up. A random address per run keeps runs apart in Redis."""
+    start = ipaddress.IPv4Address("198.18.0.0") + secrets.randbelow(2**15)
+    prober, neighbour = ({"X-Forwarded-For": str(start + n)} for n in (0, 1))
+    first = await auth_client(redis_url=redis_url, login_max_failures_per_address=2)
+    second = await auth_client(redis_url=redis_url, login_max_failures_per_address=2)
+    secret = await add_client(first, "reader", "", may_introspect=True)
+    for _ in range(2):
+        wrong = await revoke(first, "t", headers={**basic("reader", "pgs_x"), **prober})
+        assert wrong.status == 401
+    locked = await revoke(second, "t", headers={**basic("reader", secret), **prober})
+    assert locked.status == 429 and int(locked.headers["Retry-After"]) >= 1
+    allowed = await revoke(second, "t", headers={**basic("reader", secret), **neighbour})
+    assert allowed.status == 200
