@@ -3,8 +3,9 @@
     python -m services.auth                         serve (default)
     python -m services.auth migrate                 apply database migrations and exit
     python -m services.auth rotate-keys [--lead S]  add a signing key: published now, signs after S
-    python -m services.auth create-client ID --scope "orders:read ..."
+    python -m services.auth create-client ID --scope "orders:read ..." [--introspect]
                                                     create a machine client; prints its secret once
+                                                    (--introspect: a resource server, RFC 7662)
     python -m services.auth set-role USERNAME admin|user
 
 This is the only module that reads os.environ.
@@ -17,7 +18,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,10 +38,10 @@ from services.auth.accounts.roles import (
 from services.auth.app import MIGRATIONS_DIR, create_app
 from services.auth.keyring.signing_keys import KeySetError, rotate
 from services.auth.settings import AuthSettings
-from services.auth.tokens.clients import ClientRepository
+from services.auth.tokens.clients import CLIENT_ID_PATTERN, ClientRepository
+from services.auth.tokens.minter import FIRST_PARTY_CLIENT_ID
 from services.auth.tokens.opaque import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
 
-_CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     client = commands.add_parser("create-client", help="create a machine client")
     client.add_argument("client_id")
-    client.add_argument("--scope", required=True, help="space-separated scopes the client may get")
+    client.add_argument("--scope", help="space-separated scopes the client may get")
+    client.add_argument(
+        "--introspect",
+        action="store_true",
+        help="a resource server: may call the introspection endpoint (--scope then optional)",
+    )
     role = commands.add_parser("set-role", help="set a user's role")
     role.add_argument("username")
     role.add_argument("role", help="a role of the scopes file (PASSGATE_SCOPES_FILE)")
@@ -159,7 +164,7 @@ async def _database_command(settings: AuthSettings, args: argparse.Namespace) ->
             print(f"{args.username} is now {args.role}; it applies from their next login")
             return 0
         return await _create_client(
-            ClientRepository(engine), args.client_id, args.scope, settings.scope_policy.issuable
+            ClientRepository(engine), args.client_id, args.scope, settings.scope_policy.issuable, may_introspect=args.introspect
         )
     finally:
         await engine.dispose()
@@ -181,13 +186,24 @@ async def _has_accounts_table(engine: AsyncEngine) -> bool:
 
 
 async def _create_client(
-    repository: ClientRepository, client_id: str, scope: str, issuable: frozenset[str]
+    repository: ClientRepository,
+    client_id: str,
+    scope: str | None,
+    issuable: frozenset[str],
+    *,
+    may_introspect: bool,
 ) -> int:
-    if not _CLIENT_ID.match(client_id):
+    if not CLIENT_ID_PATTERN.fullmatch(client_id):
         print("create-client: the id must be 3-64 of [a-z0-9._-]", file=sys.stderr)
         return 2
+    if client_id == FIRST_PARTY_CLIENT_ID:
+        print(f"create-client: {client_id!r} is the first-party public client", file=sys.stderr)
+        return 2
+    if scope is None and not may_introspect:
+        print("create-client: --scope is required (or --introspect)", file=sys.stderr)
+        return 2
     try:
-        scopes = parse_scope(scope)
+        scopes = parse_scope(scope) if scope is not None else frozenset[str]()
     except InvalidScopeError as error:
         print(f"create-client: {error}", file=sys.stderr)
         return 2
@@ -201,11 +217,16 @@ async def _create_client(
         print(f"create-client: {client_id!r} exists", file=sys.stderr)
         return 1
     secret = new_secret(CLIENT_SECRET_PREFIX)
-    await repository.create_client(client_id, opaque_hash(secret), format_scope(scopes), utc_now())
-    # The only time the secret is shown: only its hash is stored.
-    print(
-        json.dumps({"client_id": client_id, "client_secret": secret, "scope": format_scope(scopes)})
+    await repository.create_client(
+        client_id,
+        opaque_hash(secret),
+        format_scope(scopes),
+        utc_now(),
+        may_introspect=may_introspect,
     )
+    # The only time the secret is shown: only its hash is stored.
+    created = {"client_id": client_id, "client_secret": secret, "scope": format_scope(scopes)}
+    print(json.dumps({**created, "may_introspect": may_introspect}))
     return 0
 
 

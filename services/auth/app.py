@@ -30,6 +30,7 @@ from services.auth.accounts.throttle import make_throttle
 from services.auth.accounts.throttle_repository import LoginFailureRepository
 from services.auth.app_keys import (
     ACCOUNT_REPOSITORY,
+    CLIENT_AUTHENTICATION,
     CLIENT_CREDENTIALS,
     CLIENT_REPOSITORY,
     CLOCK,
@@ -37,6 +38,7 @@ from services.auth.app_keys import (
     EXTERNAL_REPOSITORY,
     EXTERNAL_SIGN_IN,
     FAMILY_REPOSITORY,
+    INTROSPECTION,
     KEY_RING,
     LOGIN_FAILURE_REPOSITORY,
     METRICS,
@@ -45,6 +47,7 @@ from services.auth.app_keys import (
     PASSWORDS,
     PROVISIONER,
     REGISTRATION,
+    REVOCATION,
     SESSIONS,
     SETTINGS,
     THROTTLE,
@@ -57,10 +60,13 @@ from services.auth.keyring.signing_keys import KeyRing, NoSigningKeyError
 from services.auth.metrics import AuthMetrics
 from services.auth.routes import setup_routes
 from services.auth.settings import AuthSettings
+from services.auth.tokens.client_auth import ClientAuthentication
 from services.auth.tokens.clients import ClientCredentials, ClientRepository
 from services.auth.tokens.families import RefreshFamilyRepository
+from services.auth.tokens.introspection import AccessTokens, TokenIntrospection
 from services.auth.tokens.minter import AccessTokenMinter
 from services.auth.tokens.refresh import Sessions
+from services.auth.tokens.revocation import TokenRevocation
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -181,7 +187,15 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     minter = AccessTokenMinter(settings, app[KEY_RING], clock)
     app[MINTER] = minter
     app[SESSIONS] = Sessions(settings, minter, app[FAMILY_REPOSITORY], clock)
-    app[CLIENT_CREDENTIALS] = ClientCredentials(app[CLIENT_REPOSITORY], minter)
+    app[CLIENT_CREDENTIALS] = ClientCredentials(minter)
+    app[CLIENT_AUTHENTICATION] = ClientAuthentication(
+        settings, app[CLIENT_REPOSITORY], app[THROTTLE], clock
+    )
+    access_tokens = AccessTokens(settings, app[KEY_RING], clock)
+    app[REVOCATION] = TokenRevocation(access_tokens, app[FAMILY_REPOSITORY], clock)
+    app[INTROSPECTION] = TokenIntrospection(
+        settings, access_tokens, app[FAMILY_REPOSITORY], clock
+    )
     app[REGISTRATION] = Registration(
         app[ACCOUNT_REPOSITORY],
         app[PASSWORDS],

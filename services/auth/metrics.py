@@ -6,6 +6,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 LOGIN_RESULTS = ("success", "invalid_credentials", "throttled")
 GRANT_TYPES = ("password", "refresh_token", "client_credentials", "oidc")
+# RFC 7009 revocations: a live family ended; nothing to end (unknown, spent, expired or
+# already revoked: still 200); refused (an access token, another client's token).
+REVOCATION_RESULTS = ("revoked", "nothing_to_revoke", "refused")
+INTROSPECTION_RESULTS = ("active", "inactive")
 REGISTRATION_RESULTS = ("success", "conflict", "invalid", "provisioning_failed")
 # Sign-ins through an external OpenID Connect provider, by outcome.
 EXTERNAL_LOGIN_RESULTS = (
@@ -63,6 +67,18 @@ class AuthMetrics:
             ["provider", "result"],
             registry=registry,
         )
+        self.revocations = Counter(
+            "auth_token_revocations",
+            "RFC 7009 revocation requests from authenticated clients, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.introspections = Counter(
+            "auth_token_introspections",
+            "RFC 7662 introspection answers to authorised clients, by result.",
+            ["result"],
+            registry=registry,
+        )
         # Every label value exists from the start, so rates and alerts see zeros, not gaps.
         for result in LOGIN_RESULTS:
             self.logins.labels(result)
@@ -70,6 +86,10 @@ class AuthMetrics:
             self.tokens_issued.labels(grant)
         for operation in ("hash", "verify"):
             self.password_hash_duration.labels(operation)
+        for result in REVOCATION_RESULTS:
+            self.revocations.labels(result)
+        for result in INTROSPECTION_RESULTS:
+            self.introspections.labels(result)
         for result in REGISTRATION_RESULTS:
             self.registrations.labels(result)
         for provider in providers:

@@ -20,6 +20,9 @@ def setup_routes(app: web.Application) -> None:
     router.add_post("/auth/logout-all", tokens.logout_all, name="logout_all")
     router.add_post("/auth/password", accounts.change_password, name="change_password")
     router.add_post("/auth/token", tokens.token, name="token")
+    # RFC 7009 and RFC 7662: OAuth clients authenticate themselves (tokens/client_auth.py).
+    router.add_post("/auth/revoke", tokens.revoke, name="revoke")
+    router.add_post("/auth/introspect", tokens.introspect, name="introspect")
     # Sign-in with external OpenID Connect providers (services/auth/external/). Linking
     # needs a token, like /auth/password; the callback is where providers send browsers.
     router.add_get("/auth/oidc/providers", external.providers, name="oidc_providers")

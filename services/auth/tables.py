@@ -55,6 +55,8 @@ clients = sa.Table(
     sa.Column("secret_hash", sa.String(64), nullable=False),
     sa.Column("scope", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # A resource server: may call the introspection endpoint (RFC 7662).
+    sa.Column("may_introspect", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 login_failures = sa.Table(

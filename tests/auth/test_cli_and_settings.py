@@ -15,7 +15,7 @@ from services.auth.__main__ import main
 from services.auth.app import OPENAPI_PATH, create_app
 from services.auth.keyring.signing_keys import read_key_set
 from services.auth.settings import AuthSettings
-from services.auth.tokens.clients import ClientRepository
+from services.auth.tokens.clients import Client, ClientRepository
 from services.auth.tokens.opaque import opaque_hash
 
 
@@ -86,19 +86,29 @@ def test_cli_commands(cli_env, capsys, tmp_path) -> None:
     assert printed["client_id"] == "reporting" and printed["client_secret"].startswith("pgs_")
     assert main(["create-client", "reporting", "--scope", "orders:read"]) == 1
     assert main(["create-client", "other", "--scope", "profiles:provision"]) == 2
+    assert main(["create-client", "other"]) == 2  # a scope, or --introspect
+    assert main(["create-client", "passgate", "--introspect"]) == 2  # the public client
+    assert main(["create-client", "other\n", "--introspect"]) == 2
+    assert main(["create-client", "reports-api", "--introspect"]) == 0
+    resource_server = json.loads(capsys.readouterr().out)
+    assert resource_server["may_introspect"] is True and resource_server["scope"] == ""
 
-    async def stored() -> str:
+    async def stored(client_id: str) -> Client:
         from common.db import create_engine
 
         engine = create_engine(cli_env["PASSGATE_DATABASE_URL"])
         try:
-            client = await ClientRepository(engine).client("reporting")
+            client = await ClientRepository(engine).client(client_id)
         finally:
             await engine.dispose()
-        return client.secret_hash
+        assert client is not None
+        return client
 
     # Only the hash is kept: the secret was shown once.
-    assert asyncio.run(stored()) == opaque_hash(printed["client_secret"])
+    reporting = asyncio.run(stored("reporting"))
+    assert reporting.secret_hash == opaque_hash(printed["client_secret"])
+    assert not reporting.may_introspect
+    assert asyncio.run(stored("reports-api")).may_introspect
 
     assert main(["set-role", "nobody", "admin"]) == 1
     before = {key.kid for key in read_key_set(tmp_path / "keys")}

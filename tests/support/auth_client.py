@@ -1,5 +1,5 @@
 """The auth service in process, through a pytest-aiohttp TestClient: register, log in,
-verify what it issued, add machine clients (the fixtures are in tests/auth/conftest.py)."""
+verify what it issued, add machine clients, revoke and introspect as an OAuth client (the fixtures are in tests/auth/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import jwt
 import sqlalchemy as sa
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from jwt import PyJWKSet
 
@@ -71,14 +72,18 @@ def decode(
     )
 
 
-async def add_client(client: TestClient, client_id: str, scope: str) -> str:
+async def add_client(
+    client: TestClient, client_id: str, scope: str, *, may_introspect: bool = False
+) -> str:
     """Create a machine client the way create-client does; returns its secret."""
     from services.auth.app_keys import CLIENT_REPOSITORY, CLOCK
     from services.auth.tokens.opaque import CLIENT_SECRET_PREFIX, new_secret, opaque_hash
 
     app = client.server.app
     secret = new_secret(CLIENT_SECRET_PREFIX)
-    await app[CLIENT_REPOSITORY].create_client(client_id, opaque_hash(secret), scope, app[CLOCK]())
+    await app[CLIENT_REPOSITORY].create_client(
+        client_id, opaque_hash(secret), scope, app[CLOCK](), may_introspect=may_introspect
+    )
     return secret
 
 
@@ -100,3 +105,27 @@ async def stored_password_hash(database: Path) -> str:
             ).scalar()
     finally:
         await engine.dispose()
+
+
+# The first-party public client names itself; it has no secret.
+FIRST_PARTY = {"client_id": "passgate"}
+
+
+async def revoke(
+    client: TestClient, token: str, *, headers: dict[str, str] | None = None, **form: str
+) -> ClientResponse:
+    """POST /auth/revoke; without `headers` or client fields, as the first-party page."""
+    fields = form if (headers or "client_id" in form) else {**FIRST_PARTY, **form}
+    return await client.post("/auth/revoke", data={"token": token, **fields}, headers=headers)
+
+
+async def introspect(
+    client: TestClient, token: str, client_id: str, secret: str, **form: str
+) -> dict[str, Any]:
+    """POST /auth/introspect as a resource server (HTTP Basic); the 200 answer's body."""
+    response = await client.post(
+        "/auth/introspect", data={"token": token, **form}, headers=basic(client_id, secret)
+    )
+    assert response.status == 200, await response.text()
+    assert response.headers["Cache-Control"] == "no-store"
+    return dict(await response.json())

@@ -29,6 +29,23 @@ class FamilyGrant:
     expires_at: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefreshTokenRecord:
+    """One stored refresh token with its family, as revocation and introspection see it."""
+
+    family_id: str
+    account_id: str
+    client_id: str
+    scope: str
+    issued_at: dt.datetime
+    expires_at: dt.datetime  # the earlier of its idle expiry and its family's absolute one
+    spent: bool
+    revoked: bool
+
+    def active(self, now: dt.datetime) -> bool:
+        return not self.spent and not self.revoked and now < self.expires_at
+
+
 class RotationStatus(enum.Enum):
     ROTATED = "rotated"
     UNKNOWN = "unknown"
@@ -76,6 +93,7 @@ async def _token_row(connection: AsyncConnection, token_hash: str) -> sa.Row | N
         await connection.execute(
             sa.select(
                 refresh_tokens.c.spent_at,
+                refresh_tokens.c.issued_at,
                 refresh_tokens.c.idle_expires_at,
                 refresh_families.c.id.label("family_id"),
                 refresh_families.c.client_id,
@@ -195,6 +213,26 @@ class RefreshFamilyRepository:
                 return False
             await revoke_family(connection, family_id, now, "logout")
         return True
+
+    async def refresh_token(self, token_hash: str) -> RefreshTokenRecord | None:
+        async with self.engine.connect() as connection:
+            row = await _token_row(connection, token_hash)
+        if row is None:
+            return None
+        return RefreshTokenRecord(
+            family_id=row.family_id,
+            account_id=row.account_id,
+            client_id=row.client_id,
+            scope=row.scope,
+            issued_at=row.issued_at,
+            expires_at=min(row.idle_expires_at, row.expires_at),
+            spent=row.spent_at is not None,
+            revoked=row.revoked_at is not None,
+        )
+
+    async def revoke_family(self, family_id: str, now: dt.datetime, reason: str) -> None:
+        async with write_transaction(self.engine) as connection:
+            await revoke_family(connection, family_id, now, reason)
 
     async def revoke_account_families(self, account_id: str, now: dt.datetime, reason: str) -> int:
         async with write_transaction(self.engine) as connection:

@@ -1,4 +1,5 @@
-"""HTTP handlers of tokens: refresh, logout, the RFC 6749 token endpoint, discovery."""
+"""HTTP handlers of tokens: refresh, logout, the RFC 6749 token endpoint, RFC 7009
+revocation, RFC 7662 introspection, discovery."""
 
 from __future__ import annotations
 
@@ -9,15 +10,28 @@ from aiohttp import web
 from common.errors import Problem
 from common.identity import require_identity
 from services.auth.accounts.roles import InvalidScopeError
-from services.auth.app_keys import CLIENT_CREDENTIALS, METRICS, OPENAPI, SESSIONS, SETTINGS
+from services.auth.app_keys import (
+    CLIENT_AUTHENTICATION,
+    CLIENT_CREDENTIALS,
+    INTROSPECTION,
+    METRICS,
+    OPENAPI,
+    REVOCATION,
+    SESSIONS,
+    SETTINGS,
+)
 from services.auth.bodies import read_body
 from services.auth.keyring.signing_keys import ALGORITHM
+from services.auth.tokens.client_auth import AUTH_METHODS
 from services.auth.tokens.families import RotationStatus
 from services.auth.tokens.minter import TokenResponse
 from services.auth.tokens.oauth import (
+    CLIENT_PARAMETERS,
     INVALID_REFRESH_GRANT,
+    NO_STORE,
     OAuthError,
-    basic_credentials,
+    form_parameters,
+    invalid_client,
     read_form,
 )
 from services.auth.tokens.refresh import RefreshError
@@ -72,7 +86,7 @@ async def token(request: web.Request) -> web.Response:
     try:
         form = await read_form(request, request.app[OPENAPI])
         if form["grant_type"] == "client_credentials":
-            response = await _client_credentials(request, form.get("scope"))
+            response = await _client_credentials(request, form)
         else:
             try:
                 response = await _refresh(request, form["refresh_token"], form.get("scope"))
@@ -85,13 +99,59 @@ async def token(request: web.Request) -> web.Response:
     return token_response(response)
 
 
-async def _client_credentials(request: web.Request, scope: str | None) -> TokenResponse:
-    client_id, secret = basic_credentials(request)
-    response = await request.app[CLIENT_CREDENTIALS].grant(client_id, secret, scope)
-    if response is None:
-        raise OAuthError("invalid_client", "client authentication failed", status=401)
+async def _client_credentials(request: web.Request, form: dict[str, str]) -> TokenResponse:
+    client = await request.app[CLIENT_AUTHENTICATION].authenticate(request, form)
+    if not client.confidential:
+        raise invalid_client("the client-credentials grant needs a confidential client")
+    response = request.app[CLIENT_CREDENTIALS].grant(
+        client.client_id, client.scope, form.get("scope")
+    )
     request.app[METRICS].tokens_issued.labels("client_credentials").inc()
     return response
+
+
+# RFC 7009 section 2.1 and RFC 7662 section 2.1: the token, an optional hint (which may be
+# ignored, and is: the two kinds cannot be confused), and client authentication.
+TOKEN_REFERENCE_PARAMETERS = frozenset({"token", "token_type_hint"}) | CLIENT_PARAMETERS
+
+
+async def _token_reference(request: web.Request, *, introspection: bool) -> tuple[str, str]:
+    """(client id, token) of a revocation or introspection request: the client is
+    authenticated (and, to introspect, allowed to) before the token is looked at."""
+    form = await form_parameters(request, TOKEN_REFERENCE_PARAMETERS)
+    client = await request.app[CLIENT_AUTHENTICATION].authenticate(request, form)
+    if introspection and not client.may_introspect:
+        raise OAuthError(
+            "unauthorized_client", "this client may not introspect tokens", status=403
+        )
+    if not request.app[OPENAPI].validator("TokenReferenceForm").is_valid(form):
+        raise OAuthError("invalid_request", "token is missing or malformed")
+    return client.client_id, form["token"]
+
+
+async def revoke(request: web.Request) -> web.Response:
+    """RFC 7009: 200 with an empty body whether or not there was anything to revoke."""
+    metrics = request.app[METRICS]
+    try:
+        client_id, token = await _token_reference(request, introspection=False)
+        revoked = await request.app[REVOCATION].revoke(token, client_id)
+    except OAuthError as error:
+        if error.status == 400 and error.error != "invalid_request":
+            metrics.revocations.labels("refused").inc()
+        return error.to_response()
+    metrics.revocations.labels("revoked" if revoked else "nothing_to_revoke").inc()
+    return web.Response(status=200, headers=NO_STORE)
+
+
+async def introspect(request: web.Request) -> web.Response:
+    """RFC 7662: {"active": false} alone for any token that is not active."""
+    try:
+        _, token = await _token_reference(request, introspection=True)
+    except OAuthError as error:
+        return error.to_response()
+    answer = await request.app[INTROSPECTION].introspect(token)
+    request.app[METRICS].introspections.labels("active" if answer["active"] else "inactive").inc()
+    return web.json_response(answer, headers=NO_STORE)
 
 
 async def discovery(request: web.Request) -> web.Response:
@@ -103,7 +163,15 @@ async def discovery(request: web.Request) -> web.Response:
         "token_endpoint": f"{issuer}/auth/token",
         # Grants of the token endpoint; password logins use POST /auth/login instead.
         "grant_types_supported": ["client_credentials", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "revocation_endpoint": f"{issuer}/auth/revoke",
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        # Not `none`: only confidential clients flagged as resource servers
+        # (create-client --introspect) may introspect.
+        "introspection_endpoint": f"{issuer}/auth/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            method for method in AUTH_METHODS if method != "none"
+        ],
         "id_token_signing_alg_values_supported": [ALGORITHM],
         "access_token_signing_alg_values_supported": [ALGORITHM],
         "scopes_supported": sorted(settings.scope_policy.issuable),

@@ -50,7 +50,16 @@ class AccessTokenMinter:
         store or spend anything."""
         self.ring.signing_key(self.clock())
 
-    def access_token(self, subject: str, scopes: frozenset[str], client_id: str) -> TokenResponse:
+    def access_token(
+        self,
+        subject: str,
+        scopes: frozenset[str],
+        client_id: str,
+        *,
+        session_id: str | None = None,
+    ) -> TokenResponse:
+        """`session_id`: the refresh-token family the token comes from, as `sid`, so that
+        introspection can call it inactive once that family is revoked."""
         now = self.clock()
         key = self.ring.signing_key(now)
         issued = int(now.timestamp())
@@ -66,6 +75,8 @@ class AccessTokenMinter:
             "scope": format_scope(scopes),
             "client_id": client_id,
         }
+        if session_id is not None:
+            claims["sid"] = session_id
         token = jwt.encode(
             claims,
             key.private_key,

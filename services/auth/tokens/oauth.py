@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
@@ -16,20 +16,30 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # RFC 6749 section 5.1: token responses must not be cached.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 KNOWN_PARAMETERS = frozenset({"grant_type", "scope", "refresh_token"})
+# Section 2.3.1: a confidential client may send its credentials in the form instead.
+CLIENT_PARAMETERS = frozenset({"client_id", "client_secret"})
 INVALID_REFRESH_GRANT = "the refresh token is invalid, expired or revoked"
 
 
 class OAuthError(Exception):
     """An RFC 6749 section 5.2 error: {"error", "error_description"} JSON."""
 
-    def __init__(self, error: str, description: str, *, status: int = 400) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        *,
+        status: int = 400,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.status = status
+        self.headers = headers or {}
 
     def to_response(self) -> web.Response:
-        headers = dict(NO_STORE)
+        headers = {**NO_STORE, **self.headers}
         if self.status == 401:
             # Section 5.2: invalid_client after HTTP Basic gets a Basic challenge.
             headers["WWW-Authenticate"] = 'Basic realm="passgate", charset="UTF-8"'
@@ -46,17 +56,35 @@ def invalid_client(description: str = "client authentication failed") -> OAuthEr
     return OAuthError("invalid_client", description, status=401)
 
 
-async def read_form(request: web.Request, document: OpenApiDocument) -> dict[str, str]:
-    """The form parameters, each at most once (section 3.2), checked against TokenForm."""
+async def form_parameters(request: web.Request, known: frozenset[str]) -> dict[str, str]:
+    """The `known` form parameters, each at most once (section 3.2); others are ignored."""
     if request.content_type != FORM_CONTENT_TYPE:
         raise OAuthError("invalid_request", f"the body must be {FORM_CONTENT_TYPE}")
-    form = await request.post()
-    values: dict[str, Any] = {}
-    for name in KNOWN_PARAMETERS & set(form.keys()):  # section 3.2: ignore unknown ones
-        items = form.getall(name)
-        if len(items) != 1 or not isinstance(items[0], str):
-            raise OAuthError("invalid_request", f"parameter {name} must appear once, as text")
+    # Appendix B: the form is UTF-8. Decoded here rather than by request.post(), which
+    # decodes with whatever charset the client names (an unknown one raised a 500).
+    if (request.charset or "utf-8").lower() != "utf-8":
+        raise OAuthError("invalid_request", "the form must be UTF-8")
+    try:
+        text = (await request.read()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise OAuthError("invalid_request", "the form must be UTF-8") from None
+    seen: dict[str, list[str]] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        if name in known:  # section 3.2: ignore unknown ones
+            seen.setdefault(name, []).append(value)
+    values: dict[str, str] = {}
+    for name, items in seen.items():
+        if len(items) != 1:
+            raise OAuthError("invalid_request", f"parameter {name} must appear once")
         values[name] = items[0]
+    return values
+
+
+async def read_form(request: web.Request, document: OpenApiDocument) -> dict[str, str]:
+    """The token endpoint's form parameters, checked against TokenForm, and the client's
+    own (`client_id`, `client_secret`), which tokens/client_auth.py checks."""
+    form = await form_parameters(request, KNOWN_PARAMETERS | CLIENT_PARAMETERS)
+    values: dict[str, Any] = {k: v for k, v in form.items() if k in KNOWN_PARAMETERS}
     if values.get("refresh_token") == "":
         # Section 3.2: a parameter sent without a value is treated as omitted, so an empty
         # grant is a missing one (invalid_request), not an invalid one (invalid_grant).
@@ -79,7 +107,7 @@ async def read_form(request: web.Request, document: OpenApiDocument) -> dict[str
         raise OAuthError(
             "invalid_request", "grant_type, or refresh_token for its grant, is missing or malformed"
         )
-    return values
+    return values | {k: v for k, v in form.items() if k in CLIENT_PARAMETERS}
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str]:

@@ -44,8 +44,9 @@ class Sessions:
         self.minter.check_can_sign()  # fail before storing anything when no key may sign
         refresh_token = new_secret(REFRESH_TOKEN_PREFIX)
         expires_at = now + dt.timedelta(seconds=self.settings.refresh_absolute_ttl)
+        family_id = str(uuid.uuid4())
         await self.families.create_family(
-            family_id=str(uuid.uuid4()),
+            family_id=family_id,
             account_id=account_id,
             client_id=FIRST_PARTY_CLIENT_ID,
             scope=format_scope(scopes),
@@ -56,7 +57,9 @@ class Sessions:
                 now + dt.timedelta(seconds=self.settings.refresh_idle_ttl), expires_at
             ),
         )
-        access = self.minter.access_token(account_id, scopes, FIRST_PARTY_CLIENT_ID)
+        access = self.minter.access_token(
+            account_id, scopes, FIRST_PARTY_CLIENT_ID, session_id=family_id
+        )
         return dataclasses.replace(access, refresh_token=refresh_token)
 
     async def refresh(self, refresh_token: str, requested_scope: str | None) -> TokenResponse:
@@ -86,7 +89,10 @@ class Sessions:
             raise RefreshError(rotation.status)
         assert rotation.grant is not None and rotation.decision is not None
         access = self.minter.access_token(
-            rotation.grant.account_id, rotation.decision, rotation.grant.client_id
+            rotation.grant.account_id,
+            rotation.decision,
+            rotation.grant.client_id,
+            session_id=rotation.grant.family_id,
         )
         return dataclasses.replace(access, refresh_token=new_token)
 

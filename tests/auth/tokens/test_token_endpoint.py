@@ -131,3 +131,31 @@ async def test_an_access_token_offered_as_a_refresh_grant_is_an_invalid_grant(au
     ):
         response = await client.post("/auth/token", data=form)
         assert (await response.json())["error"] == "invalid_request"
+
+
+async def test_client_secret_post_and_throttled_client_failures(auth_client) -> None:
+    """Section 2.3.1: the secret may come in the form; failed client authentications from
+    one address are throttled like those of /auth/revoke and /auth/introspect."""
+    client = await auth_client(login_max_failures_per_address=2)
+    secret = await add_client(client, "billing", "orders:read")
+    grant = {"grant_type": "client_credentials"}
+    posted = await client.post(
+        "/auth/token", data={**grant, "client_id": "billing", "client_secret": secret}
+    )
+    assert posted.status == 200 and (await posted.json())["scope"] == "orders:read"
+    public = await client.post("/auth/token", data={**grant, "client_id": "passgate"})
+    assert public.status == 401 and (await public.json())["error"] == "invalid_client"
+    for _ in range(2):
+        wrong = await client.post("/auth/token", data=grant, headers=basic("billing", "pgs_x"))
+        assert wrong.status == 401
+    locked = await client.post("/auth/token", data=grant, headers=basic("billing", secret))
+    assert locked.status == 429 and int(locked.headers["Retry-After"]) >= 1
+    assert (await locked.json())["error"] == "invalid_client"
+    assert "access_token" not in await locked.text()
+    # Refresh grants authenticate no client and are not held up.
+    await register(client)
+    pair = await login(client)
+    refreshed = await client.post(
+        "/auth/token", data={"grant_type": "refresh_token", "refresh_token": pair["refresh_token"]}
+    )
+    assert refreshed.status == 200
