@@ -35,6 +35,7 @@ CLAIM_READERS: dict[str, str] = {
     "jti": "gateway (required by RFC 9068); sent as X-User-Token-Id, which no backend reads",
     "scope": "gateway (route scopes) and backends (X-User-Scopes: require_identity)",
     "client_id": "backends (X-User-Client-Id: users' provisioning check)",
+    "sid": "auth's introspection (RFC 7662): the login's refresh family, so a revoked login's access tokens introspect inactive",
 }
 HEADER_READERS: dict[str, str] = {
     "alg": "gateway (pinned algorithm)",
