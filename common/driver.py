@@ -23,11 +23,13 @@ import asyncpg
 from aiohttp import web
 
 from common.app_keys import READINESS
+from common.database_spans import TracedDriver
 from common.db import migrate_database, normalize_url, prepare_sqlite_file, set_up_sqlite_connection
 from common.pg_pool import ConnectionPool
 from common.settings import DatabaseSettings
 from common.sqlite_worker import SqliteWorker
 from common.statements import Execute, Operation, Rows, Step
+from common.telemetry import TRACER
 
 T = TypeVar("T")
 
@@ -81,6 +83,9 @@ def driver_ctx(
         if database.migrate_on_start:
             await migrate_database(database, versions_dir)
         driver = await open_driver(database)
+        tracer = app.get(TRACER)  # decided once: with tracing off the driver is bare
+        if tracer is not None:
+            driver = TracedDriver(driver, tracer)
         store(app, driver)
         app[READINESS].add("database", driver.ping)
         try:
