@@ -202,15 +202,24 @@ class Tracing:
         await asyncio.get_running_loop().run_in_executor(None, self.provider.shutdown)
 
 
-def start_tracing(
+def start_tracing(service: str, env: Mapping[str, str]) -> Tracing | None:
+    """The process's tracing when the OTEL_* variables ask for it, else None (nothing is
+    set up): the global tracer provider, and the libraries instrumented."""
+    tracing = build_tracing(service, env)
+    if tracing is not None:
+        trace.set_tracer_provider(tracing.provider)
+        _instrument_libraries(tracing.provider)
+    return tracing
+
+
+def build_tracing(
     service: str,
     env: Mapping[str, str],
     *,
     exporter: Callable[[], SpanExporter] | None = None,
 ) -> Tracing | None:
-    """The process's tracing when the OTEL_* variables ask for it, else None (nothing is
-    set up). `exporter` makes the span exporter (default: OTLP over HTTP, configured by the
-    OTEL_EXPORTER_OTLP_* variables)."""
+    """A tracer provider exporting in batches, or None when tracing is off. `exporter` makes
+    the span exporter (default: OTLP over HTTP, configured by OTEL_EXPORTER_OTLP_*)."""
     if not tracing_wanted(env):
         return None
     _check_protocol(env)
@@ -224,10 +233,13 @@ def start_tracing(
     # the sampler (None) is the SDK's reading of OTEL_TRACES_SAMPLER, parent-based always-on
     # when unset.
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}).merge(_named(env)))
-    batch = BatchSpanProcessor(_CountingExporter(exporter(), accounting), max_queue_size=limit)
+    batch = BatchSpanProcessor(
+        _CountingExporter(exporter(), accounting),
+        max_queue_size=limit,
+        # The SDK refuses a batch larger than the queue; a small queue takes smaller batches.
+        max_export_batch_size=min(limit, _positive_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)),
+    )
     provider.add_span_processor(_BoundedBatchProcessor(batch, accounting, limit))
-    trace.set_tracer_provider(provider)
-    _instrument_libraries(provider)
     return Tracing(provider, accounting)
 
 
@@ -321,9 +333,10 @@ def server_span_middleware(tracer: Tracer) -> Any:
         except asyncio.CancelledError:
             error_type = "cancelled"
             raise
-        except Exception as exc:
-            # A Problem carries its status; anything else is rendered as a 500.
-            status = exc.status if isinstance(exc, Problem) else 500
+        except Problem as problem:  # an answer the code chose: its status says it all
+            status = problem.status
+            raise
+        except Exception as exc:  # rendered as a 500 by the edge
             error_type = type(exc).__qualname__
             raise
         finally:
