@@ -1,4 +1,5 @@
-"""A CLIENT span for every statement the request-path driver (common.driver) runs.
+"""A CLIENT span for every statement the request-path driver (common.driver) runs: its
+TracedDriver passes each operation through `traced_operation` when tracing is on.
 
 No instrumentation library sees these statements: they run straight on sqlite3 (on a
 worker thread) and asyncpg, compiled once by common.statements. So the span is made here,
@@ -11,44 +12,17 @@ parameter values, which hold password hashes and token hashes, are never recorde
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from common.statements import Operation, Step
 
-if TYPE_CHECKING:
-    from common.driver import Driver  # which wraps its drivers in this module's
-
 T = TypeVar("T")
 
 
-class TracedDriver:
-    """`driver` with a span per statement, children of the span current when `run` is called
-    (the request's server span)."""
-
-    def __init__(self, driver: Driver, tracer: Tracer) -> None:
-        self._driver = driver
-        self._tracer = tracer
-        self.dialect_name = driver.dialect_name
-
-    async def run(
-        self, operation: Operation[T], *, write: bool = False, one_statement: bool = False
-    ) -> T:
-        # The steps may run on a SQLite worker thread: the parent is taken here, on the loop.
-        traced = _traced(operation, self._tracer, self.dialect_name, otel_context.get_current())
-        return await self._driver.run(traced, write=write, one_statement=one_statement)
-
-    async def ping(self) -> None:
-        await self._driver.ping()
-
-    async def close(self) -> None:
-        await self._driver.close()
-
-
-def _traced(
+def traced_operation(
     operation: Operation[T], tracer: Tracer, dialect: str, parent: Context
 ) -> Generator[Step, Any, T]:
     """`operation`'s steps, each inside a span from when it is handed to the driver until
