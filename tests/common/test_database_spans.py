@@ -1,0 +1,75 @@
+"""The request-path driver's statement spans (common.database_spans), on a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from common.db import prepare_sqlite_file
+from common.driver import SqliteDriver, TracedDriver
+from common.statements import Execute, Rows, Statement
+
+METADATA = sa.MetaData()
+NOTES = sa.Table("notes", METADATA, sa.Column("owner", sa.String), sa.Column("text", sa.String))
+MISSING = sa.Table("missing", METADATA, sa.Column("owner", sa.String))
+INSERT = Statement(NOTES.insert())
+SELECT = Statement(sa.select(NOTES.c.text).where(NOTES.c.owner == sa.bindparam("owner")))
+SELECT_MISSING = Statement(sa.select(MISSING.c.owner).where(MISSING.c.owner == sa.bindparam("owner")))
+SECRET = "argon2-hash-of-a-password"
+
+
+@pytest.fixture
+def traced(tmp_path: Path):
+    path = tmp_path / "notes.sqlite"
+    prepare_sqlite_file(str(path))
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE notes (owner TEXT, text TEXT)")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return TracedDriver(SqliteDriver(str(path)), provider.get_tracer("test")), provider, exporter
+
+
+async def test_each_statement_is_a_client_span_under_the_current_one_without_its_values(traced) -> None:
+    driver, provider, exporter = traced
+
+    def note_and_read():
+        yield Execute(INSERT, {"owner": "u1", "text": SECRET})
+        return (yield Rows(SELECT, {"owner": "u1"}))
+
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("request") as request:
+        rows = await driver.run(note_and_read(), write=True)
+    await driver.close()
+    assert rows == [(SECRET,)]
+    spans = [span for span in exporter.get_finished_spans() if span.name != "request"]
+    assert [span.name for span in spans] == ["INSERT", "SELECT"]
+    for span in spans:
+        assert span.kind is SpanKind.CLIENT
+        assert span.parent.span_id == request.get_span_context().span_id
+        assert span.attributes["db.system"] == "sqlite"
+        assert span.attributes["db.operation"] == span.name
+        assert "?" in span.attributes["db.statement"]
+        assert SECRET not in str(dict(span.attributes)) and "u1" not in str(dict(span.attributes))
+        assert span.status.status_code is StatusCode.UNSET
+
+
+async def test_a_failing_statement_ends_its_span_in_error(traced) -> None:
+    driver, _, exporter = traced
+
+    def read_missing():
+        return (yield Rows(SELECT_MISSING, {"owner": "u1"}))
+
+    with pytest.raises(sqlite3.OperationalError):
+        await driver.run(read_missing())
+    await driver.close()
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "SELECT" and span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "_OTHER"
