@@ -62,16 +62,21 @@ def tracing_wanted(env: Mapping[str, str]) -> bool:
     exporters = {name.strip().lower() for name in env.get("OTEL_TRACES_EXPORTER", "").split(",")}
     if exporters - _OFF - {"otlp"}:
         raise SettingsError(
-            f"OTEL_TRACES_EXPORTER={env['OTEL_TRACES_EXPORTER']!r}: only 'otlp' or 'none' is supported"
+            f"OTEL_TRACES_EXPORTER={env['OTEL_TRACES_EXPORTER']!r}: "
+            "only 'otlp' or 'none' is supported"
         )
     if "none" in exporters:
         return False
-    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
     return "otlp" in exporters or bool(endpoint)
 
 
 def _check_protocol(env: Mapping[str, str]) -> None:
-    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
     if protocol and protocol.strip() != "http/protobuf":
         raise SettingsError(
             f"OTLP protocol {protocol!r} is not supported: Passgate exports http/protobuf"
@@ -353,9 +358,4 @@ def server_span_middleware(tracer: Tracer) -> Any:
                 )
 
     return server_span
-
-
-def tracer_of(app: web.Application) -> Tracer | None:
-    """The app's tracer when tracing is on: read once at start by what adds its own spans."""
-    return app.get(TRACER)
 

@@ -14,7 +14,9 @@ start); with tracing off none of this runs and the request path is unchanged.
                  attempt names this span, so the backend's server span is its child.
 
 The wrapped methods are replaced on the instances this app made, at start: the hot path
-keeps its plain method calls when tracing is off.
+keeps its plain method calls when tracing is off. Under a request that is not sampled they
+make no span (the SDK would make a non-recording one for each, for nothing): the upstream
+is sent the request's own traceparent, which carries the decision not to sample.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ def traced_exchange(exchange: Callable[..., Awaitable[Any]], tracer: Tracer) -> 
     addresses: dict[str, tuple[str, int]] = {}
 
     async def exchange_in_span(replica: Any, deadline: Any, outgoing: Any) -> Any:
+        if not trace.get_current_span().is_recording():
+            # Unsampled: the upstream gets the request's own traceparent.
+            return await exchange(replica, deadline, outgoing)
         last, count = _ATTEMPTS.get()
         resend = count if last == id(outgoing) else 0
         _ATTEMPTS.set((id(outgoing), resend + 1))
@@ -107,6 +112,8 @@ def traced_verify(
     """TokenVerifier.verify in a span; its signature check (a cache miss) marks the span."""
 
     async def verify_in_span(token: str) -> Any:
+        if not trace.get_current_span().is_recording():
+            return await verify(token)
         with tracer.start_as_current_span(
             "verify token", attributes={"passgate.token.cache": "hit"},
             record_exception=False, set_status_on_exception=False,
@@ -144,6 +151,8 @@ def traced_take(take: Callable[[Any, str], Awaitable[Any]], tracer: Tracer) -> A
     """RateLimiter.take in a span, with the route and the decision."""
 
     async def take_in_span(route: Any, caller: str) -> Any:
+        if not trace.get_current_span().is_recording():
+            return await take(route, caller)
         with tracer.start_as_current_span(
             "rate limit", attributes={"passgate.route": route.name}
         ) as span:

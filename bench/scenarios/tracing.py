@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 RUNS = {
     "off": ("gateway → bare, tracing off", {}),
     "on_100": ("gateway → bare, tracing on, 100 % sampled", {}),
-    "on_1": ("gateway → bare, tracing on, 1 % sampled",
-             {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}),
+    "on_1": (
+        "gateway → bare, tracing on, 1 % sampled",
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
+    ),
 }
 
 
@@ -32,7 +34,8 @@ async def span_counts(ctx: Bench, name: str) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name.startswith("tracing_spans_") and sample.name.endswith("_total"):
-                key = sample.name + (f"{{{sample.labels['reason']}}}" if "reason" in sample.labels else "")
+                reason = sample.labels.get("reason")
+                key = sample.name + (f"{{{reason}}}" if reason else "")
                 counts[key] = sample.value
     return counts
 

@@ -21,7 +21,9 @@ NOTES = sa.Table("notes", METADATA, sa.Column("owner", sa.String), sa.Column("te
 MISSING = sa.Table("missing", METADATA, sa.Column("owner", sa.String))
 INSERT = Statement(NOTES.insert())
 SELECT = Statement(sa.select(NOTES.c.text).where(NOTES.c.owner == sa.bindparam("owner")))
-SELECT_MISSING = Statement(sa.select(MISSING.c.owner).where(MISSING.c.owner == sa.bindparam("owner")))
+SELECT_MISSING = Statement(
+    sa.select(MISSING.c.owner).where(MISSING.c.owner == sa.bindparam("owner"))
+)
 SECRET = "argon2-hash-of-a-password"
 
 
@@ -37,7 +39,9 @@ def traced(tmp_path: Path):
     return TracedDriver(SqliteDriver(str(path)), provider.get_tracer("test")), provider, exporter
 
 
-async def test_each_statement_is_a_client_span_under_the_current_one_without_its_values(traced) -> None:
+async def test_each_statement_is_a_client_span_under_the_current_one_without_its_values(
+    traced,
+) -> None:
     driver, provider, exporter = traced
 
     def note_and_read():

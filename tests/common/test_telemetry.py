@@ -39,7 +39,9 @@ ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
         ({"OTEL_TRACES_EXPORTER": "none"}, False),
     ],
 )
-def test_tracing_is_off_unless_the_standard_variables_ask(env: dict[str, str], wanted: bool) -> None:
+def test_tracing_is_off_unless_the_standard_variables_ask(
+    env: dict[str, str], wanted: bool
+) -> None:
     assert tracing_wanted(env) is wanted
     assert (build_tracing("test", env, exporter=InMemorySpanExporter) is not None) is wanted
 
@@ -59,7 +61,8 @@ def test_a_setting_it_cannot_honour_refuses_to_start(env: dict[str, str]) -> Non
 
 def test_the_service_name_is_the_components_unless_otel_service_name_says() -> None:
     exporter = InMemorySpanExporter()
-    for env, name in ((ENDPOINT, "users"), ({**ENDPOINT, "OTEL_SERVICE_NAME": "users-eu"}, "users-eu")):
+    renamed = {**ENDPOINT, "OTEL_SERVICE_NAME": "users-eu"}
+    for env, name in ((ENDPOINT, "users"), (renamed, "users-eu")):
         tracing = build_tracing("users", env, exporter=lambda: exporter)
         assert tracing is not None
         assert tracing.provider.resource.attributes["service.name"] == name
@@ -85,14 +88,17 @@ def _traced_app(tracing: Tracing) -> web.Application:
     return app
 
 
-async def test_server_spans_follow_the_http_conventions_and_never_hold_the_query(aiohttp_client) -> None:
+async def test_server_spans_follow_the_http_conventions_and_never_hold_the_query(
+    aiohttp_client,
+) -> None:
     exporter = InMemorySpanExporter()
     tracing = build_tracing("test", ENDPOINT, exporter=lambda: exporter)
     assert tracing is not None
     client = await aiohttp_client(_traced_app(tracing))
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     caller = f"00-{trace_id}-00f067aa0ba902b7-01"
-    assert (await client.get("/items/42?token=s3cr3t", headers={"traceparent": caller})).status == 200
+    answered = await client.get("/items/42?token=s3cr3t", headers={"traceparent": caller})
+    assert answered.status == 200
     boom = await client.get("/boom")
     assert boom.status == 500
     assert (await client.get("/busy")).status == 503

@@ -25,7 +25,10 @@ def traced_request(stack: Stack, traffic: Traffic) -> str:
     status, _, _ = http(
         "GET",
         f"{stack.gateway_url}/users/me",
-        headers={**bearer(traffic.access_token), "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
+        headers={
+            **bearer(traffic.access_token),
+            "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+        },
     )
     assert status == 200
     return trace_id
@@ -34,7 +37,8 @@ def traced_request(stack: Stack, traffic: Traffic) -> str:
 def bucket_lines(exposition: str, route: str) -> list[str]:
     return [
         line for line in exposition.splitlines()
-        if line.startswith("http_server_request_duration_seconds_bucket{") and f'route="{route}"' in line
+        if line.startswith("http_server_request_duration_seconds_bucket{")
+        and f'route="{route}"' in line
     ]
 
 
@@ -49,7 +53,8 @@ def test_the_openmetrics_exposition_carries_the_trace_id_of_a_sampled_request(
     carrying = [line for line in lines if f'# {{trace_id="{trace_id}"}}' in line]
     assert len(carrying) == 1, f"no bucket names trace {trace_id}: {lines}"
     # The exemplar's value is a duration inside its bucket: le >= value.
-    match = re.search(r'le="([^"]+)".*\} [0-9.]+ # \{trace_id="[0-9a-f]{32}"\} ([0-9.e+-]+) ', carrying[0])
+    exemplar = r'le="([^"]+)".*\} [0-9.]+ # \{trace_id="[0-9a-f]{32}"\} ([0-9.e+-]+) '
+    match = re.search(exemplar, carrying[0])
     assert match is not None, carrying[0]
     assert float(match.group(2)) <= float(match.group(1))
     # The classic text format has no exemplars (it cannot carry them).
@@ -66,7 +71,8 @@ def test_prometheus_keeps_the_exemplars_it_scrapes(
     def stored() -> list[str] | None:
         now = time.time()
         status, answer = prometheus.call(
-            "/api/v1/query_exemplars", {"query": query, "start": str(now - 600), "end": str(now + 60)}
+            "/api/v1/query_exemplars",
+            {"query": query, "start": str(now - 600), "end": str(now + 60)},
         )
         assert status == 200 and answer["status"] == "success", answer
         ids = [

@@ -86,7 +86,9 @@ def test_one_trace_crosses_gateway_backend_and_database(
         assert statement.startswith("SELECT") and traffic.user_id not in statement
 
 
-def test_login_reaches_auth_and_its_database(obs_stack: Stack, otlp: OtlpReceiver, traffic: Traffic) -> None:
+def test_login_reaches_auth_and_its_database(
+    obs_stack: Stack, otlp: OtlpReceiver, traffic: Traffic
+) -> None:
     trace_id, _, traceparent = new_traceparent()
     status, _, body = http(
         "POST",
@@ -104,7 +106,7 @@ def test_login_reaches_auth_and_its_database(obs_stack: Stack, otlp: OtlpReceive
     auth = one(spans, "auth server span", service="auth", kind="SERVER")
     assert auth.parent_id == attempt.span_id
     assert auth.attributes["http.route"] == "/auth/login"
-    statements = [span for span in spans if span.service == "auth" and "db.statement" in span.attributes]
+    statements = [s for s in spans if s.service == "auth" and "db.statement" in s.attributes]
     assert statements, f"no database span in auth's part of the trace: {spans}"
     assert all(span.parent_id for span in statements)
 

@@ -31,7 +31,9 @@ from tests.support.polling import poll
 
 PROTOBUF = "application/x-protobuf"
 KINDS = {value: name.removeprefix("SPAN_KIND_") for name, value in SpanMessage.SpanKind.items()}
-STATUS_CODES = {value: name.removeprefix("STATUS_CODE_") for name, value in Status.StatusCode.items()}
+STATUS_CODES = {
+    value: name.removeprefix("STATUS_CODE_") for name, value in Status.StatusCode.items()
+}
 
 
 @dataclasses.dataclass(frozen=True)
