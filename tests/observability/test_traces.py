@@ -46,24 +46,25 @@ def traced(otlp: OtlpReceiver, trace_id: str, services: set[str], what: str) -> 
     return otlp.trace(trace_id)
 
 
+@pytest.mark.parametrize(("path", "service"), [("/users/me", "users"), ("/orders", "orders")])
 def test_one_trace_crosses_gateway_backend_and_database(
-    obs_stack: Stack, otlp: OtlpReceiver, traffic: Traffic
+    obs_stack: Stack, otlp: OtlpReceiver, traffic: Traffic, path: str, service: str
 ) -> None:
     trace_id, caller_span, traceparent = new_traceparent()
     status, _, body = http(
         "GET",
-        f"{obs_stack.gateway_url}/users/me",
+        f"{obs_stack.gateway_url}{path}",
         headers={**bearer(traffic.access_token), "traceparent": traceparent},
     )
     assert status == 200, body[:300]
-    spans = traced(otlp, trace_id, {"gateway", "users"}, "the gateway's and users' spans")
+    spans = traced(otlp, trace_id, {"gateway", service}, f"the gateway's and {service}' spans")
 
     gateway = one(spans, "gateway server span", service="gateway", kind="SERVER")
     assert gateway.parent_id == caller_span  # continues the caller's traceparent
-    assert gateway.name == "GET /users/me"
+    assert gateway.name == f"GET {path}"
     assert gateway.attributes["http.request.method"] == "GET"
-    assert gateway.attributes["http.route"] == "/users/me"
-    assert gateway.attributes["url.path"] == "/users/me"
+    assert gateway.attributes["http.route"] == path
+    assert gateway.attributes["url.path"] == path
     assert gateway.attributes["http.response.status_code"] == 200
     assert gateway.status == "UNSET"
 
@@ -71,13 +72,13 @@ def test_one_trace_crosses_gateway_backend_and_database(
     assert verify.attributes["passgate.token.cache"] in {"hit", "miss"}
     attempt = one(children(spans, gateway), "upstream attempt", kind="CLIENT")
     assert attempt.attributes["http.response.status_code"] == 200
-    assert attempt.attributes["url.full"].endswith("/users/me")
+    assert attempt.attributes["url.full"].endswith(path)
     assert "http.request.resend_count" not in attempt.attributes  # the first attempt
 
-    users = one(spans, "users server span", service="users", kind="SERVER")
-    assert users.parent_id == attempt.span_id, "the backend continues the attempt's span"
-    database = [span for span in children(spans, users) if "db.system" in span.attributes]
-    assert database, f"no database span under the users service's: {spans}"
+    backend = one(spans, f"{service} server span", service=service, kind="SERVER")
+    assert backend.parent_id == attempt.span_id, "the backend continues the attempt's span"
+    database = [span for span in children(spans, backend) if "db.system" in span.attributes]
+    assert database, f"no database span under the {service} service's: {spans}"
     for span in database:
         assert span.kind == "CLIENT"
         assert span.attributes["db.system"] in {"sqlite", "postgresql"}
