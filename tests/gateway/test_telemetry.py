@@ -111,3 +111,27 @@ async def test_an_unsampled_request_makes_no_span_and_passes_its_decision_upstre
     assert sent.startswith(f"00-{trace_id}-") and sent.endswith("-00")
     assert [s.name for s in finished(tracing, exporter) if s.name != "fetch JWKS"] == []
     tracing.provider.shutdown()
+
+
+async def test_the_shared_rate_limit_shows_its_redis_call_without_the_callers_key(
+    make_gateway, redis_url
+) -> None:
+    """Redis's own instrumentation (what common.telemetry installs when tracing is on),
+    beneath the gateway's rate-limit span; its statements are sanitized."""
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    tracing, exporter = traced()
+    redis = RedisInstrumentor()
+    redis.instrument(tracer_provider=tracing.provider)
+    try:
+        stack = await make_gateway(prepare=hooks(tracing), redis_url=redis_url)
+        answer = await stack.client.get("/users/me", headers=stack.bearer(sub="redis-traced-user"))
+        assert answer.status == 200
+    finally:
+        redis.uninstrument()
+    spans = finished(tracing, exporter)
+    (limit,) = [s for s in spans if s.name == "rate limit"]
+    below = children(spans, limit)
+    assert below and all(s.attributes["db.system"] == "redis" for s in below), below
+    assert not [s.name for s in spans if "redis-traced-user" in str(dict(s.attributes))]
+    tracing.provider.shutdown()
