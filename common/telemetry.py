@@ -21,7 +21,7 @@ request's TraceContext, so log lines, problem bodies and spans name one trace id
 Why the server span is made here rather than by opentelemetry-instrumentation-aiohttp-server:
 that middleware parses the traceparent again, cannot hand its ids to the edge's context (so
 logs would name another trace when a request starts one), and records the URL with its
-query string; it would also sit on the gateway's hot path whether sampled or not.
+query string.
 """
 
 from __future__ import annotations
