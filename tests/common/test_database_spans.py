@@ -35,7 +35,8 @@ async def traced(database_url: str):  # type: ignore[no-untyped-def]
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    driver = TracedDriver(await open_driver(DatabaseSettings(database_url)), provider.get_tracer("t"))
+    bare = await open_driver(DatabaseSettings(database_url))
+    driver = TracedDriver(bare, provider.get_tracer("t"))
     if driver.dialect_name == "sqlite":
         with sqlite3.connect(database_url.removeprefix("sqlite:///")) as connection:
             connection.execute(CREATE)
