@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
+from opentelemetry.trace import Tracer
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
@@ -27,6 +28,7 @@ from common.db import migrate_database
 from common.logging import configure_logging
 from common.runner import listeners, run
 from common.settings import DatabaseServiceSettings, ServerSettings, SettingsError
+from common.telemetry import start_tracing
 
 EXIT_SETTINGS = 2
 EXIT_STARTUP = 1
@@ -91,9 +93,24 @@ def guarded(
         return EXIT_STARTUP
 
 
-def serve(service: str, app: web.Application, server: ServerSettings) -> None:
-    """Log as JSON lines and serve until SIGTERM or SIGINT (common.runner)."""
+Instrument = Callable[[web.Application, Tracer], None]
+
+
+def serve(
+    service: str,
+    app: web.Application,
+    server: ServerSettings,
+    *,
+    instrument: Instrument | None = None,
+) -> None:
+    """Log as JSON lines, trace when the OTEL_* variables ask for it (common.telemetry;
+    `instrument` adds the component's own spans), and serve until SIGTERM or SIGINT."""
     configure_logging(service, server.log_level)
+    tracing = start_tracing(service, os.environ)
+    if tracing is not None:
+        tracing.install(app)
+        if instrument is not None:
+            instrument(app, tracing.tracer)
     run(listeners(app, server), server)
 
 

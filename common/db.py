@@ -24,7 +24,8 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from common.app_keys import READINESS
 from common.errors import Problem
@@ -50,15 +51,17 @@ def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
 
 
 def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    # create_async_engine is looked up on its module at each call: with tracing on, the
+    # SQLAlchemy instrumentation (common.telemetry) has replaced it there.
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             prepare_sqlite_file(parsed.database)
-        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        engine = sa_asyncio.create_async_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(
+    return sa_asyncio.create_async_engine(
         parsed,
         pool_size=pool_size,
         max_overflow=pool_size,

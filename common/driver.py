@@ -21,13 +21,17 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from aiohttp import web
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Tracer
 
 from common.app_keys import READINESS
+from common.database_spans import traced_operation
 from common.db import migrate_database, normalize_url, prepare_sqlite_file, set_up_sqlite_connection
 from common.pg_pool import ConnectionPool
 from common.settings import DatabaseSettings
 from common.sqlite_worker import SqliteWorker
 from common.statements import Execute, Operation, Rows, Step
+from common.telemetry import TRACER
 
 T = TypeVar("T")
 
@@ -81,6 +85,9 @@ def driver_ctx(
         if database.migrate_on_start:
             await migrate_database(database, versions_dir)
         driver = await open_driver(database)
+        tracer = app.get(TRACER)  # decided once: with tracing off the driver is bare
+        if tracer is not None:
+            driver = TracedDriver(driver, tracer)
         store(app, driver)
         app[READINESS].add("database", driver.ping)
         try:
@@ -89,6 +96,31 @@ def driver_ctx(
             await driver.close()
 
     return ctx
+
+
+class TracedDriver:
+    """`driver` with a span per statement (common.database_spans), children of the span
+    current when `run` is called: the request's server span."""
+
+    def __init__(self, driver: Driver, tracer: Tracer) -> None:
+        self._driver = driver
+        self._tracer = tracer
+        self.dialect_name = driver.dialect_name
+
+    async def run(
+        self, operation: Operation[T], *, write: bool = False, one_statement: bool = False
+    ) -> T:
+        # The steps may run on a SQLite worker thread: the parent is taken here, on the loop.
+        traced = traced_operation(
+            operation, self._tracer, self.dialect_name, otel_context.get_current()
+        )
+        return await self._driver.run(traced, write=write, one_statement=one_statement)
+
+    async def ping(self) -> None:
+        await self._driver.ping()
+
+    async def close(self) -> None:
+        await self._driver.close()
 
 
 class SqliteDriver:

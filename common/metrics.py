@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Iterator, Sequence
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 # Latency buckets in seconds, from a cached token check to a slow password hash.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -60,6 +62,8 @@ class RequestHistogram(Collector):
         self._counter = counter
         # label values -> [count per bucket ..., count above the last bound, sum]
         self._series: dict[tuple[str, ...], list[float]] = {}
+        # label values -> the latest exemplar of each bucket (traced requests only)
+        self._exemplars: dict[tuple[str, ...], list[Exemplar | None]] = {}
         registry.register(self)
 
     def observe(self, labels: tuple[str, ...], seconds: float) -> None:
@@ -68,6 +72,16 @@ class RequestHistogram(Collector):
             series = self._series[labels] = [0] * (len(self._bounds) + 1) + [0.0]
         series[bisect.bisect_left(self._bounds, seconds)] += 1
         series[-1] += seconds
+
+    def exemplar(self, labels: tuple[str, ...], seconds: float, trace_id: str) -> None:
+        """Keep `trace_id` as the exemplar of the bucket `seconds` falls in (OpenMetrics
+        exposition only): the latest sampled request's, so a spike leads to a trace."""
+        exemplars = self._exemplars.get(labels)
+        if exemplars is None:
+            exemplars = self._exemplars[labels] = [None] * (len(self._bounds) + 1)
+        exemplars[bisect.bisect_left(self._bounds, seconds)] = Exemplar(
+            {"trace_id": trace_id}, seconds, time.time()
+        )
 
     def count(self, labels: tuple[str, ...]) -> int:
         series = self._series.get(labels)
@@ -85,10 +99,17 @@ class RequestHistogram(Collector):
             if self._counter is not None else None
         )
         for labels, series in list(self._series.items()):
+            exemplars = self._exemplars.get(labels) or [None] * len(series[:-1])
             cumulative, buckets = 0, []
-            for bound, count in zip((*self._bounds, float("inf")), series[:-1], strict=True):
+            for bound, count, exemplar in zip(
+                (*self._bounds, float("inf")), series[:-1], exemplars, strict=True
+            ):
                 cumulative += count
-                buckets.append((_bound_text(bound), cumulative))
+                buckets.append(
+                    (_bound_text(bound), cumulative)
+                    if exemplar is None
+                    else (_bound_text(bound), cumulative, exemplar)
+                )
             histogram.add_metric(list(labels), buckets, series[-1])
             if counter is not None:
                 counter.add_metric(list(labels), cumulative)
@@ -128,6 +149,14 @@ class HttpMetrics(Collector):
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         self.requests.observe(
             (route_label(request), method_label(request.method), status_class(status)), seconds
+        )
+
+    def exemplar(self, request: web.Request, status: int, seconds: float, trace_id: str) -> None:
+        """A sampled request's trace id on the latency bucket it falls in (common.telemetry)."""
+        self.requests.exemplar(
+            (route_label(request), method_label(request.method), status_class(status)),
+            seconds,
+            trace_id,
         )
 
 

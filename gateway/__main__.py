@@ -13,6 +13,7 @@ from gateway.app import create_app
 from gateway.cors import CorsPolicy
 from gateway.routes import RoutesError, lint, read_routes
 from gateway.settings import GatewaySettings
+from gateway.telemetry import instrument
 
 
 def lint_command(argv: list[str]) -> int:
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> None:
         settings = GatewaySettings.from_env(os.environ)
-        serve("gateway", create_app(settings), settings.server)
+        serve("gateway", create_app(settings), settings.server, instrument=instrument)
 
     # A broken routes file is a setting to fix: each of its problems on a line of its own.
     return guarded("python -m gateway", work, settings_errors=(RoutesError,))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
-from common.app_keys import IDENTITY, REQUEST_ID, TRACE
+from common.app_keys import IDENTITY, REQUEST_ID
 from common.context import user_id_var
 from common.errors import insufficient_scope, too_many_requests
 from gateway.assertion import UpstreamIdentity
@@ -101,7 +101,7 @@ class RouteHandler:
             upstream_head_fields(request.headers, forward_basic_auth=self.route.forward_basic_auth)
             + identity_fields
             + forwarded_fields
-            + f"X-Request-Id: {request[REQUEST_ID]}\r\ntraceparent: {request[TRACE].traceparent()}\r\n"
+            + f"X-Request-Id: {request[REQUEST_ID]}\r\n"  # traceparent: per attempt (gateway.proxy)
         )
         extra = decision.headers(self._policy) if decision is not None and self._policy else None
         return await self._proxy.forward(request, self.route, self._pool, fields, extra)

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from common.app_keys import TRACE
 from common.timestamps import EpochClock
 from common.errors import Problem
 from gateway.headers import ForwardedHeaders, response_headers
@@ -308,10 +309,12 @@ def _failed(pool: UpstreamPool, detail: str = "failed to answer") -> Problem:
 class _Outgoing:
     """What is sent upstream for one request, whichever replica takes it."""
 
-    __slots__ = ("method", "body", "chunked", "max_body_bytes", "timeout", "_line", "_tail")
+    __slots__ = ("method", "path", "traceparent", "body", "chunked", "max_body_bytes", "timeout",
+                 "_line", "_tail")
 
     def __init__(self, request: web.Request, route: RouteConfig, head_fields: str) -> None:
         self.method = request.method
+        self.traceparent = request[TRACE].traceparent()  # with tracing on, each attempt's own
         self.max_body_bytes = route.max_body_bytes
         self.timeout = route.timeout
         self.body: _StreamedBody | None = None
@@ -329,16 +332,20 @@ class _Outgoing:
             self.body = _StreamedBody(request, route.max_body_bytes)
         # The upstream path is the raw (still encoded) path the router matched, never the
         # absolute-form target's authority: only the chosen replica decides where it goes.
-        target = request.rel_url.raw_path
+        target = self.path = request.rel_url.raw_path
         query = request.rel_url.raw_query_string
         if query:
             target = f"{target}?{query}"
         self._line = f"{self.method} {target} HTTP/1.1\r\n"
         self._tail = f"{head_fields}{framing}\r\n"
 
-    def head(self, replica: Replica) -> bytes:
-        """The request head for `replica`, which names the Host it is asked for."""
-        return f"{self._line}Host: {replica.host_header}\r\n{self._tail}".encode("utf-8", "surrogateescape")
+    def head(self, replica: Replica, traceparent: str | None = None) -> bytes:
+        """The request head for `replica`, which names the Host it is asked for, and the
+        span the upstream continues (the request's, or the attempt's when traced)."""
+        return (
+            f"{self._line}Host: {replica.host_header}\r\n"
+            f"traceparent: {traceparent or self.traceparent}\r\n{self._tail}"
+        ).encode("utf-8", "surrogateescape")
 
 
 class Deadline:
@@ -361,7 +368,11 @@ class Deadline:
 
 
 class Proxy:
-    """Sends a routed request to its upstream pool and relays the answer."""
+    """Sends a routed request to its upstream pool and relays the answer.
+
+    With tracing on, gateway.telemetry wraps this instance's `_exchange` (one attempt) in a
+    span at start; with it off nothing is wrapped.
+    """
 
     def __init__(self, *, forwarded: ForwardedHeaders) -> None:
         self.forwarded = forwarded
@@ -459,7 +470,9 @@ class Proxy:
         return other
 
     @staticmethod
-    async def _exchange(replica: Replica, deadline: Deadline, outgoing: _Outgoing) -> Response:
+    async def _exchange(
+        replica: Replica, deadline: Deadline, outgoing: _Outgoing, traceparent: str | None = None
+    ) -> Response:
         connection = await replica.connections.acquire()
         if deadline.expired:
             connection.finish()
@@ -467,7 +480,7 @@ class Proxy:
         deadline.connection = connection
         try:
             return await connection.exchange(
-                outgoing.head(replica), outgoing.body.chunks() if outgoing.body is not None else None,
+                outgoing.head(replica, traceparent), outgoing.body.chunks() if outgoing.body is not None else None,
                 head_request=outgoing.method == "HEAD", chunked=outgoing.chunked,
             )
         except BaseException:

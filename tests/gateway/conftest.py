@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
@@ -52,6 +54,7 @@ async def make_gateway(aiohttp_client, aiohttp_server, tmp_path, keys, jwks_serv
         replicas: int = 1,
         routes: dict[str, Any] | None = None,
         upstreams: dict[str, list[str]] | None = None,
+        prepare: Callable[[web.Application], None] | None = None,
         **settings: Any,
     ) -> GatewayUnderTest:
         backends: dict[str, Any] = {}
@@ -74,6 +77,8 @@ async def make_gateway(aiohttp_client, aiohttp_server, tmp_path, keys, jwks_serv
             **settings,
         )
         app = create_app(config, registry=CollectorRegistry(), clock=clock)
+        if prepare is not None:
+            prepare(app)  # before it starts, as __main__ would (tracing's hooks)
         client = await aiohttp_client(app)
         await app[JWKS].refresh()
         return GatewayUnderTest(client, app, clock, jwks_server, keys, backends, log, upstreams)

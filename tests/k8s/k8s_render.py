@@ -13,12 +13,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
-# What the tests render: the two shipped overlays, and prod with the external sign-in
-# component as an operator would compose it (a kustomization kept with these tests).
+# What the tests render: the two shipped overlays, and prod with each component (external
+# sign-in, trace export) as an operator would compose it (kustomizations kept with these tests).
 OVERLAY_DIRS = {
     "dev": K8S / "overlays" / "dev",
     "prod": K8S / "overlays" / "prod",
     "external-signin": Path(__file__).parent / "overlays" / "external-signin",
+    "tracing": Path(__file__).parent / "overlays" / "tracing",
 }
 OVERLAYS = tuple(OVERLAY_DIRS)
 NAMESPACE = "passgate"

@@ -27,6 +27,10 @@ NEIGHBOURS = [
     pod("fake-prometheus", "default", {APP: "prometheus"}, "10.244.9.4", [Port(9090)]),
     pod("fake-gateway", "default", {APP: "gateway"}, "10.244.9.5", [Port(8080)]),
     pod("fake-ingress", "default", {APP: "ingress-nginx"}, "10.244.9.6", [Port(80)]),
+    # An OpenTelemetry collector (components/tracing), and one in the wrong namespace.
+    pod("otel-collector", "observability", {APP: "opentelemetry-collector"}, "10.244.9.9",
+        [Port(4318), Port(4317)]),
+    pod("fake-collector", "default", {APP: "opentelemetry-collector"}, "10.244.9.10", [Port(4318)]),
     # Any other pod in our namespace (a debug shell, a compromised sidecar-less job).
     pod("stranger", NAMESPACE, {APP: "debug"}, "10.244.9.7", [Port(8000)]),
 ]
@@ -73,6 +77,9 @@ INTENDED = {
 }
 # prod with external sign-in: auth, and nothing else, reaches the providers, on 443 only.
 INTENDED["external-signin"] = INTENDED["prod"] | {("auth", "ext:oidc-provider", 443, "TCP")}
+# prod with trace export: each component reaches the collector's OTLP/HTTP port, nothing more
+# (not its gRPC port, not a look-alike elsewhere); without the component, none reaches it.
+INTENDED["tracing"] = INTENDED["prod"] | {(app, "otel-collector", 4318, "TCP") for app in APPS}
 
 
 def our_pods(objects: list[dict]) -> list[Endpoint]:

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from common.telemetry import build_tracing
 from gateway.settings import GatewaySettings
 from services.auth.settings import AuthSettings
 from services.orders.settings import settings_from_env as orders_settings
@@ -73,6 +76,9 @@ def test_settings_accept_the_overlay_environment(overlay, component, tmp_path):
             assert secret.parent in places.values(), (provider["id"], "secret outside a mount")
             secret.write_text("placeholder-client-secret\n")
     settings = LOADERS[component](env)
+    # Traces: on with the tracing component only, and its variables accepted.
+    tracing = build_tracing(component, env, exporter=InMemorySpanExporter)
+    assert (tracing is not None) is (name == "tracing"), sorted(k for k in env if k.startswith("OTEL"))
     if component == "auth" and name == "external-signin":
         assert [p.id for p in settings.oidc.providers] == ["google"]
         assert settings.oidc.return_origins  # sign-ins return only to the CORS origins

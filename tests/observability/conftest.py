@@ -32,6 +32,7 @@ from tests.support.observability import (
     load_yaml,
     require_binary,
 )
+from tests.support.otlp_receiver import OtlpReceiver, running_receiver
 from tests.support.polling import poll
 from tests.support.stack import running_stack
 from tests.support.stack_settings import CHEAP_ARGON2
@@ -117,11 +118,21 @@ def drive_traffic(stack: Stack) -> Traffic:
 
 
 @pytest.fixture(scope="package")
-def obs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def otlp() -> Iterator[OtlpReceiver]:
+    """The OTLP/HTTP receiver every process of the stack exports its spans to."""
+    with running_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="package")
+def obs_stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterator[Stack]:
+    """The system with tracing on, as an operator turns it on: the standard OTEL_* variables
+    (every request sampled; batches sent every 200 ms so the tests need not wait long)."""
+    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
     config = StackConfig(
         data_dir=tmp_path_factory.mktemp("observability-stack"),
         ports=PortPlan.free(),
-        env={"auth": dict(CHEAP_ARGON2)},
+        env={"all": tracing, "auth": dict(CHEAP_ARGON2)},
     )
     with running_stack(config) as stack:
         yield stack
@@ -245,6 +256,7 @@ def prometheus(
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--storage.tsdb.retention.time=1h",
+                "--enable-feature=exemplar-storage",  # the latency buckets' trace ids
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -15,7 +15,6 @@ from tests.support.observability import (
     SCRAPE_SERIES,
     PrometheusApi,
     Traffic,
-    alert_rules,
     all_queries,
     dashboard_panels,
     exposed_names,
@@ -23,6 +22,7 @@ from tests.support.observability import (
     http,
     load_dashboard,
     metric_names,
+    rules,
     variable_query_metrics,
 )
 from tests.support.polling import poll
@@ -43,6 +43,7 @@ def test_every_query_parses_in_prometheus(prometheus: PrometheusApi) -> None:
 
 def test_every_metric_a_query_reads_is_exported(expositions: dict[str, str]) -> None:
     exported = set().union(*(exposed_names(text) for text in expositions.values()))
+    exported |= {rule["record"] for rule in rules() if "record" in rule}  # what the rules record
     missing = {}
     for where, expr in all_queries():
         unknown = metric_names(expr) - exported - SCRAPE_SERIES
@@ -126,17 +127,17 @@ def test_request_rate_and_auth_failures_via_the_query_api(
 
 
 def test_alert_rules_are_loaded_and_evaluate_cleanly(prometheus: PrometheusApi) -> None:
-    expected = {rule["alert"] for rule in alert_rules()}
+    expected = {rule.get("alert") or rule["record"] for rule in rules()}  # SLO records too
 
     def evaluated() -> list[dict] | None:
         status, answer = prometheus.call("/api/v1/rules")
         assert status == 200, answer
-        rules = [rule for group in answer["data"]["groups"] for rule in group["rules"]]
-        return rules if rules and all(rule["health"] != "unknown" for rule in rules) else None
+        found = [rule for group in answer["data"]["groups"] for rule in group["rules"]]
+        return found if found and all(rule["health"] != "unknown" for rule in found) else None
 
-    rules = poll(evaluated, timeout=20, what="every alert rule to be evaluated")
-    assert {rule["name"] for rule in rules} == expected
-    unhealthy = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] != "ok"}
+    loaded = poll(evaluated, timeout=20, what="every alert rule to be evaluated")
+    assert {rule["name"] for rule in loaded} == expected
+    unhealthy = {rule["name"]: rule.get("lastError") for rule in loaded if rule["health"] != "ok"}
     assert not unhealthy
 
 

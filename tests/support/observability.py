@@ -87,8 +87,13 @@ def load_dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text())
 
 
-def alert_rules() -> list[dict[str, Any]]:
+def rules() -> list[dict[str, Any]]:
+    """Every rule of alerts.yaml: the alerts and the recording rules they build on."""
     return [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for rule in rules() if "alert" in rule]
 
 
 def dashboard_panels(dashboard: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -108,8 +113,10 @@ def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
 
 def all_queries() -> list[tuple[str, str]]:
     """Every PromQL expression the deploy/ artifacts hold: dashboard panels, then alert rules."""
-    rules = [(f"alert {rule['alert']}", rule["expr"]) for rule in alert_rules()]
-    return dashboard_queries(load_dashboard()) + rules
+    return dashboard_queries(load_dashboard()) + [
+        (f"alert {rule['alert']}" if "alert" in rule else f"rule {rule['record']}", rule["expr"])
+        for rule in rules()
+    ]
 
 
 def grafana_to_promql(expr: str) -> str:
