@@ -9,7 +9,7 @@ is the plain pipeline, so the HTTP path pays nothing for this).
   relay.py       the upstream leg on a replica of the route's pool, and the two pumps
                  between the sockets with their limits (size, idle, token lifetime, counts)
   metrics.py     open sockets, messages and bytes relayed, closes and refusals by reason
-  settings.py    the gateway-wide limits (PASSGATE_WEBSOCKET_*)
+  settings.py    the gateway-wide limits: idle timeout, sockets per gateway and per caller
 """
 
 from gateway.websocket.handshake import SUBPROTOCOL, WebSocketRoute
