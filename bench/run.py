@@ -47,6 +47,7 @@ from bench.scenarios import (
     session,
     storm,
     token_bytes,
+    websocket,
 )
 from devstack.processes import ManagedProcess, free_port
 from devstack.stack import ROOT, PortPlan, Stack, StackConfig
@@ -481,6 +482,7 @@ SEQUENCE: tuple[tuple[str, Callable[[Bench], Awaitable[Figures]]], ...] = (
     ("cache-off", cache_off.run),
     ("tokens", token_bytes.run),
     ("assertion", assertion.run),
+    ("websocket", websocket.run),
     ("haproxy", haproxy.run),
     ("nginx", nginx.run),
     ("floor", floor.run),
