@@ -14,9 +14,16 @@ import json
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
+from aiohttp.test_utils import make_mocked_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from common.errors import Problem
+from gateway.routes import RoutesError, load_routes, parse_routes
 from gateway.websocket import WebSocketSettings
+from gateway.websocket.handshake import check_shape, is_upgrade, offered_token
 from tests.support.gateway_under_test import BACKEND_STATE
+from tests.support.stack_settings import PACKAGED_ROUTES
 
 PATH = "/orders/stream"
 ORIGIN = "http://app.test"
@@ -302,3 +309,55 @@ async def _until(condition, seconds: float = 10.0) -> None:
     async with asyncio.timeout(seconds):
         while not condition():
             await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"methods": ["POST"]}, "a WebSocket handshake is a GET"),
+        ({"auth": "public"}, "a public route has none"),
+        ({"websocket": "yes"}, "websocket"),
+    ],
+)
+def test_the_routes_file_refuses_a_websocket_route_that_cannot_work(fields, message) -> None:
+    spec = {"name": "stream", "path": "/stream", "methods": ["GET"], "upstream": "orders",
+            "websocket": True, **fields}
+    document = {"scopes": [], "upstreams": {"orders": {"replicas": ["http://127.0.0.1:1"]}}, "routes": [spec]}
+    with pytest.raises(RoutesError) as refused:
+        parse_routes(document, source="test.yaml", overrides={})
+    assert message in str(refused.value)
+
+
+def test_routes_are_not_websockets_unless_they_say_so() -> None:
+    table = load_routes(PACKAGED_ROUTES)
+    assert [route.name for route in table.routes if route.websocket] == ["orders-stream"]
+
+
+_HEADER_VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    upgrade=st.sampled_from(["websocket", "WebSocket", "websocket, h2c"]),
+    connection=st.one_of(st.none(), st.sampled_from(["Upgrade", "keep-alive, Upgrade", "close"]), _HEADER_VALUE),
+    version=st.one_of(st.none(), st.sampled_from(["13", "8", "13, 8"]), _HEADER_VALUE),
+    key=st.one_of(st.none(), st.just(KEY), _HEADER_VALUE),
+    protocol=st.one_of(st.none(), st.sampled_from(["passgate.v1", "passgate.v1, bearer.a.b.c", "bearer."]),
+                       _HEADER_VALUE),
+)
+def test_any_handshake_headers_are_accepted_or_refused_with_400(upgrade, connection, version, key, protocol) -> None:
+    """The checks before the token, on any header values: a pass or a 400 problem, never
+    another error (which would be a 500)."""
+    fields = {"Upgrade": upgrade, "Connection": connection, "Sec-WebSocket-Version": version,
+              "Sec-WebSocket-Key": key, "Sec-WebSocket-Protocol": protocol}
+    request = make_mocked_request(
+        "GET", PATH, headers={name: value for name, value in fields.items() if value is not None}
+    )
+    assert is_upgrade(request)
+    try:
+        offered_token(request)
+        check_shape(request)
+    except Problem as problem:
+        assert problem.status == 400
+        return
+    assert version == "13" and key == KEY and "upgrade" in connection.lower()
