@@ -22,7 +22,8 @@ Then, in order:
   7.4.1), in either direction.
 - one sweeper per gateway, every second, closes sockets whose token has expired (4001,
   "token expired": the client reconnects with a fresh token) or that relayed nothing
-  either way for `idle_timeout_seconds` (4002), and moves the per-socket tallies into
+  either way for `idle_timeout_seconds` (4002), pings clients quiet for PING_SECONDS,
+  and moves the per-socket tallies into
   the Prometheus counters (a counter increment per message would cost more than the
   relaying itself: a tally is two integer additions).
 
@@ -56,6 +57,7 @@ _LOGGER = logging.getLogger(__name__)
 TOKEN_EXPIRED = 4001
 IDLE = 4002
 CLOSE_TIMEOUT_SECONDS = 2.0  # how long a close frame waits for the peer's
+PING_SECONDS = 30.0  # a quiet client is pinged this often (intermediaries cut silent sockets)
 MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125 (RFC 6455 5.5)
 _RELAYED = (WSMsgType.TEXT, WSMsgType.BINARY)
 # Close codes an endpoint may not send (RFC 6455 7.4.1: 1005, 1006 and 1015 only report).
@@ -78,7 +80,7 @@ class _Socket:
     """One relayed socket: both legs, its end of life, its tallies."""
 
     __slots__ = ("client", "upstream", "caller", "valid_until", "to_upstream", "to_client",
-                 "stop", "last_count", "active_at")
+                 "stop", "last_count", "active_at", "pinged_at")
 
     def __init__(
         self,
@@ -98,6 +100,7 @@ class _Socket:
         self.stop: asyncio.Future[tuple[int, str, str]] = asyncio.get_running_loop().create_future()
         self.last_count = 0
         self.active_at = now
+        self.pinged_at = now
 
     def end(self, code: int, text: str, reason: str) -> None:
         if not self.stop.done():
@@ -124,6 +127,7 @@ class Relay:
         self._reserved = 0
         self._sweep_seconds = min(1.0, settings.idle_timeout_seconds / 4)
         self._session: aiohttp.ClientSession | None = None
+        self._pings: set[asyncio.Task[None]] = set()
 
     async def running(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: the client session of the upstream legs, and the sweeper."""
@@ -325,15 +329,27 @@ class Relay:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_seconds)
-            now, idle_before = self._clock(), self._now() - self._settings.idle_timeout_seconds
+            now, mono = self._clock(), self._now()
+            idle_before = mono - self._settings.idle_timeout_seconds
             for socket in list(self._sockets):
                 count = self._flush(socket)
                 if count != socket.last_count:
-                    socket.last_count, socket.active_at = count, self._now()
+                    socket.last_count, socket.active_at = count, mono
                 if now >= socket.valid_until:
                     socket.end(TOKEN_EXPIRED, "token expired", "token_expired")
                 elif socket.active_at < idle_before:
                     socket.end(IDLE, "idle timeout", "idle")
+                elif mono - max(socket.active_at, socket.pinged_at) >= PING_SECONDS:
+                    socket.pinged_at = mono
+                    self._ping(socket.client)
+
+    def _ping(self, client: web.WebSocketResponse) -> None:
+        """A ping to a client quiet for PING_SECONDS: load balancers and ingress proxies
+        cut connections silent for about a minute (ingress-nginx and AWS ALB: 60 s).
+        Pings are not messages: they do not count against the idle timeout."""
+        task = asyncio.create_task(client.ping())
+        self._pings.add(task)
+        task.add_done_callback(self._pings.discard)
 
     def _flush(self, socket: _Socket) -> int:
         """Move what the socket relayed since the last flush into the counters; return

@@ -361,3 +361,16 @@ def test_any_handshake_headers_are_accepted_or_refused_with_400(upgrade, connect
         assert problem.status == 400
         return
     assert version == "13" and key == KEY and "upgrade" in connection.lower()
+
+
+async def test_a_quiet_client_is_pinged_so_intermediaries_keep_the_socket(gateway, monkeypatch):
+    from gateway.websocket import relay
+
+    monkeypatch.setattr(relay, "PING_SECONDS", 0.5)
+    socket, _ = await _open(gateway, headers=gateway.bearer(), autoping=False)
+    message = await asyncio.wait_for(socket.receive(), 10)
+    assert message.type is WSMsgType.PING
+    await socket.pong(message.data)
+    await socket.send_str("still relayed")
+    assert (await socket.receive()).data == "still relayed"
+    await socket.close()
