@@ -47,7 +47,11 @@ def _tokens(request: web.Request, name: str) -> list[str]:
 
 
 def is_upgrade(request: web.Request) -> bool:
-    return any(token.lower() == "websocket" for token in _tokens(request, hdrs.UPGRADE))
+    """A WebSocket handshake: a GET asking to upgrade to websocket (RFC 6455 4.1); a HEAD
+    or anything else with the field is proxied as HTTP, which drops Upgrade."""
+    return request.method == hdrs.METH_GET and any(
+        token.lower() == "websocket" for token in _tokens(request, hdrs.UPGRADE)
+    )
 
 
 def offers_subprotocol(request: web.Request) -> bool:

@@ -193,6 +193,16 @@ async def test_a_plain_get_on_a_websocket_route_is_proxied_as_http(gateway):
     assert body["raw_path"] == PATH and body["method"] == "GET"
 
 
+async def test_a_head_asking_for_an_upgrade_is_proxied_as_http_without_it(gateway):
+    response = await gateway.client.head(
+        PATH, headers={**gateway.bearer(), "Upgrade": "websocket", "Connection": "Upgrade",
+                       "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": KEY},
+    )
+    assert response.status == 200
+    assert gateway.log[-1]["method"] == "HEAD"
+    assert "upgrade" not in {name.lower() for name, _ in gateway.log[-1]["headers"]}
+
+
 async def test_a_message_over_the_routes_limit_closes_with_1009_either_way(make_gateway):
     gateway = await make_gateway(routes={"orders_stream": {"max_body_bytes": 1024}})
     socket, _ = await _open(gateway, headers=gateway.bearer())
