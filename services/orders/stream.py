@@ -25,8 +25,10 @@ import asyncio
 import datetime as dt
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import ClientConnectionResetError, WSMsgType, web
+from sqlalchemy import exc
 
+from common.db import DRIVER_UNAVAILABLE_ERRORS
 from common.errors import Problem
 from common.identity import require_identity
 from services.orders.app_keys import REPOSITORY
@@ -84,10 +86,12 @@ async def stream_orders(request: web.Request) -> web.StreamResponse:
             for order in await changes.poll():
                 await socket.send_json({"type": "order", "order": order.to_json()})
             await asyncio.wait({closed}, timeout=POLL_SECONDS)
-    except (ConnectionError, RuntimeError):
+    except ClientConnectionResetError:
         pass  # the client went while a change was being sent
-    except Exception:  # noqa: BLE001 - the database went away; the client reconnects
-        _LOGGER.warning("order stream stopped: its poll failed", exc_info=True)
+    except (exc.DBAPIError, exc.TimeoutError, *DRIVER_UNAVAILABLE_ERRORS) as error:
+        # The database went away (common.db answers HTTP requests 503 then): end the
+        # stream with 1011; the client reconnects and lists what it missed.
+        _LOGGER.warning("order stream stopped: database unavailable: %s", type(error).__name__)
         await socket.close(code=1011, message=b"orders unavailable")
     finally:
         closed.cancel()

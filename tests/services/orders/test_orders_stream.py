@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from devstack.processes import free_port
 from services.orders.app import create_app
 
 ORDER = {"items": [{"sku": "BOOK-42", "quantity": 1, "unit_price_cents": 1250}]}
@@ -77,3 +78,16 @@ async def test_a_plain_get_of_the_stream_is_426(replicas, headers) -> None:
     assert response.status == 426
     assert response.headers["Content-Type"] == "application/problem+json"
     assert response.headers["Upgrade"] == "websocket"
+
+
+async def test_a_database_it_cannot_reach_ends_the_stream_with_1011(
+    aiohttp_client, make_orders_settings, headers
+) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/passgate"
+    client = await aiohttp_client(
+        create_app(make_orders_settings(url, migrate_on_start=False), registry=CollectorRegistry())
+    )
+    stream = await client.ws_connect("/orders/stream", headers=headers.user(str(uuid.uuid4())))
+    assert await asyncio.wait_for(stream.receive_json(), 15) == {"type": "ready"}
+    closing = await asyncio.wait_for(stream.receive(), 30)
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 1011)
