@@ -20,8 +20,9 @@ Then, in order:
   flow control pushes back on the sender: memory per socket stays bounded by the buffers.
   A message longer than the route's max_body_bytes closes the socket with 1009 (RFC 6455
   7.4.1), in either direction.
-- one sweeper per gateway, every second, closes sockets whose token has expired (4001,
-  "token expired": the client reconnects with a fresh token) or that relayed nothing
+- one sweeper per gateway, every second, closes sockets whose token has expired or whose
+  signing key left auth's key set (4001, "token expired": the client reconnects with a
+  fresh token), or that relayed nothing
   either way for `idle_timeout_seconds` (4002), pings clients quiet for PING_SECONDS,
   and moves the per-socket tallies into
   the Prometheus counters (a counter increment per message would cost more than the
@@ -43,11 +44,12 @@ from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
 from common.errors import Problem, too_many_requests
 from common.timestamps import EpochClock
-from gateway.app_keys import VERIFIER
+from gateway.app_keys import JWKS, VERIFIER
+from gateway.jwks import JwksClient
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import UpstreamPool
 from gateway.routes import RouteConfig
-from gateway.verification import authenticate
+from gateway.verification import Verified, authenticate
 from gateway.websocket.handshake import SUBPROTOCOL, offers_subprotocol
 from gateway.websocket.metrics import WebSocketMetrics
 from gateway.websocket.settings import WebSocketSettings
@@ -79,21 +81,22 @@ class _Tally:
 class _Socket:
     """One relayed socket: both legs, its end of life, its tallies."""
 
-    __slots__ = ("client", "upstream", "caller", "valid_until", "to_upstream", "to_client",
-                 "stop", "last_count", "active_at", "pinged_at")
+    __slots__ = ("client", "upstream", "caller", "valid_until", "kid", "to_upstream",
+                 "to_client", "stop", "last_count", "active_at", "pinged_at")
 
     def __init__(
         self,
         client: web.WebSocketResponse,
         upstream: aiohttp.ClientWebSocketResponse,
         caller: str,
-        valid_until: float,
+        verified: Verified,
         now: float,
     ) -> None:
         self.client = client
         self.upstream = upstream
         self.caller = caller
-        self.valid_until = valid_until
+        self.valid_until = verified.valid_until
+        self.kid = verified.kid
         self.to_upstream = _Tally()
         self.to_client = _Tally()
         # Resolved with (close code, text, reason label) when the gateway ends the socket.
@@ -128,6 +131,7 @@ class Relay:
         self._sweep_seconds = min(1.0, settings.idle_timeout_seconds / 4)
         self._session: aiohttp.ClientSession | None = None
         self._pings: set[asyncio.Task[None]] = set()
+        self._jwks: JwksClient | None = None  # the app's, once the first handshake is seen
 
     async def running(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: the client session of the upstream legs, and the sweeper."""
@@ -163,6 +167,7 @@ class Relay:
         # The token's end, from the verified-token cache entry the pipeline just made
         # (a lookup; the pipeline keeps only the identity on the request).
         verified = await authenticate(request, request.app[VERIFIER], self._gateway_metrics)
+        self._jwks = request.app[JWKS]
         caller = verified.identity.subject
         self._reserve(caller)
         try:
@@ -181,7 +186,7 @@ class Relay:
             except BaseException:
                 await upstream.close(code=WSCloseCode.GOING_AWAY)
                 raise
-            socket = _Socket(client, upstream, caller, verified.valid_until, self._now())
+            socket = _Socket(client, upstream, caller, verified, self._now())
             self._sockets.add(socket)
             self.metrics.open.inc()
             try:
@@ -335,13 +340,18 @@ class Relay:
                 count = self._flush(socket)
                 if count != socket.last_count:
                     socket.last_count, socket.active_at = count, mono
-                if now >= socket.valid_until:
+                if now >= socket.valid_until or not self._key_usable(socket.kid, now):
                     socket.end(TOKEN_EXPIRED, "token expired", "token_expired")
                 elif socket.active_at < idle_before:
                     socket.end(IDLE, "idle timeout", "idle")
                 elif mono - max(socket.active_at, socket.pinged_at) >= PING_SECONDS:
                     socket.pinged_at = mono
                     self._ping(socket.client)
+
+    def _key_usable(self, kid: str, now: float) -> bool:
+        """Whether the token's signing key is still published: a key withdrawn from auth's
+        key set (a compromised key) ends its sockets as it ends its tokens' requests."""
+        return self._jwks is None or self._jwks.usable(kid, now)
 
     def _ping(self, client: web.WebSocketResponse) -> None:
         """A ping to a client quiet for PING_SECONDS: load balancers and ingress proxies

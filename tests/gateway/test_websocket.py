@@ -384,3 +384,20 @@ async def test_a_quiet_client_is_pinged_so_intermediaries_keep_the_socket(gatewa
     await socket.send_str("still relayed")
     assert (await socket.receive()).data == "still relayed"
     await socket.close()
+
+
+async def test_a_socket_ends_when_its_tokens_key_is_withdrawn(gateway):
+    from gateway.app_keys import JWKS
+
+    socket, _ = await _open(gateway, headers=gateway.bearer())
+    gateway.jwks.keys = [gateway.keys["k2"]]  # auth withdrew k1, say after a compromise
+    await gateway.app[JWKS].refresh()
+    closing = await asyncio.wait_for(socket.receive(), 10)
+    assert (closing.type, closing.data) == (WSMsgType.CLOSE, 4001)
+
+
+async def test_a_stopping_gateway_says_going_away(gateway):
+    socket, _ = await _open(gateway, headers=gateway.bearer())
+    await gateway.app.on_shutdown.send(gateway.app)  # what the server does first on SIGTERM
+    closing = await asyncio.wait_for(socket.receive(), 10)
+    assert (closing.type, closing.data, closing.extra) == (WSMsgType.CLOSE, 1001, "gateway shutting down")
