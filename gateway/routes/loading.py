@@ -222,7 +222,9 @@ class _Builder:
         if websocket and "GET" not in methods:
             self.fail(where, "websocket: a WebSocket handshake is a GET (RFC 6455 4.1); list GET")
         if websocket and public:
-            self.fail(where, "websocket: a socket lives as long as its token; a public route has none")
+            self.fail(
+                where, "websocket: a socket lives as long as its token; a public route has none"
+            )
         settings = {
             key: spec[key] if key in spec else defaults.get(key, schema.default("route", key))
             for key in _ROUTE_DEFAULT_KEYS

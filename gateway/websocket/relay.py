@@ -232,10 +232,9 @@ class Relay:
         assert self._session is not None, "the relay runs inside the app's cleanup context"
         # The pipeline's header lines, less the client's own handshake fields: the client
         # makes its own key and version, and the subprotocol offer may hold the token.
+        lines = (line.partition(": ") for line in head_fields.split("\r\n") if line)
         headers = [
-            (name, value)
-            for name, _, value in (line.partition(": ") for line in head_fields.split("\r\n") if line)
-            if not name.lower().startswith("sec-websocket-")
+            (name, value) for name, _, value in lines if not name.lower().startswith("sec-websocket-")
         ]
         target = request.rel_url.raw_path
         if request.rel_url.raw_query_string:
@@ -259,7 +258,8 @@ class Relay:
                 self.metrics.refused["upstream"].inc()
                 status = refused.status if 400 <= refused.status < 500 else 502
                 raise Problem(
-                    status, f"upstream {pool.name!r} refused the WebSocket handshake ({refused.status})",
+                    status,
+                    f"upstream {pool.name!r} refused the WebSocket handshake ({refused.status})",
                     kind="upstream-refused-websocket",
                 ) from None
             except TimeoutError:
@@ -365,7 +365,8 @@ class Relay:
         """Move what the socket relayed since the last flush into the counters; return
         every message it ever relayed (the sweeper's sign of activity)."""
         total = 0
-        for direction, tally in (("to_upstream", socket.to_upstream), ("to_client", socket.to_client)):
+        tallies = (("to_upstream", socket.to_upstream), ("to_client", socket.to_client))
+        for direction, tally in tallies:
             if tally.messages != tally.flushed_messages:
                 self.metrics.messages[direction].inc(tally.messages - tally.flushed_messages)
                 self.metrics.bytes[direction].inc(tally.bytes - tally.flushed_bytes)

@@ -13,7 +13,7 @@ import json
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 from aiohttp.test_utils import make_mocked_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -401,3 +401,21 @@ async def test_a_stopping_gateway_says_going_away(gateway):
     await gateway.app.on_shutdown.send(gateway.app)  # what the server does first on SIGTERM
     closing = await asyncio.wait_for(socket.receive(), 10)
     assert (closing.type, closing.data, closing.extra) == (WSMsgType.CLOSE, 1001, "gateway shutting down")
+
+
+async def test_an_upstream_refusing_the_handshake_is_answered_before_any_upgrade(make_gateway, aiohttp_server):
+    async def refuse(request):
+        if request.path == "/readyz":
+            return web.Response()
+        return web.Response(status=403, text="not for you")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    gateway = await make_gateway(upstreams={"auth": [url], "users": [url], "orders": [url]})
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await gateway.client.ws_connect(PATH, headers=gateway.bearer())
+    assert refused.value.status == 403
+    assert gateway.metric("gateway_websocket_refused_total", {"reason": "upstream"}) == 1
+    assert gateway.metric("gateway_websocket_connections") == 0
