@@ -419,3 +419,12 @@ async def test_an_upstream_refusing_the_handshake_is_answered_before_any_upgrade
     assert refused.value.status == 403
     assert gateway.metric("gateway_websocket_refused_total", {"reason": "upstream"}) == 1
     assert gateway.metric("gateway_websocket_connections") == 0
+
+
+async def test_the_routes_rate_limit_applies_to_handshakes(make_gateway):
+    gateway = await make_gateway(routes={"orders_stream": {"rate_limit": {"requests": 1, "per": 60}}})
+    socket, _ = await _open(gateway, headers=gateway.bearer())
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await gateway.client.ws_connect(PATH, headers=gateway.bearer())
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"]
+    await socket.close()
