@@ -22,11 +22,10 @@ Then, in order:
   7.4.1), in either direction.
 - one sweeper per gateway, every second, closes sockets whose token has expired or whose
   signing key left auth's key set (4001, "token expired": the client reconnects with a
-  fresh token), or that relayed nothing
-  either way for `idle_timeout_seconds` (4002), pings clients quiet for PING_SECONDS,
-  and moves the per-socket tallies into
-  the Prometheus counters (a counter increment per message would cost more than the
-  relaying itself: a tally is two integer additions).
+  fresh token) or that relayed nothing either way for `idle_timeout_seconds` (4002),
+  pings clients quiet for PING_SECONDS, and moves the per-socket tallies into the
+  Prometheus counters (a counter increment per message would cost more than the relaying
+  itself: a tally is two integer additions).
 
 Close codes a peer sends pass through to the other side; an abnormal end (1005, 1006, a
 broken connection) becomes 1011 towards the client and 1001 towards the upstream.
