@@ -1,8 +1,10 @@
 // The live order stream: GET /orders/stream through the gateway, as a WebSocket.
-// Each message is {"type": "ready"} once, then {"type": "order", "order": {...}} per order
-// placed or cancelled by this user, from this page or any other client. The gateway closes
-// the socket with 4001 when the access token expires and 4002 when it was idle: the page
-// opens a new one (with a fresh token); any other end is retried with a growing delay.
+// Each message is {"type": "ready", "cursor"} once, then {"type": "order", "order", "cursor"}
+// per order placed or cancelled by this user, from this page or any other client. The
+// gateway closes the socket with 4001 when the access token expires and 4002 when it was
+// idle: the page opens a new one (with a fresh token) at once; any other end is retried with
+// a growing delay. A new socket resumes from the last cursor (?since=), so nothing changed
+// in between is missed; a change seen twice across the seam is shown once.
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30000;
@@ -13,6 +15,8 @@ export class OrderStream {
   #wanted = false;
   #retryMs = RETRY_MIN_MS;
   #timer = null;
+  #cursor = null; // where a new socket resumes
+  #seen = new Map(); // order id -> the last status shown
 
   /** onState(state: "connecting" | "live" | "offline", detail), onOrder(order). */
   constructor(session, { onState, onOrder }) {
@@ -23,6 +27,8 @@ export class OrderStream {
 
   start() {
     this.#wanted = true;
+    this.#cursor = null;
+    this.#seen.clear();
     if (!this.#socket) this.#open();
   }
 
@@ -39,7 +45,8 @@ export class OrderStream {
     this.onState("connecting", "");
     let socket;
     try {
-      socket = await this.session.socket("/orders/stream");
+      const path = this.#cursor ? `/orders/stream?since=${encodeURIComponent(this.#cursor)}` : "/orders/stream";
+      socket = await this.session.socket(path);
     } catch (error) {
       this.#retry(`no token (${error.message ?? error})`);
       return;
@@ -70,10 +77,12 @@ export class OrderStream {
     } catch {
       return;
     }
+    if (typeof message.cursor === "string") this.#cursor = message.cursor;
     if (message.type === "ready") {
       this.#retryMs = RETRY_MIN_MS;
       this.onState("live", "");
-    } else if (message.type === "order" && message.order) {
+    } else if (message.type === "order" && message.order && this.#seen.get(message.order.id) !== message.order.status) {
+      this.#seen.set(message.order.id, message.order.status);
       this.onOrder(message.order);
     }
   }

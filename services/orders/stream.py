@@ -1,9 +1,12 @@
 """GET /orders/stream: the caller's order changes as they happen, over a WebSocket.
 
 Only the caller's own orders: the owner is the identity the gateway asserted at the
-handshake, as for every other handler. The first message is `{"type": "ready"}` (changes
-from then on are sent); each change after it is `{"type": "order", "order": {...}}`, the
-order as GET /orders/{id} answers it (status `placed` or `cancelled`).
+handshake, as for every other handler. The first message is `{"type": "ready", "cursor":
+...}` (changes from then on are sent); each change after it is `{"type": "order",
+"order": {...}, "cursor": ...}`, the order as GET /orders/{id} answers it (status `placed`
+or `cancelled`). A client that reconnects (its token expired, the socket was idle) passes
+the last cursor it got as `?since=`, and gets the changes it would otherwise have missed
+in between (some perhaps again: it keeps the last status it saw per order).
 
 How a change made through another replica reaches this socket: each open stream asks the
 database for the caller's orders changed since its cursor, every POLL_SECONDS. The
@@ -31,6 +34,8 @@ from sqlalchemy import exc
 from common.db import DRIVER_UNAVAILABLE_ERRORS
 from common.errors import Problem
 from common.identity import require_identity
+from common.timestamps import rfc3339
+from common.validation import invalid_request
 from services.orders.app_keys import REPOSITORY
 from services.orders.handlers import owner_of
 from services.orders.models import Order
@@ -40,23 +45,24 @@ _LOGGER = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 OVERLAP_SECONDS = 5.0
+MAX_RESUME_SECONDS = 300.0  # how far back a reconnecting client may ask to resume
 MAX_CLIENT_MESSAGE = 1024  # the stream reads nothing from the client but its close
 
 
 class OrderChanges:
-    """The caller's changes not yet sent, since the stream began."""
+    """The caller's changes not yet sent, after `since`."""
 
-    def __init__(self, repository: OrderRepository, owner: str) -> None:
+    def __init__(self, repository: OrderRepository, owner: str, since: dt.datetime) -> None:
         self._repository = repository
         self._owner = owner
-        self._started = self._cursor = repository.clock()
+        self._floor = self.cursor = since
         self._sent: dict[str, tuple[str, dt.datetime]] = {}  # order id -> (status, changed at)
 
     async def poll(self) -> list[Order]:
         now = self._repository.clock()
-        since = max(self._started, self._cursor - dt.timedelta(seconds=OVERLAP_SECONDS))
+        since = max(self._floor, self.cursor - dt.timedelta(seconds=OVERLAP_SECONDS))
         found = await self._repository.changed_since(self._owner, since)
-        self._cursor = now
+        self.cursor = now
         fresh = []
         for order in found:
             changed_at = order.cancelled_at or order.created_at
@@ -68,6 +74,27 @@ class OrderChanges:
         return fresh
 
 
+def _resume_from(request: web.Request, now: dt.datetime) -> dt.datetime:
+    """Where the stream starts: now, or for `?since=<a cursor this stream sent>` (a client
+    reconnecting) that cursor, less the look-back (late commits; a client may see a change
+    twice, never miss one), and never more than MAX_RESUME_SECONDS back."""
+    values = request.query.getall("since", [])
+    if not values:
+        return now
+    try:
+        if len(values) > 1:
+            raise ValueError("given more than once")
+        since = dt.datetime.fromisoformat(values[0])
+        if since.tzinfo is None:
+            raise ValueError("no time zone")
+    except ValueError:
+        raise invalid_request(
+            [{"pointer": "/since", "detail": "a cursor from this stream (an RFC 3339 time), once"}]
+        ) from None
+    earliest = now - dt.timedelta(seconds=MAX_RESUME_SECONDS)
+    return min(now, max(earliest, since - dt.timedelta(seconds=OVERLAP_SECONDS)))
+
+
 async def stream_orders(request: web.Request) -> web.StreamResponse:
     identity = require_identity(request, scope="orders:read")
     owner = owner_of(identity)
@@ -77,14 +104,17 @@ async def stream_orders(request: web.Request) -> web.StreamResponse:
             426, "GET /orders/stream is a WebSocket: open it with Upgrade: websocket",
             kind="websocket-required", headers={"Upgrade": "websocket", "Connection": "Upgrade"},
         )
-    changes = OrderChanges(request.app[REPOSITORY], owner)
+    repository = request.app[REPOSITORY]
+    changes = OrderChanges(repository, owner, _resume_from(request, repository.clock()))
     await socket.prepare(request)
-    await socket.send_json({"type": "ready"})
+    await socket.send_json({"type": "ready", "cursor": rfc3339(changes.cursor)})
     closed = asyncio.create_task(_until_closed(socket))
     try:
         while not closed.done():
             for order in await changes.poll():
-                await socket.send_json({"type": "order", "order": order.to_json()})
+                await socket.send_json(
+                    {"type": "order", "order": order.to_json(), "cursor": rfc3339(changes.cursor)}
+                )
             await asyncio.wait({closed}, timeout=POLL_SECONDS)
     except ClientConnectionResetError:
         pass  # the client went while a change was being sent

@@ -28,9 +28,16 @@ async def replicas(aiohttp_client, database_url, make_orders_settings):
     ]
 
 
+async def _ready(stream: aiohttp.ClientWebSocketResponse) -> str:
+    """The stream's first message; its cursor."""
+    message = await asyncio.wait_for(stream.receive_json(), 15)
+    assert message["type"] == "ready" and set(message) == {"type", "cursor"}
+    return message["cursor"]
+
+
 async def _next_order(stream: aiohttp.ClientWebSocketResponse) -> dict:
     message = await asyncio.wait_for(stream.receive_json(), 15)
-    assert message["type"] == "order"
+    assert message["type"] == "order" and message["cursor"]
     return message["order"]
 
 
@@ -38,7 +45,7 @@ async def test_a_stream_on_one_replica_sees_changes_made_through_another(replica
     first, second = replicas
     me, someone = headers.user(str(uuid.uuid4())), headers.user(str(uuid.uuid4()))
     stream = await second.ws_connect("/orders/stream", headers=me)
-    assert await asyncio.wait_for(stream.receive_json(), 15) == {"type": "ready"}
+    await _ready(stream)
     await first.post("/orders", json={**ORDER, "note": "not mine"}, headers=someone)
     placed = await (await first.post("/orders", json=ORDER, headers=me)).json()
     seen = await _next_order(stream)
@@ -56,10 +63,31 @@ async def test_orders_placed_before_the_stream_opened_are_not_replayed(replicas,
     me = headers.user(str(uuid.uuid4()))
     await first.post("/orders", json=ORDER, headers=me)
     stream = await second.ws_connect("/orders/stream", headers=me)
-    assert await asyncio.wait_for(stream.receive_json(), 15) == {"type": "ready"}
+    await _ready(stream)
     placed = await (await first.post("/orders", json=ORDER, headers=me)).json()
     assert (await _next_order(stream))["id"] == placed["id"]
     await stream.close()
+
+
+async def test_a_reconnecting_client_resumes_from_its_cursor(replicas, headers) -> None:
+    first, second = replicas
+    me = headers.user(str(uuid.uuid4()))
+    stream = await second.ws_connect("/orders/stream", headers=me)
+    cursor = await _ready(stream)
+    await stream.close()
+    missed = await (await first.post("/orders", json=ORDER, headers=me)).json()
+    resumed = await first.ws_connect("/orders/stream", params={"since": cursor}, headers=me)
+    await _ready(resumed)
+    assert (await _next_order(resumed))["id"] == missed["id"]
+    await resumed.close()
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2026-01-01T00:00:00", ["2026-01-01T00:00:00Z"] * 2])
+async def test_a_cursor_that_is_not_one_is_400_before_the_upgrade(replicas, headers, since) -> None:
+    params = [("since", value) for value in (since if isinstance(since, list) else [since])]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await replicas[0].ws_connect("/orders/stream", params=params, headers=headers.user(str(uuid.uuid4())))
+    assert refused.value.status == 400
 
 
 async def test_the_stream_needs_an_identity_with_orders_read(replicas, headers) -> None:
@@ -88,6 +116,6 @@ async def test_a_database_it_cannot_reach_ends_the_stream_with_1011(
         create_app(make_orders_settings(url, migrate_on_start=False), registry=CollectorRegistry())
     )
     stream = await client.ws_connect("/orders/stream", headers=headers.user(str(uuid.uuid4())))
-    assert await asyncio.wait_for(stream.receive_json(), 15) == {"type": "ready"}
+    await _ready(stream)
     closing = await asyncio.wait_for(stream.receive(), 30)
     assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 1011)
