@@ -98,14 +98,15 @@ def _resume_from(request: web.Request, now: dt.datetime) -> dt.datetime:
 async def stream_orders(request: web.Request) -> web.StreamResponse:
     identity = require_identity(request, scope="orders:read")
     owner = owner_of(identity)
+    repository = request.app[REPOSITORY]
+    since = _resume_from(request, repository.clock())  # bad input is a 400, upgrade or not
     socket = web.WebSocketResponse(max_msg_size=MAX_CLIENT_MESSAGE)
     if not socket.can_prepare(request).ok:
         raise Problem(
             426, "GET /orders/stream is a WebSocket: open it with Upgrade: websocket",
             kind="websocket-required", headers={"Upgrade": "websocket", "Connection": "Upgrade"},
         )
-    repository = request.app[REPOSITORY]
-    changes = OrderChanges(repository, owner, _resume_from(request, repository.clock()))
+    changes = OrderChanges(repository, owner, since)
     await socket.prepare(request)
     await socket.send_json({"type": "ready", "cursor": rfc3339(changes.cursor)})
     closed = asyncio.create_task(_until_closed(socket))

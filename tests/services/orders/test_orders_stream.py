@@ -82,7 +82,7 @@ async def test_a_reconnecting_client_resumes_from_its_cursor(replicas, headers) 
     await resumed.close()
 
 
-@pytest.mark.parametrize("since", ["yesterday", "2026-01-01T00:00:00", ["2026-01-01T00:00:00Z"] * 2])
+@pytest.mark.parametrize("since", ["", "yesterday", "2026-01-01T00:00:00", ["2026-01-01T00:00:00Z"] * 2])
 async def test_a_cursor_that_is_not_one_is_400_before_the_upgrade(replicas, headers, since) -> None:
     params = [("since", value) for value in (since if isinstance(since, list) else [since])]
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
