@@ -48,6 +48,7 @@ from bench.scenarios import (
     storm,
     token_bytes,
     tracing,
+    websocket,
 )
 from devstack.processes import ManagedProcess, free_port
 from devstack.stack import ROOT, PortPlan, Stack, StackConfig
@@ -483,6 +484,7 @@ SEQUENCE: tuple[tuple[str, Callable[[Bench], Awaitable[Figures]]], ...] = (
     ("tokens", token_bytes.run),
     ("assertion", assertion.run),
     ("tracing", tracing.run),
+    ("websocket", websocket.run),
     ("haproxy", haproxy.run),
     ("nginx", nginx.run),
     ("floor", floor.run),

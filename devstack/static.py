@@ -12,6 +12,9 @@ from aiohttp import web
 def create_app(root: Path, gateway: str, origin: str) -> web.Application:
     app = web.Application()
     config = f"export const config = {json.dumps({'gateway': gateway, 'origin': origin})};\n"
+    # The live order stream is a WebSocket to the gateway: ws(s):// is a scheme of its own
+    # to connect-src, so the gateway is listed under both.
+    gateway_ws = "ws" + gateway.removeprefix("http")
 
     async def config_js(request: web.Request) -> web.Response:
         return web.Response(text=config, content_type="text/javascript")
@@ -28,7 +31,7 @@ def create_app(root: Path, gateway: str, origin: str) -> web.Application:
         # never land in a URL); Trusted Types make every string-to-markup sink (innerHTML,
         # document.write ...) throw, so server text can only ever be rendered as text.
         response.headers["Content-Security-Policy"] = (
-            f"default-src 'self'; connect-src 'self' {gateway}; object-src 'none'; "
+            f"default-src 'self'; connect-src 'self' {gateway} {gateway_ws}; object-src 'none'; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
             "require-trusted-types-for 'script'; trusted-types 'none'"
         )

@@ -7,6 +7,7 @@ import { byId, h, replace, show } from "./dom.js";
 import { ApiError, NetworkError, onRequest, request } from "./http.js";
 import { refreshMargin, Session } from "./session.js";
 import { setupExternal } from "./external.js";
+import { OrderStream } from "./stream.js";
 
 const gateway = config.gateway.replace(/\/+$/, "");
 const session = new Session(gateway);
@@ -271,9 +272,40 @@ function enterSignedIn() {
   orders.reset();
   loadProfile();
   orders.load();
+  startStream();
+}
+
+// -- live order changes: a WebSocket through the gateway (stream.js) --------------------------
+
+const STREAM_LABELS = { connecting: "live: connecting…", live: "live", offline: "live: off" };
+
+const stream = new OrderStream(session, {
+  onState(state, detail) {
+    const badge = byId("stream-status");
+    badge.dataset.state = state;
+    badge.textContent = STREAM_LABELS[state] + (detail ? ` (${detail})` : "");
+  },
+  onOrder(order) {
+    const list = byId("stream-events");
+    list.prepend(h("li", { class: "live-event", dataset: { orderId: order.id, status: order.status } },
+      h("time", {}, new Date().toLocaleTimeString()), " ",
+      h("span", { class: `status-pill ${order.status}` }, order.status), " ",
+      h("code", {}, `…${order.id.slice(-8)}`), ` ${formatMoney(order.total_cents)}`,
+      order.note ? h("span", { class: "muted" }, ` · ${order.note}`) : null,
+    ));
+    while (list.children.length > 10) list.lastElementChild.remove();
+    if (orders.index === 0) orders.load(); // the newest page shows it too
+  },
+});
+
+function startStream() {
+  if (session.scope.split(" ").includes("orders:read")) stream.start();
+  else stream.onState("offline", "this token lacks orders:read");
 }
 
 function enterSignedOut() {
+  stream.stop();
+  replace(byId("stream-events"));
   clearInterval(ticker);
   ticker = null;
   show(byId("signed-in"), false);

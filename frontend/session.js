@@ -198,6 +198,19 @@ export class Session {
    * An authenticated API call: renew first when the token is about to expire (timers can be
    * late in background tabs), and on a 401 renew once and retry once.
    */
+  /**
+   * A WebSocket to the gateway with this session's access token. A browser cannot set
+   * Authorization on a WebSocket, so the token is offered as the subprotocol
+   * "bearer.<token>" beside "passgate.v1"; the gateway answers "passgate.v1" only and never
+   * passes the token on. Never in the URL, which servers and proxies log.
+   */
+  async socket(path) {
+    if (!this.loggedIn || this.secondsLeft <= refreshMargin(this.lifetime) / 2) await this.refresh();
+    const url = new URL(path, this.gateway);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return new WebSocket(url, ["passgate.v1", `bearer.${this.#accessToken}`]);
+  }
+
   async call(method, path, options = {}) {
     if (!this.loggedIn && !this.hasRefreshToken) {
       throw new ApiError({ method, path, status: 401, statusText: "Unauthorized", problem: { title: "Unauthorized", detail: "not logged in" } });

@@ -35,12 +35,13 @@ from gateway.jwks import JwksClient
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import PATH as OPENAPI_PATH
 from gateway.openapi import build_public_document, document_bytes, load_documents, service_documents
-from gateway.pipeline import RouteHandler, response_fields_hook
+from gateway.pipeline import Forward, RouteHandler, response_fields_hook
 from gateway.proxy import Proxy, Resolver, UpstreamPool, resolve_addresses
 from gateway.ratelimit import RateLimiter
 from gateway.routes import RouteTable, load_routes
 from gateway.settings import GatewaySettings
 from gateway.verification import TokenVerifier
+from gateway.websocket import Relay, WebSocketMetrics, WebSocketRoute
 
 
 def create_app(
@@ -82,7 +83,8 @@ def create_app(
     # Blocking file I/O at start: the assertion keys (created first with the generate switch).
     signer = signer_from_settings(settings.assertion, issuer=GATEWAY_ISSUER, clock=clock)
     upstream_identity = UpstreamIdentity(signer, clock) if signer is not None else None
-    handlers = _add_routes(app, table, pools, proxy, cors, metrics, upstream_identity)
+    relay = _websocket_relay(app, table, settings, metrics, clock)
+    handlers = _add_routes(app, table, pools, proxy, cors, metrics, upstream_identity, relay)
     app[ROUTE_HANDLERS] = handlers
     if signer is None:
         warn_at_start(app, "no PASSGATE_ASSERTION_KEYS_DIR: backends will refuse every identity")
@@ -117,23 +119,56 @@ def _add_routes(
     cors: aiohttp_cors.CorsConfig,
     metrics: GatewayMetrics,
     upstream_identity: UpstreamIdentity | None,
+    relay: Relay | None,
 ) -> list[RouteHandler]:
     """One handler per route of the table, each method registered with aiohttp-cors (it
-    answers the resource's preflights); routes sharing a path share one resource."""
+    answers the resource's preflights); routes sharing a path share one resource. A
+    websocket route has two: its HTTP requests' and its handshakes' (gateway.websocket)."""
     handlers: list[RouteHandler] = []
     resources: dict[str, web.Resource] = {}
     for route in table.routes:
         resource = resources.get(route.router_path)
         if resource is None:
             resource = resources[route.router_path] = app.router.add_resource(route.router_path)
-        handler = RouteHandler(
-            route, pools[route.upstream], proxy=proxy, forwarded=proxy.forwarded, metrics=metrics,
-            verifier=None, limiter=None, upstream_identity=upstream_identity,
-        )
-        handlers.append(handler)
+
+        def route_handler(forward: Forward | None = None) -> RouteHandler:
+            handler = RouteHandler(
+                route, pools[route.upstream], proxy=proxy, forwarded=proxy.forwarded,
+                metrics=metrics, verifier=None, limiter=None, upstream_identity=upstream_identity,
+                forward=forward,
+            )
+            handlers.append(handler)
+            return handler
+
+        handle = route_handler().handle
+        if route.websocket:
+            assert relay is not None
+            handle = WebSocketRoute(
+                route_handler(), route_handler(relay.forward),
+                policy=app[CORS_POLICY], metrics=relay.metrics,
+            ).handle
         for method in route.methods:
-            cors.add(resource.add_route(method, handler.handle))
+            cors.add(resource.add_route(method, handle))
     return handlers
+
+
+def _websocket_relay(
+    app: web.Application,
+    table: RouteTable,
+    settings: GatewaySettings,
+    metrics: GatewayMetrics,
+    clock: EpochClock,
+) -> Relay | None:
+    """The WebSocket relay with its session and sweeper, when a route has `websocket: true`."""
+    if not any(route.websocket for route in table.routes):
+        return None
+    relay = Relay(
+        settings.websocket, metrics=WebSocketMetrics(app[REGISTRY]), gateway_metrics=metrics,
+        clock=clock,
+    )
+    app.cleanup_ctx.append(relay.running)
+    app.on_shutdown.append(relay.shutdown)
+    return relay
 
 
 def _static_json(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -13,7 +13,9 @@ Every request, in this order:
   6. scopes      the route's required scopes, 403 otherwise;
   7. rate limit  the caller's bucket for the route, 429 otherwise;
   8. forward     the upstream exchange (gateway.proxy), naming the caller in the signed
-                 identity assertion backends require (gateway.assertion).
+                 identity assertion backends require (gateway.assertion); for a
+                 WebSocket handshake on a websocket route, the relay (gateway.websocket),
+                 whose own checks (Origin, handshake shape) come before step 5.
 
 Steps 5-8 are plain calls in one handler per route (`RouteHandler`), with everything that
 depends only on the route prepared at start: the metric children, the rate-limit policy
@@ -22,6 +24,8 @@ text, the header rules. Every answer, relayed or the gateway's own, passes
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import hdrs, web
 
@@ -38,6 +42,11 @@ from gateway.routes import RouteConfig
 from gateway.verification import TokenVerifier, authenticate
 
 NO_STORE = "no-store"
+# The last step: (request, route, pool, header lines, extra response headers) -> answer.
+Forward = Callable[
+    [web.Request, RouteConfig, UpstreamPool, str, Mapping[str, str] | None],
+    Awaitable[web.StreamResponse],
+]
 
 
 class RouteHandler:
@@ -54,10 +63,13 @@ class RouteHandler:
         verifier: TokenVerifier | None,
         limiter: RateLimiter | None,
         upstream_identity: UpstreamIdentity | None = None,
+        forward: Forward | None = None,
     ) -> None:
         self.route = route
         self._pool = pool
-        self._proxy = proxy
+        # Step 8: the HTTP proxy, or for a websocket route's handshakes the WebSocket relay
+        # (gateway.websocket), chosen once here so no request pays for the choice.
+        self._forward = forward or proxy.forward
         self._forwarded = forwarded
         self._metrics = metrics
         self.verifier = verifier  # both set when the app starts (they need its loop)
@@ -104,7 +116,7 @@ class RouteHandler:
             + f"X-Request-Id: {request[REQUEST_ID]}\r\n"  # traceparent: per attempt (gateway.proxy)
         )
         extra = decision.headers(self._policy) if decision is not None and self._policy else None
-        return await self._proxy.forward(request, self.route, self._pool, fields, extra)
+        return await self._forward(request, self.route, self._pool, fields, extra)
 
 
 def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from common.settings import (
     env_str,
 )
 from gateway.routes import UPSTREAM_ENV_PREFIX, replica_problem
+from gateway.websocket.settings import WebSocketSettings
 
 DEFAULT_ROUTES_FILE = Path(__file__).with_name("routes.yaml")
 DEFAULT_ISSUER = "http://127.0.0.1:8080"
@@ -73,6 +74,7 @@ class GatewaySettings:
     discovery: str | None = None
     # The gateway's own identity-assertion keys (common.assertion_keys); never auth's.
     assertion: AssertionSigningSettings = AssertionSigningSettings()
+    websocket: WebSocketSettings = WebSocketSettings()
 
     def __post_init__(self) -> None:
         bad = [alg for alg in self.algorithms if alg not in ASYMMETRIC_ALGORITHMS]
@@ -127,6 +129,7 @@ class GatewaySettings:
             upstream_overrides=MappingProxyType(upstream_overrides(env)),
             discovery=_discovery(env),
             assertion=AssertionSigningSettings.from_env(env),
+            websocket=WebSocketSettings.from_env(env),
         )
 
 

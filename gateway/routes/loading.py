@@ -232,6 +232,13 @@ class _Builder:
             self.fail(
                 where, "forward_basic_auth: only a public route may pass HTTP Basic credentials"
             )
+        websocket = spec.get("websocket", schema.default("route", "websocket"))
+        if websocket and "GET" not in methods:
+            self.fail(where, "websocket: a WebSocket handshake is a GET (RFC 6455 4.1); list GET")
+        if websocket and public:
+            self.fail(
+                where, "websocket: a socket lives as long as its token; a public route has none"
+            )
         settings = {
             key: spec[key] if key in spec else defaults.get(key, schema.default("route", key))
             for key in _ROUTE_DEFAULT_KEYS
@@ -250,6 +257,7 @@ class _Builder:
             max_body_bytes=int(settings["max_body_bytes"]),
             rate_limit=_rate_limit(settings["rate_limit"]),
             forward_basic_auth=forward_basic,
+            websocket=websocket,
         )
 
     def path(self, where: str, path: str) -> None:

@@ -83,6 +83,8 @@ class RouteConfig:
     max_body_bytes: int
     rate_limit: RateLimit | None
     forward_basic_auth: bool
+    # A GET with Upgrade: websocket is relayed as a WebSocket (gateway.websocket).
+    websocket: bool
 
     @property
     def router_path(self) -> str:

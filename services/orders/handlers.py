@@ -24,7 +24,7 @@ MAX_OWNER_LENGTH = 255  # orders.user_id
 _DIGITS = re.compile(r"^[0-9]{1,12}$")
 
 
-def _owner(identity: Identity) -> str:
+def owner_of(identity: Identity) -> str:
     if len(identity.subject) > MAX_OWNER_LENGTH:
         raise Problem(403, "this identity cannot own orders", kind="forbidden")
     return identity.subject
@@ -74,7 +74,7 @@ def _list_query(request: web.Request) -> dict[str, Any]:
 
 async def place_order(request: web.Request) -> web.Response:
     identity = require_identity(request, scope="orders:write")
-    owner = _owner(identity)
+    owner = owner_of(identity)
     key = _idempotency_key(request)
     body = await read_json(request, request.app[OPENAPI], "OrderCreate")
     items = items_from_json(body["items"])
@@ -104,7 +104,7 @@ async def place_order(request: web.Request) -> web.Response:
 async def list_orders(request: web.Request) -> web.Response:
     identity = require_identity(request, scope="orders:read")
     query = _list_query(request)
-    owner = _owner(identity)
+    owner = owner_of(identity)
     requested = query.get("user_id")
     if requested is not None and requested.lower() != owner.lower():
         if not identity.is_admin:

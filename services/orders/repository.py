@@ -110,12 +110,33 @@ def _page(*, after: bool) -> sa.Select:
     )
 
 
+def _changed_since() -> sa.Select:
+    """A user's orders placed or cancelled after a time, oldest change first, with items."""
+    changed = (
+        sa.select(*_ORDER_COLUMNS)
+        .where(
+            orders.c.user_id == sa.bindparam("user_id"),
+            sa.or_(
+                orders.c.created_at > sa.bindparam("since"),
+                orders.c.cancelled_at > sa.bindparam("since"),
+            ),
+        )
+        .subquery("changed")
+    )
+    return (
+        sa.select(*changed.c, *_ITEM_COLUMNS)
+        .select_from(changed.outerjoin(order_items, order_items.c.order_id == changed.c.id))
+        .order_by(changed.c.created_at, changed.c.id, order_items.c.line_no)
+    )
+
+
 _ALL_ORDER_VALUES = {column.name: sa.bindparam(column.name) for column in orders.c}
 
 GET_ANY = Statement(_one_order(owned=False))
 GET_OWNED = Statement(_one_order(owned=True))
 FIRST_PAGE = Statement(_page(after=False))
 NEXT_PAGE = Statement(_page(after=True))
+CHANGED_SINCE = Statement(_changed_since())
 INSERT_ORDER = Statement(orders.insert().values(_ALL_ORDER_VALUES))
 # ON CONFLICT DO NOTHING: a concurrent insert with the same key waits for the first to
 # commit (PostgreSQL) or for the write lock (SQLite), then inserts nothing.
@@ -302,6 +323,10 @@ class OrderRepository:
         last = page[-1]
         return page, (last.created_at, last.id)
 
+    async def changed_since(self, user_id: str, since: dt.datetime) -> list[Order]:
+        """The user's orders placed or cancelled after `since` (the order stream's poll)."""
+        return await self.driver.run(_changes_of(user_id, since))
+
     async def cancel(self, order_id: str, *, owner: str | None) -> tuple[Order, bool] | None:
         """Cancel a placed order: (order, changed), or None when missing or not the owner's."""
         return await self.driver.run(self._cancel(order_id, owner), write=True)
@@ -375,4 +400,9 @@ def _page_of(user_id: str, limit: int, after: Position | None) -> Operation[list
                 "after_id": order_id,
             },
         )
+    return _orders_from_rows(rows)
+
+
+def _changes_of(user_id: str, since: dt.datetime) -> Operation[list[Order]]:
+    rows = yield Rows(CHANGED_SINCE, {"user_id": user_id, "since": since})
     return _orders_from_rows(rows)

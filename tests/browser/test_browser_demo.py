@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -118,6 +119,45 @@ def test_whole_flow_on_two_allowed_origins_at_once(stack, open_demo) -> None:
     # Every call of each page went to the gateway with a bearer token of its own user.
     assert {jwt_claims(token)["sub"] for token in a.bearer_tokens} == {a.text("profile-id")}
     assert {jwt_claims(token)["sub"] for token in b.bearer_tokens} == {b.text("profile-id")}
+
+
+def test_an_order_placed_elsewhere_appears_live_without_a_reload(stack, open_demo) -> None:
+    """The orders card holds a WebSocket to /orders/stream through the gateway: an order
+    placed on another origin's page shows up on this one without a reload, also after the
+    5-second token the socket opened with has expired (the gateway closes it with 4001 and
+    the page opens another with a fresh token, resuming from its last cursor, so a change
+    made between the two sockets is not lost). The token never appears in the URL."""
+    origin_a, origin_b = stack.allowed_origins
+    watcher = open_demo(origin_a, "live-watcher")
+    sockets: list[str] = []
+    watcher.page.on("websocket", lambda socket: sockets.append(socket.url))
+    user = unique("carol")
+    watcher.register(user, "Carol")
+    watcher.expect_signed_in(user)
+    expect(watcher.page.locator("#stream-status")).to_have_attribute("data-state", "live")
+    placer = open_demo(origin_b, "live-placer")
+    placer.login(user)
+    placer.expect_signed_in(user)
+
+    placer.place_order([("LIVE-1", 1, "3.00")], note="placed on B")
+    events = watcher.page.locator("#stream-events li")
+    expect(events).to_have_count(1)
+    expect(events.first).to_have_attribute("data-status", "placed")
+    expect(events.first).to_contain_text("placed on B")
+    expect(watcher.order_rows().first).to_contain_text("LIVE-1 × 1")
+
+    ttl = int(stack.config.env["auth"]["PASSGATE_ACCESS_TOKEN_TTL"])
+    watcher.page.wait_for_timeout(2 * ttl * 1000)  # the first socket's token is gone
+    expect(watcher.page.locator("#stream-status")).to_have_attribute("data-state", "live")
+    placer.order_rows().first.locator("button.cancel").click()
+    expect(events).to_have_count(2)
+    expect(events.first).to_have_attribute("data-status", "cancelled")
+    expect(watcher.order_rows().first).to_have_attribute("data-status", "cancelled")
+    assert len(sockets) >= 2  # reopened after the gateway closed the expired one
+    for url in sockets:  # the token never rides in the URL; only the resume cursor does
+        parts = urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}{parts.path}" == stack.gateway_url.replace("http", "ws", 1) + "/orders/stream"
+        assert set(parse_qs(parts.query)) <= {"since"}
 
 
 def test_page_refreshes_the_access_token_by_itself(stack, open_demo) -> None:

@@ -22,6 +22,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from tests.support.clock import FakeEpochClock
 from tests.support.stack_settings import PACKAGED_ROUTES
+from tests.support.websocket_peer import is_websocket, websocket_peer
 
 ISSUER = "http://gateway.test"
 AUDIENCE = "passgate"
@@ -130,6 +131,8 @@ async def recording_handler(request: web.Request) -> web.StreamResponse:
     path = request.path
     if path == "/readyz":  # the gateway's readiness probe; not part of the recorded traffic
         return web.Response(status=200 if request.app[BACKEND_STATE]["ready"] else 503)
+    if is_websocket(request):
+        return await websocket_peer(request, request.app[BACKEND_STATE])
     request.app[BACKEND_LOG].append(
         {"backend": name, "method": request.method, "raw_path": request.raw_path,
          "headers": list(request.headers.items())}
