@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.errors import Problem
+from common.scopes import default_scope_policy
 from gateway.routes import RoutesError, load_routes, parse_routes
 from gateway.websocket import WebSocketSettings
 from gateway.websocket.handshake import check_shape, is_upgrade, offered_token
@@ -332,14 +333,14 @@ async def _until(condition, seconds: float = 10.0) -> None:
 def test_the_routes_file_refuses_a_websocket_route_that_cannot_work(fields, message) -> None:
     spec = {"name": "stream", "path": "/stream", "methods": ["GET"], "upstream": "orders",
             "websocket": True, **fields}
-    document = {"scopes": [], "upstreams": {"orders": {"replicas": ["http://127.0.0.1:1"]}}, "routes": [spec]}
+    document = {"upstreams": {"orders": {"replicas": ["http://127.0.0.1:1"]}}, "routes": [spec]}
     with pytest.raises(RoutesError) as refused:
-        parse_routes(document, source="test.yaml", overrides={})
+        parse_routes(document, source="test.yaml", scopes=frozenset(), overrides={})
     assert message in str(refused.value)
 
 
 def test_routes_are_not_websockets_unless_they_say_so() -> None:
-    table = load_routes(PACKAGED_ROUTES)
+    table = load_routes(PACKAGED_ROUTES, default_scope_policy().issuable)
     assert [route.name for route in table.routes if route.websocket] == ["orders-stream"]
 
 
