@@ -45,6 +45,8 @@ class GatewaySettings:
         default_factory=lambda: ServerSettings(service="gateway", port=8080, admin_port=9080)
     )
     routes_file: Path = DEFAULT_ROUTES_FILE
+    # Seconds between checks of the routes file for a change (gateway.reload); 0: SIGHUP only.
+    routes_watch_seconds: float = 2.0
     issuer: str = DEFAULT_ISSUER
     audience: str = DEFAULT_AUDIENCE
     algorithms: tuple[str, ...] = ("RS256",)
@@ -89,6 +91,9 @@ class GatewaySettings:
         return cls(
             server=server,
             routes_file=Path(env_str(env, "PASSGATE_ROUTES_FILE", str(DEFAULT_ROUTES_FILE))),
+            routes_watch_seconds=env_float(
+                env, "PASSGATE_ROUTES_WATCH_SECONDS", 2.0, minimum=0.0, maximum=3600.0
+            ),
             issuer=env_str(env, "PASSGATE_ISSUER", DEFAULT_ISSUER),
             audience=env_str(env, "PASSGATE_AUDIENCE", DEFAULT_AUDIENCE),
             algorithms=env_list(env, "PASSGATE_TOKEN_ALGORITHMS", ("RS256",)),

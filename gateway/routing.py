@@ -1,0 +1,230 @@
+"""The live route table: matched by the gateway itself, prepared whole, swapped in one step.
+
+aiohttp's own router is frozen when the app starts, so it cannot take a reloaded routes
+file. The app's router has one catch-all resource for routed paths (health and
+/openapi.json keep their own); its handler, `Routing.dispatch`, reads the table in service
+once and matches the request with that table's own aiohttp `UrlDispatcher` (the same
+matching, order and 404/405 answers as before), then runs the route's `RouteHandler`. A
+request therefore finishes on the table it started with, whatever is installed meanwhile.
+
+Everything a table needs is prepared before it serves (`TableBuilder.build`): its
+router, one RouteHandler per route with the route's verifier, metric children, rate-limit
+text, claim headers and narrowed CORS policy. Upstream pools are kept across tables when
+their configuration is unchanged, so their kept-alive connections and health stay;
+`Routing.install` swaps the table in one assignment, then drains the pools no longer used
+(idle connections close, busy ones after their exchange) and stops their probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from common.metrics import ROUTE_LABEL, UNMATCHED_ROUTE
+from common.settings import SettingsError
+from common.timestamps import EpochClock
+from gateway.app_keys import HEALTH_SESSION, ROUTED
+from gateway.assertion import UpstreamIdentity
+from gateway.cors import CorsPolicy, narrowed
+from gateway.issuers import Issuers
+from gateway.metrics import GatewayMetrics
+from gateway.openapi import build_public_document, document_bytes
+from gateway.pipeline import RouteHandler
+from gateway.proxy import Proxy, Resolver, UpstreamPool
+from gateway.ratelimit import RateLimiter
+from gateway.routes import RESERVED_PATHS, RoutesError, RouteTable
+
+_LOGGER = logging.getLogger(__name__)
+# The catch-all resource's path on the app's router: every path a table may route, so
+# never the gateway's own (RESERVED_PATHS), which keep aiohttp's answers (405 for TRACE).
+CATCH_ALL = (
+    "/{path:(?!(?:"
+    + "|".join(re.escape(path.lstrip("/")) for path in RESERVED_PATHS)
+    + ")(?:/|$)).*}"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class PreparedTable:
+    """A route table ready to serve: matched by `router`, each route by its handler."""
+
+    table: RouteTable
+    digest: str  # SHA-256 of the file's bytes: what a reload compares
+    router: web.UrlDispatcher
+    handlers: Mapping[web.AbstractRoute, RouteHandler]
+    pools: Mapping[str, UpstreamPool]
+    openapi: bytes  # the public OpenAPI document of these routes
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class TableBuilder:
+    """Prepares tables with what every route shares (the proxy, verifiers, limiter ...)."""
+
+    def __init__(
+        self,
+        *,
+        proxy: Proxy,
+        metrics: GatewayMetrics,
+        issuers: Issuers,
+        limiter: RateLimiter,
+        upstream_identity: UpstreamIdentity | None,
+        cors: CorsPolicy,
+        clock: EpochClock,
+        resolver: Resolver,
+        documents: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        self.documents = documents  # the services' OpenAPI documents, read once at start
+        self.proxy = proxy
+        self.metrics = metrics
+        self.issuers = issuers
+        self.limiter = limiter
+        self.upstream_identity = upstream_identity
+        self.cors = cors
+        self.clock = clock
+        self.resolver = resolver
+
+    def build(
+        self, table: RouteTable, digest: str, previous: PreparedTable | None = None
+    ) -> PreparedTable:
+        """The prepared table; raise RoutesError when a route's CORS would widen the
+        global policy (checked here, where PASSGATE_CORS_ORIGINS is known)."""
+        policies = route_policies(table, self.cors)
+        self.issuers.update(table.issuers, table.issuable_scopes)
+        pools = self._pools(table, previous)
+        router = web.UrlDispatcher()
+        resources: dict[str, web.Resource] = {}
+        handlers: dict[web.AbstractRoute, RouteHandler] = {}
+        for route in table.routes:
+            resource = resources.get(route.router_path)
+            if resource is None:
+                resource = resources[route.router_path] = router.add_resource(route.router_path)
+            handler = RouteHandler(
+                route, pools[route.upstream], proxy=self.proxy, forwarded=self.proxy.forwarded,
+                metrics=self.metrics,
+                verifier=None if route.public else self.issuers.for_route(route),
+                limiter=self.limiter, upstream_identity=self.upstream_identity,
+                cors=policies.get(route.name), label=resource.canonical,
+            )
+            for method in route.methods:
+                handlers[resource.add_route(method, handler.handle)] = handler
+        router.freeze()
+        openapi = document_bytes(build_public_document(table, self.documents))
+        return PreparedTable(table, digest, router, handlers, pools, openapi)
+
+    def _pools(self, table: RouteTable, previous: PreparedTable | None) -> dict[str, UpstreamPool]:
+        """The table's pools: the previous table's where the upstream is unchanged."""
+        kept = previous.pools if previous is not None else {}
+        pools = {}
+        for name, config in table.upstreams.items():
+            pool = kept.get(name)
+            if pool is None or pool.config != config:
+                pool = UpstreamPool(config, clock=self.clock, metrics=self.metrics, resolver=self.resolver)
+            pools[name] = pool
+        return pools
+
+
+def route_policies(table: RouteTable, policy: CorsPolicy) -> dict[str, CorsPolicy]:
+    """Every narrowing route's CORS policy; RoutesError listing each that would widen."""
+    policies, problems = {}, []
+    for route in table.routes:
+        if route.cors is None:
+            continue
+        try:
+            policies[route.name] = narrowed(policy, route.cors)
+        except SettingsError as exc:
+            problems.append(f"route {route.name!r}: {exc}")
+    if problems:
+        raise RoutesError(table.source, problems)
+    return policies
+
+
+class Routing:
+    """The table in service, its dispatch, and the lifetime of its pools' probes."""
+
+    def __init__(self, app: web.Application, metrics: GatewayMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+        self.current: PreparedTable | None = None
+        self._pool_tasks: dict[UpstreamPool, list[asyncio.Task[None]]] = {}
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        """The handler of every routed path: match in the table in service, then run it."""
+        table = self.current  # read once: this request finishes on this table
+        assert table is not None, "installed when the app starts"
+        match = await table.router.resolve(request)
+        handler = table.handlers.get(match.route)
+        if handler is None:
+            request[ROUTE_LABEL] = UNMATCHED_ROUTE
+            raise match.http_exception  # type: ignore[attr-defined]  # 404 or 405 with Allow
+        request[ROUTED] = handler
+        request[ROUTE_LABEL] = handler.label
+        return await handler.handle(request)
+
+    def routed_policy(self, request: web.Request) -> CorsPolicy | None:
+        handler = request.get(ROUTED)
+        return handler.cors if handler is not None else None
+
+    async def preflight_policy(self, request: web.Request, method: str) -> CorsPolicy | None:
+        """The CORS policy of the route a `method` request to this path would reach;
+        KeyError when none would (aiohttp-cors answers 403)."""
+        table = self.current
+        assert table is not None
+        if method not in hdrs.METH_ALL:
+            raise KeyError(method)
+        match = await table.router.resolve(request.clone(method=method))
+        handler = table.handlers.get(match.route)
+        if handler is None:
+            raise KeyError(method)
+        return handler.cors
+
+    async def install(self, prepared: PreparedTable) -> None:
+        """Serve `prepared` from the next request on; start its new pools' probes (new
+        DNS-discovered pools resolved first) and drain the pools it no longer uses."""
+        previous = self.current
+        old = set(previous.pools.values()) if previous is not None else set()
+        new = [pool for pool in prepared.pools.values() if pool not in old]
+        await asyncio.gather(*(pool.resolve() for pool in new if pool.config.discovery == "dns"))
+        for pool in new:
+            self._pool_tasks[pool] = self._watch(pool)
+        self.current = prepared
+        for pool in old - set(prepared.pools.values()):
+            self._retire(pool)
+            if pool.name not in prepared.pools:
+                with contextlib.suppress(KeyError):
+                    self._metrics.upstream_healthy.remove(pool.name)
+
+    def _watch(self, pool: UpstreamPool) -> list[asyncio.Task[None]]:
+        session = self._app[HEALTH_SESSION]
+        tasks = [asyncio.create_task(pool.watch_readiness(session), name=f"readiness-{pool.name}")]
+        if pool.config.discovery == "dns":
+            tasks.append(asyncio.create_task(pool.watch_dns(), name=f"dns-{pool.name}"))
+        return tasks
+
+    def _retire(self, pool: UpstreamPool) -> None:
+        for task in self._pool_tasks.pop(pool, ()):
+            task.cancel()
+        for replica in pool.replicas:
+            replica.retire()  # requests still on the old table get their answers
+        _LOGGER.info("upstream %s: its old pool drains (replaced or removed by a reload)", pool.name)
+
+    async def close(self) -> None:
+        """Stop every probe and close every upstream connection: the gateway stops."""
+        tasks = [task for tasks in self._pool_tasks.values() for task in tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._pool_tasks.clear()
+        if self.current is not None:
+            for pool in self.current.pools.values():
+                pool.close()
