@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.app_keys import RELOADER, SETTINGS
 from gateway.routes import RoutesError, parse_routes
 from tests.support.clock import FakeEpochClock
 from tests.support.gateway_under_test import (
@@ -17,6 +18,7 @@ from tests.support.gateway_under_test import (
     mint,
     new_key,
     received_headers,
+    write_routes,
 )
 
 PARTNER_ISSUER = "https://idp.partner.test"
@@ -174,9 +176,6 @@ def test_a_declared_issuer_is_loaded_with_its_defaults() -> None:
 async def test_a_reload_starts_trusting_a_new_issuer_and_stops_with_its_removal(
     make_gateway, partner_jwks, partner_key
 ) -> None:
-    from gateway.app_keys import RELOADER, SETTINGS
-    from tests.support.gateway_under_test import write_routes
-
     stack = await make_gateway()
     token = bearer(partner_token(partner_key, stack.clock))
     assert (await stack.client.get("/orders", headers=token)).status == 401
