@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from common.context import REQUEST_ID
 from common.health import READINESS
 from common.identity import ASSERTION_VERIFIER, IDENTITY
-from common.metrics import HTTP_METRICS, ROUTE_LABEL
+from common.metrics import HTTP_METRICS
 from common.tracing import TRACE
 
 SERVICE_NAME = web.AppKey("service_name", str)
@@ -26,7 +26,6 @@ __all__ = [
     "READINESS",
     "REGISTRY",
     "REQUEST_ID",
-    "ROUTE_LABEL",
     "SERVICE_NAME",
     "TRACE",
 ]

@@ -18,16 +18,8 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 UNMATCHED_ROUTE = "unmatched"
 
 
-# The route template of a request a component matched itself, past aiohttp's router (the
-# gateway's live route table, gateway.routing); read before the router's own resource.
-ROUTE_LABEL = web.RequestKey("route_label", str)
-
-
 def route_label(request: web.Request) -> str:
     """The route template (never the raw path), or 'unmatched' for 404 and 405 answers."""
-    label = request.get(ROUTE_LABEL)
-    if label is not None:
-        return label
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
-from aiohttp import hdrs, web
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from common.app import make_base_app
@@ -39,7 +39,7 @@ from gateway.proxy import Proxy, Resolver, resolve_addresses
 from gateway.ratelimit import RateLimiter
 from gateway.reload import RouteReloader, table_from
 from gateway.routes import RouteTable, read_bytes
-from gateway.routing import CATCH_ALL, Routing, TableBuilder, route_policies
+from gateway.routing import Routing, TableBuilder, route_policies
 from gateway.settings import GatewaySettings
 
 
@@ -79,10 +79,9 @@ def create_app(
     app[PROXY] = proxy
     routing = app[ROUTING] = Routing(app, metrics)
     app.router.add_get(OPENAPI_PATH, _openapi(routing), name="openapi")
-    # Last on the app's router: every path the other resources do not take.
-    catch_all = app.router.add_resource(CATCH_ALL)
-    setup_cors(app, policy, routing, catch_all)
-    catch_all.add_route(hdrs.METH_ANY, routing.dispatch)
+    # Asked last by the app's router: every path the other resources do not take.
+    app.router.register_resource(routing.resource)
+    setup_cors(app, policy, routing, routing.resource)
     app.on_response_prepare.append(response_fields_hook(policy, metrics))
     # Blocking file I/O at start: the assertion keys (created first with the generate switch).
     signer = signer_from_settings(settings.assertion, issuer=GATEWAY_ISSUER, clock=clock)

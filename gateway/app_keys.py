@@ -9,7 +9,6 @@ from aiohttp import web
 if TYPE_CHECKING:
     import aiohttp
 
-    from gateway.pipeline import RouteHandler
     from gateway.cors import CorsPolicy
     from gateway.issuers import Issuers
     from gateway.reload import RouteReloader
@@ -32,5 +31,3 @@ HEALTH_SESSION = web.AppKey("health_session", "aiohttp.ClientSession")
 ROUTING = web.AppKey("routing", "Routing")
 ISSUERS = web.AppKey("issuers", "Issuers")
 RELOADER = web.AppKey("route_reloader", "RouteReloader")
-# The route handler a request was dispatched to (gateway.routing), for the CORS hooks.
-ROUTED = web.RequestKey("routed", "RouteHandler")

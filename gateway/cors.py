@@ -251,37 +251,37 @@ class RouteLookup(Protocol):
 
 
 class LiveTableAdapter(AbstractRouterAdapter):
-    """aiohttp-cors's view of the gateway's routes: one catch-all resource on the app's
-    router, whose configuration is looked up per request in the route table in service.
+    """aiohttp-cors's view of the gateway's routes, answered from the route table in service.
 
     aiohttp-cors keys its configuration on the router's resources, which are frozen when
-    the app starts; the gateway's routes change on reload (gateway.reload). So the app's
-    router has one resource for every routed path, and this adapter answers aiohttp-cors's
-    questions from the live table: the route a request was dispatched to (its narrowed
-    policy, or the global one), and for a preflight the route of its path and requested
-    method (none: 403, as for a method no route has). `AbstractRouterAdapter` and
-    `CorsConfig(router_adapter=...)` are aiohttp-cors's public extension points.
+    the app starts; the gateway's routes change on reload (gateway.reload). So its one
+    resource here is the live table's (gateway.routing), which takes the preflights of
+    every routed path, and this adapter answers aiohttp-cors's questions from the table:
+    the route a request was matched to (its narrowed policy, or the global one), and for a
+    preflight the route of its path and requested method (none: 403, as for a method no
+    route has). `AbstractRouterAdapter` and `CorsConfig(router_adapter=...)` are
+    aiohttp-cors's public extension points.
     """
 
-    def __init__(self, policy: CorsPolicy, routes: RouteLookup) -> None:
-        self._policy = policy
+    def __init__(self, policy: CorsPolicy, routes: RouteLookup, resource: LiveResource) -> None:
         self._routes = routes
+        self._resource = resource
         self._default = _AllowedOrigins(policy)
-        self._resources: set[web.AbstractResource] = set()
-        self._preflight_routes: set[web.AbstractRoute] = set()
 
     def add_preflight_handler(self, routing_entity, handler, webview: bool = False):  # type: ignore[no-untyped-def]
-        assert isinstance(routing_entity, web.Resource), "the catch-all resource"
-        self._preflight_routes.add(routing_entity.add_route(hdrs.METH_OPTIONS, handler))
+        assert routing_entity is self._resource, "the live table's resource"
+        self._resource.set_preflight_handler(handler)
 
     def set_config_for_routing_entity(self, routing_entity, config):  # type: ignore[no-untyped-def]
-        self._resources.add(routing_entity)  # its configuration is the live table's
+        pass  # the configuration is the live table's
 
     def is_preflight_request(self, request: web.Request) -> bool:
-        return request.match_info.route in self._preflight_routes
+        route = request.match_info.route
+        return route is not None and route is self._resource.preflight
 
     def is_cors_enabled_on_request(self, request: web.Request) -> bool:
-        return request.match_info.route.resource in self._resources
+        route = request.match_info.route
+        return hasattr(route, "route_handler") or route is self._resource.preflight
 
     async def get_preflight_request_config(self, preflight_request, origin, requested_method):  # type: ignore[no-untyped-def]
         policy = await self._routes.preflight_policy(preflight_request, requested_method)
@@ -296,17 +296,25 @@ class LiveTableAdapter(AbstractRouterAdapter):
         return _AllowedOrigins(policy, request.method)
 
 
+class LiveResource(Protocol):
+    """The live table's resource, as the adapter uses it (gateway.routing.LiveTableResource)."""
+
+    preflight: web.AbstractRoute | None
+
+    def set_preflight_handler(self, handler: object) -> web.AbstractRoute: ...
+
+
 def setup_cors(
-    app: web.Application, policy: CorsPolicy, routes: RouteLookup, resource: web.Resource
+    app: web.Application, policy: CorsPolicy, routes: RouteLookup, resource: LiveResource
 ) -> aiohttp_cors.CorsConfig:
-    """Install aiohttp-cors for the live table's catch-all `resource`; gateway.pipeline's
-    response hook completes it.
+    """Install aiohttp-cors for the live table's `resource`; gateway.pipeline's response
+    hook completes it.
 
     Our own adapter, not aiohttp-cors's: its public entry points (`aiohttp_cors.setup(app,
     defaults=...)`) copy the defaults into a plain dict of exact origins, so a
     wildcard-subdomain pattern (`https://*.example.com`) could never match, and they key
     configuration on resources that cannot change after start.
     """
-    cors = aiohttp_cors.CorsConfig(app, router_adapter=LiveTableAdapter(policy, routes))
+    cors = aiohttp_cors.CorsConfig(app, router_adapter=LiveTableAdapter(policy, routes, resource))
     cors.add(resource)
     return cors

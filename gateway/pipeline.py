@@ -5,10 +5,10 @@ Every request, in this order:
   1. edge        request id and trace, metrics, errors as problem+json (common.edge);
   2. hygiene     ambiguous paths refused (gateway.headers.screen, the edge's screen step);
                  client-sent X-User-* fields are never read, and never passed on;
-  3. route       aiohttp's router: health, /openapi.json, a CORS preflight (answered by
-                 aiohttp-cors without a token), or the live route table's catch-all, where
-                 gateway.routing matches a route of the table in service (or a 404/405);
-                 the table is read once per request, so a reload never changes it mid-way;
+  3. route       aiohttp's router: health, /openapi.json, or (asked last) the route table
+                 in service (gateway.routing): a route of it, a CORS preflight of one of
+                 its paths (answered by aiohttp-cors without a token), or a 404/405; the
+                 table is read once per request, so a reload never changes it mid-way;
   4. CORS        aiohttp-cors adds the allow-origin fields as the answer is prepared, from
                  the route's narrowed policy or the global one (gateway.cors);
                  `response_fields` below completes them (Vary, answers outside its routes);
@@ -34,7 +34,6 @@ from aiohttp import hdrs, web
 from common.app_keys import IDENTITY, REQUEST_ID, TRACE
 from common.context import user_id_var
 from common.errors import insufficient_scope, too_many_requests, unauthorized
-from gateway.app_keys import ROUTED
 from gateway.assertion import UpstreamIdentity
 from gateway.claims import ClaimHeaders
 from gateway.cors import CorsPolicy
@@ -66,7 +65,6 @@ class RouteHandler:
         limiter: RateLimiter | None,
         upstream_identity: UpstreamIdentity | None = None,
         cors: CorsPolicy | None = None,
-        label: str = "",
     ) -> None:
         self.route = route
         self._pool = pool
@@ -77,7 +75,6 @@ class RouteHandler:
         self.limiter = limiter
         self._upstream_identity = upstream_identity
         self.cors = cors  # the route's narrowed CORS policy; None: the global one
-        self.label = label  # the route template, the metrics' route label
         self._claims = ClaimHeaders(route.claims_to_headers) if route.claims_to_headers else None
         self._public = route.public
         self._policy = policy_header(route) if route.rate_limit is not None else None
@@ -134,6 +131,12 @@ class RouteHandler:
             raise unauthorized(error.detail, reason=error.reason) from None
 
 
+def route_handler(request: web.Request) -> RouteHandler | None:
+    """The RouteHandler a request was matched to, when a route table matched it
+    (gateway.routing's routes carry theirs)."""
+    return getattr(request.match_info.route, "route_handler", None)
+
+
 def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: ignore[no-untyped-def]
     """The on_response_prepare hook of step 4 and of the fields every answer carries.
 
@@ -166,7 +169,7 @@ def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: 
             request.method == hdrs.METH_OPTIONS
             and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
         )
-        routed = request.get(ROUTED)
+        routed = route_handler(request)
         effective = policy if routed is None or routed.cors is None else routed.cors
         if not effective.permits(origin, request.method):
             rejected_origin.inc()

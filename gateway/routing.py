@@ -1,11 +1,13 @@
 """The live route table: matched by the gateway itself, prepared whole, swapped in one step.
 
 aiohttp's own router is frozen when the app starts, so it cannot take a reloaded routes
-file. The app's router has one catch-all resource for routed paths (health and
-/openapi.json keep their own); its handler, `Routing.dispatch`, reads the table in service
-once and matches the request with that table's own aiohttp `UrlDispatcher` (the same
-matching, order and 404/405 answers as before), then runs the route's `RouteHandler`. A
-request therefore finishes on the table it started with, whatever is installed meanwhile.
+file. The app's router holds health and /openapi.json, and one `LiveTableResource` that
+aiohttp asks last, for every other path: it matches the request in the table in service
+(that table's own frozen aiohttp `UrlDispatcher`: the same matching, order and 404/405
+answers as before) and hands aiohttp that table's match, so aiohttp calls the route's
+`RouteHandler` directly and the route template labels the metrics as before. The table is
+read once, when the request is matched: a request finishes on the table it started with,
+whatever is installed meanwhile.
 
 Everything a table needs is prepared before it serves (`TableBuilder.build`): its
 router, one RouteHandler per route with the route's verifier, metric children, rate-limit
@@ -22,35 +24,26 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aiohttp import hdrs, web
+from yarl import URL
 
-from common.metrics import ROUTE_LABEL, UNMATCHED_ROUTE
 from common.settings import SettingsError
 from common.timestamps import EpochClock
-from gateway.app_keys import HEALTH_SESSION, ROUTED
+from gateway.app_keys import HEALTH_SESSION
 from gateway.assertion import UpstreamIdentity
 from gateway.cors import CorsPolicy, narrowed
 from gateway.issuers import Issuers
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import build_public_document, document_bytes
-from gateway.pipeline import RouteHandler
+from gateway.pipeline import RouteHandler, route_handler
 from gateway.proxy import Proxy, Resolver, UpstreamPool
 from gateway.ratelimit import RateLimiter
-from gateway.routes import RESERVED_PATHS, RoutesError, RouteTable
+from gateway.routes import RoutesError, RouteTable
 
 _LOGGER = logging.getLogger(__name__)
-# The catch-all resource's path on the app's router: every path a table may route, so
-# never the gateway's own (RESERVED_PATHS), which keep aiohttp's answers (405 for TRACE).
-CATCH_ALL = (
-    "/{path:(?!(?:"
-    + "|".join(re.escape(path.lstrip("/")) for path in RESERVED_PATHS)
-    + ")(?:/|$)).*}"
-)
-
 
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class PreparedTable:
@@ -59,7 +52,6 @@ class PreparedTable:
     table: RouteTable
     digest: str  # SHA-256 of the file's bytes: what a reload compares
     router: web.UrlDispatcher
-    handlers: Mapping[web.AbstractRoute, RouteHandler]
     pools: Mapping[str, UpstreamPool]
     openapi: bytes  # the public OpenAPI document of these routes
 
@@ -104,7 +96,6 @@ class TableBuilder:
         pools = self._pools(table, previous)
         router = web.UrlDispatcher()
         resources: dict[str, web.Resource] = {}
-        handlers: dict[web.AbstractRoute, RouteHandler] = {}
         for route in table.routes:
             resource = resources.get(route.router_path)
             if resource is None:
@@ -114,13 +105,13 @@ class TableBuilder:
                 metrics=self.metrics,
                 verifier=None if route.public else self.issuers.for_route(route),
                 limiter=self.limiter, upstream_identity=self.upstream_identity,
-                cors=policies.get(route.name), label=resource.canonical,
+                cors=policies.get(route.name),
             )
             for method in route.methods:
-                handlers[resource.add_route(method, handler.handle)] = handler
+                resource.register_route(TableRoute(method, handler, resource))
         router.freeze()
         openapi = document_bytes(build_public_document(table, self.documents))
-        return PreparedTable(table, digest, router, handlers, pools, openapi)
+        return PreparedTable(table, digest, router, pools, openapi)
 
     def _pools(self, table: RouteTable, previous: PreparedTable | None) -> dict[str, UpstreamPool]:
         """The table's pools: the previous table's where the upstream is unchanged."""
@@ -149,30 +140,76 @@ def route_policies(table: RouteTable, policy: CorsPolicy) -> dict[str, CorsPolic
     return policies
 
 
+class TableRoute(web.ResourceRoute):
+    """A route of a prepared table, which knows its RouteHandler (for the CORS hooks)."""
+
+    def __init__(self, method: str, handler: RouteHandler, resource: web.Resource) -> None:
+        super().__init__(method, handler.handle, resource)
+        self.route_handler = handler
+
+
+class LiveTableResource(web.AbstractResource):
+    """The app router's resource for every path it has no other resource for, asked last
+    (indexed at "/"): the match is the table in service's. It also takes the OPTIONS
+    preflights of those paths, for aiohttp-cors (gateway.cors)."""
+
+    def __init__(self, routing: Routing) -> None:
+        super().__init__()
+        self._routing = routing
+        self.preflight: web.ResourceRoute | None = None
+
+    def set_preflight_handler(self, handler: Any) -> web.ResourceRoute:
+        self.preflight = web.ResourceRoute(hdrs.METH_OPTIONS, handler, self)  # type: ignore[arg-type]
+        return self.preflight
+
+    @property
+    def canonical(self) -> str:
+        return "/"
+
+    async def resolve(self, request: web.Request) -> tuple[web.UrlMappingMatchInfo | None, set[str]]:
+        table = self._routing.current  # read once: this request finishes on this table
+        assert table is not None, "installed when the app starts"
+        match = await table.router.resolve(request)
+        if isinstance(match.route, TableRoute):
+            return match, set()
+        # 404, or 405 with the methods the path has: aiohttp's own answers, except that an
+        # OPTIONS to a routed path is a CORS preflight (no table routes OPTIONS).
+        allowed = getattr(match.http_exception, "allowed_methods", set())  # type: ignore[attr-defined]
+        if allowed and request.method == hdrs.METH_OPTIONS and self.preflight is not None:
+            return web.UrlMappingMatchInfo({}, self.preflight), set()
+        return None, set(allowed)
+
+    def url_for(self, **kwargs: str) -> URL:
+        raise NotImplementedError("the live table builds no URLs")
+
+    def add_prefix(self, prefix: str) -> None:
+        raise NotImplementedError("the live table is never a sub-application")
+
+    def get_info(self) -> dict[str, Any]:
+        return {"live_table": True}
+
+    def raw_match(self, path: str) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 1 if self.preflight is not None else 0
+
+    def __iter__(self) -> Iterator[web.AbstractRoute]:
+        return iter([self.preflight] if self.preflight is not None else [])
+
+
 class Routing:
-    """The table in service, its dispatch, and the lifetime of its pools' probes."""
+    """The table in service, its matching, and the lifetime of its pools' probes."""
 
     def __init__(self, app: web.Application, metrics: GatewayMetrics) -> None:
         self._app = app
         self._metrics = metrics
         self.current: PreparedTable | None = None
         self._pool_tasks: dict[UpstreamPool, list[asyncio.Task[None]]] = {}
-
-    async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        """The handler of every routed path: match in the table in service, then run it."""
-        table = self.current  # read once: this request finishes on this table
-        assert table is not None, "installed when the app starts"
-        match = await table.router.resolve(request)
-        handler = table.handlers.get(match.route)
-        if handler is None:
-            request[ROUTE_LABEL] = UNMATCHED_ROUTE
-            raise match.http_exception  # type: ignore[attr-defined]  # 404 or 405 with Allow
-        request[ROUTED] = handler
-        request[ROUTE_LABEL] = handler.label
-        return await handler.handle(request)
+        self.resource = LiveTableResource(self)
 
     def routed_policy(self, request: web.Request) -> CorsPolicy | None:
-        handler = request.get(ROUTED)
+        handler = route_handler(request)
         return handler.cors if handler is not None else None
 
     async def preflight_policy(self, request: web.Request, method: str) -> CorsPolicy | None:
@@ -183,10 +220,9 @@ class Routing:
         if method not in hdrs.METH_ALL:
             raise KeyError(method)
         match = await table.router.resolve(request.clone(method=method))
-        handler = table.handlers.get(match.route)
-        if handler is None:
+        if not isinstance(match.route, TableRoute):
             raise KeyError(method)
-        return handler.cors
+        return match.route.route_handler.cors
 
     async def install(self, prepared: PreparedTable) -> None:
         """Serve `prepared` from the next request on; start its new pools' probes (new

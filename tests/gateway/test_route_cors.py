@@ -94,7 +94,10 @@ async def test_a_route_narrows_its_cross_origin_methods(gateway) -> None:
 
 async def test_a_preflight_for_an_unrouted_method_or_path_is_refused(gateway) -> None:
     assert (await gateway.client.options("/orders", headers=preflight(APP, "PATCH"))).status == 403
-    assert (await gateway.client.options("/nowhere", headers=preflight(APP, "GET"))).status == 403
+    # A path no route has is not there, for a preflight as for anything else.
+    assert (await gateway.client.options("/nowhere", headers=preflight(APP, "GET"))).status == 404
+    # The gateway's own paths are no routes: OPTIONS there is a method they do not have.
+    assert (await gateway.client.options("/healthz", headers=preflight(APP, "GET"))).status == 405
 
 
 @pytest.mark.parametrize(
