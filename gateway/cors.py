@@ -5,11 +5,16 @@ wildcard-subdomain patterns (`https://*.example.com` matches one or more labels 
 `.example.com`, nothing else), or `*` alone. Patterns are compiled and checked once at
 load; `*` together with credentials is refused at load, as is `null`.
 
-aiohttp-cors answers preflights (on each route's OPTIONS, before any token check) and adds
-Access-Control-Allow-Origin to responses of its routes, errors included, since it works
-from on_response_prepare. What it lacks is added by the gateway's response hook, which
-runs after it (gateway.pipeline): `Vary: Origin` on every response, the same allow-origin
-headers on responses outside its routes (404, 405, health), and counting of refused origins.
+A route of the routes file may narrow this policy (`cors:` origins, methods, exposed
+headers; `narrowed`), never widen it: what would widen it is refused at start and on reload.
+
+aiohttp-cors answers preflights (an OPTIONS to a routed path, before any token check) and
+adds Access-Control-Allow-Origin to responses of the routes, errors included, since it
+works from on_response_prepare; it asks `LiveTableAdapter`, which answers from the route
+table in service, so each route's narrowed policy applies. What it lacks is added by the
+gateway's response hook, which runs after it (gateway.pipeline): `Vary: Origin` on every
+response, the same allow-origin headers on responses outside the routes (404, 405,
+health), and counting of refused origins.
 """
 
 from __future__ import annotations
