@@ -92,6 +92,9 @@ class RouteReloader:
                     "routes reload (%s) refused; the routes in service stay: %s",
                     reason, "; ".join(exc.problems),
                 )
+            except Exception:  # noqa: BLE001 - whatever fails, the table in service stays
+                result = REFUSED  # and the watcher lives on to take the next file
+                _LOGGER.exception("routes reload (%s) failed; the routes in service stay", reason)
             self._metrics.route_reloads.labels(result).inc()
             if result == APPLIED:
                 _LOGGER.info("routes reloaded (%s): sha256 %s", reason, self._digest[:12])

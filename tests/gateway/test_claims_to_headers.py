@@ -7,10 +7,20 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.claims import render
+from common.identity import Identity
+from gateway.claims import MAX_VALUE_LENGTH, ClaimHeaders, render
 from gateway.routes import RoutesError, parse_routes
+from gateway.verification import TokenError, Verified
 from tests.support.gateway_under_test import PACKAGED_ROUTES, received_headers
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=10,
+)
 
 FORWARDED = {
     "email": "X-User-Email",
@@ -70,6 +80,29 @@ async def test_a_claim_no_header_can_carry_refuses_the_token(gateway, value) -> 
     assert "cannot be forwarded as a header" in (await response.json())["detail"]
     assert gateway.log == []
     assert gateway.metric("gateway_auth_failures_total", {"reason": "malformed"}) == 1
+
+
+@given(JSON)
+def test_any_claim_value_is_one_safe_header_line_or_a_refusal(value: Any) -> None:
+    """Whatever JSON a token carries, what reaches the backend is one header line of
+    visible ASCII, bounded, spelt the same way every time; or the token is refused."""
+    verified = Verified.of(Identity("subject", frozenset()), 0.0, "kid", {"claim": value})
+    headers = ClaimHeaders((("claim", "X-User-Claim"),))
+    try:
+        lines = headers.lines(verified)
+    except TokenError as refused:
+        assert refused.reason == "malformed"
+        return
+    assert lines == headers.lines(verified)
+    if not lines:
+        assert value == ""
+        return
+    name, _, rest = lines.partition(": ")
+    assert name == "X-User-Claim" and rest.endswith("\r\n")
+    text = rest[:-2]
+    assert text == render(value)
+    assert 0 < len(text) <= MAX_VALUE_LENGTH
+    assert all(0x20 <= ord(char) <= 0x7E for char in text) and text == text.strip()
 
 
 def test_rendering_is_deterministic() -> None:
