@@ -46,10 +46,13 @@ def reloads(stack: Any, result: str) -> float:
 async def test_a_valid_file_switches_the_routes(make_gateway) -> None:
     stack = await make_gateway()
     assert (await stack.client.get("/users/me", headers=stack.bearer())).status == 200
+    assert "get" in (await (await stack.client.get("/openapi.json")).json())["paths"]["/orders"]
     path = rewrite(stack, users_me_read={"scopes": ["admin"]})
     without_route(path, "orders-list")
     before = stack.app[ROUTING].current
     assert await reload(stack) == APPLIED
+    # The public OpenAPI document follows the routes in service.
+    assert "get" not in (await (await stack.client.get("/openapi.json")).json())["paths"]["/orders"]
     assert stack.app[ROUTING].current is not before
     assert (await stack.client.get("/users/me", headers=stack.bearer())).status == 403
     # GET /orders is gone; POST /orders is still routed, so GET is now a 405, not a 404.
