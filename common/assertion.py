@@ -8,7 +8,8 @@ JWT can be passed off as one, RFC 8725 section 3.11), and `exp` not past. A proc
 reach a backend but holds no assertion key cannot vouch for anyone, whatever headers it sends.
 
 Claims: iss, aud, sub, scope (space-separated), client_id, token_jti (the access token's
-jti), iat, exp (at most 60 s after iat), jti.
+jti), token_issuer (the name of the trusted issuer that vouched for the access token), iat,
+exp (at most 60 s after iat), jti.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ class AssertionSigner:
             claims["client_id"] = identity.client_id
         if identity.token_id:
             claims["token_jti"] = identity.token_id
+        if identity.issuer:
+            claims["token_issuer"] = identity.issuer
         headers = {"kid": key.kid, "typ": ASSERTION_TYPE}
         token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers=headers)
         return SignedAssertion(token, now, float(int(expires)))
@@ -191,6 +194,7 @@ class AssertionVerifier:
             raise AssertionRefused("the identity assertion is issued in the future")
         sub, scope = claims["sub"], claims.get("scope", "")
         client_id, token_id = claims.get("client_id"), claims.get("token_jti")
+        token_issuer = claims.get("token_issuer")
         if not isinstance(sub, str) or not sub or not isinstance(scope, str):
             raise AssertionRefused("the identity assertion names no subject")
         identity = Identity(
@@ -198,6 +202,7 @@ class AssertionVerifier:
             frozenset(scope.split()),
             client_id if isinstance(client_id, str) else None,
             token_id if isinstance(token_id, str) else None,
+            token_issuer if isinstance(token_issuer, str) else None,
         )
         return identity, exp + self.leeway
 

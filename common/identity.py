@@ -23,6 +23,9 @@ USER_ID_HEADER = "X-User-Id"
 SCOPES_HEADER = "X-User-Scopes"
 CLIENT_ID_HEADER = "X-User-Client-Id"
 TOKEN_ID_HEADER = "X-User-Token-Id"
+# Which trusted issuer vouched for the token, by its name in the gateway's routes file
+# ("passgate" for Passgate's own auth).
+ISSUER_HEADER = "X-User-Issuer"
 ASSERTION_HEADER = "X-User-Assertion"
 
 
@@ -43,6 +46,7 @@ class Identity:
     scopes: frozenset[str]
     client_id: str | None = None
     token_id: str | None = None
+    issuer: str | None = None
 
     def to_headers(self) -> dict[str, str]:
         headers = {USER_ID_HEADER: self.subject, SCOPES_HEADER: " ".join(sorted(self.scopes))}
@@ -50,6 +54,8 @@ class Identity:
             headers[CLIENT_ID_HEADER] = self.client_id
         if self.token_id:
             headers[TOKEN_ID_HEADER] = self.token_id
+        if self.issuer:
+            headers[ISSUER_HEADER] = self.issuer
         return headers
 
     @classmethod
@@ -62,6 +68,7 @@ class Identity:
             scopes=frozenset(headers.get(SCOPES_HEADER, "").split()),
             client_id=headers.get(CLIENT_ID_HEADER) or None,
             token_id=headers.get(TOKEN_ID_HEADER) or None,
+            issuer=headers.get(ISSUER_HEADER) or None,
         )
 
     @property

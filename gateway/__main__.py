@@ -12,6 +12,7 @@ from common.settings import SettingsError
 from gateway.app import create_app
 from gateway.cors import CorsPolicy
 from gateway.routes import RoutesError, lint, read_routes
+from gateway.routing import route_policies
 from gateway.settings import GatewaySettings
 from gateway.telemetry import instrument
 
@@ -29,10 +30,11 @@ def lint_command(argv: list[str]) -> int:
         return 1
     path = Path(args.routes_file) if args.routes_file else settings.routes_file
     try:
-        CorsPolicy(settings.cors_origins, allow_credentials=settings.cors_allow_credentials)
+        policy = CorsPolicy(settings.cors_origins, allow_credentials=settings.cors_allow_credentials)
     except SettingsError as exc:
         print(f"error: {exc}")
         errors += 1
+        policy = None
     try:
         # Read without refusing lint's errors, to list them all; the gateway's start
         # (load_routes) refuses exactly the errors listed here.
@@ -48,6 +50,13 @@ def lint_command(argv: list[str]) -> int:
     ):
         errors += level == "error"
         print(f"{level}: {path}: {message}")
+    if policy is not None:
+        try:
+            route_policies(table, policy)  # per-route CORS may only narrow the global list
+        except RoutesError as exc:
+            for problem in exc.problems:
+                errors += 1
+                print(f"error: {path}: {problem}")
     print(f"{path}: {len(table.routes)} routes, {len(table.upstreams)} upstreams, {errors} error(s)")
     return 1 if errors else 0
 

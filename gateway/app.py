@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
-import aiohttp_cors
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -19,29 +17,31 @@ from common.timestamps import EpochClock
 from gateway.app_keys import (
     CORS_POLICY,
     HEALTH_SESSION,
+    ISSUERS,
     JWKS,
     METRICS,
     PROXY,
     RATE_LIMITER,
-    ROUTE_HANDLERS,
-    ROUTE_TABLE,
+    RELOADER,
+    ROUTING,
     SETTINGS,
     VERIFIER,
 )
 from gateway.assertion import UpstreamIdentity
 from gateway.cors import CorsPolicy, setup_cors
 from gateway.headers import ForwardedHeaders, screen
-from gateway.jwks import JwksClient
+from gateway.issuers import Issuers
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import PATH as OPENAPI_PATH
-from gateway.openapi import build_public_document, document_bytes, load_documents, service_documents
-from gateway.pipeline import Forward, RouteHandler, response_fields_hook
-from gateway.proxy import Proxy, Resolver, UpstreamPool, resolve_addresses
+from gateway.openapi import load_documents, service_documents
+from gateway.pipeline import response_fields_hook
+from gateway.proxy import Proxy, Resolver, resolve_addresses
 from gateway.ratelimit import RateLimiter
-from gateway.routes import RouteTable, load_routes
+from gateway.reload import RouteReloader, table_from
+from gateway.routes import RouteTable, read_bytes
+from gateway.routing import Routing, TableBuilder, route_policies
 from gateway.settings import GatewaySettings
-from gateway.verification import TokenVerifier
-from gateway.websocket import Relay, WebSocketMetrics, WebSocketRoute
+from gateway.websocket import Relay, WebSocketMetrics
 
 
 def create_app(
@@ -53,14 +53,19 @@ def create_app(
 ) -> web.Application:
     """The public gateway: every route of the routes file, health, no /metrics.
 
-    The order every request goes through is stated once, in gateway.pipeline.
+    The order every request goes through is stated once, in gateway.pipeline; the routes
+    are the live table of gateway.routing, reloaded by gateway.reload.
     """
-    table = _route_table(settings)
+    # Read and checked here, so a broken file or a CORS narrowing that would widen the
+    # global list stops the start (exit 2) rather than the first request.
+    data = read_bytes(settings.routes_file)
+    table = table_from(data, settings)
     policy = CorsPolicy(
         settings.cors_origins,
         allow_credentials=settings.cors_allow_credentials,
         max_age=settings.cors_max_age_seconds,
     )
+    route_policies(table, policy)
     app = make_base_app(
         "gateway",
         registry=registry,
@@ -69,99 +74,38 @@ def create_app(
     )
     metrics = GatewayMetrics(app[REGISTRY])
     app[SETTINGS] = settings
-    app[ROUTE_TABLE] = table
     app[METRICS] = metrics
     app[CORS_POLICY] = policy
     proxy = Proxy(forwarded=ForwardedHeaders(settings.trusted_proxies))
     app[PROXY] = proxy
-    cors = setup_cors(app, policy)
+    routing = app[ROUTING] = Routing(app, metrics)
+    app.router.add_get(OPENAPI_PATH, _openapi(routing), name="openapi")
+    # Asked last by the app's router: every path the other resources do not take.
+    app.router.register_resource(routing.resource)
+    setup_cors(app, policy, routing, routing.resource)
     app.on_response_prepare.append(response_fields_hook(policy, metrics))
-    pools = {
-        name: UpstreamPool(config, clock=clock, metrics=metrics, resolver=resolver)
-        for name, config in table.upstreams.items()
-    }
     # Blocking file I/O at start: the assertion keys (created first with the generate switch).
     signer = signer_from_settings(settings.assertion, issuer=GATEWAY_ISSUER, clock=clock)
     upstream_identity = UpstreamIdentity(signer, clock) if signer is not None else None
-    relay = _websocket_relay(app, table, settings, metrics, clock)
-    handlers = _add_routes(app, table, pools, proxy, cors, metrics, upstream_identity, relay)
-    app[ROUTE_HANDLERS] = handlers
     if signer is None:
         warn_at_start(app, "no PASSGATE_ASSERTION_KEYS_DIR: backends will refuse every identity")
-    app.cleanup_ctx.append(_client_ctx(settings, clock))
+    app.cleanup_ctx.append(_client_ctx(settings, clock, table.issuable_scopes))
     app.cleanup_ctx.append(_rate_limiter_ctx(settings, clock))
-    document = build_public_document(table, load_documents(service_documents()))
-    app.router.add_get(OPENAPI_PATH, _static_json(document_bytes(document)), name="openapi")
-    app.cleanup_ctx.append(_readiness_watch_ctx(list(pools.values())))
-    app.on_cleanup.append(_close_upstreams(list(pools.values())))
+    builder = functools.partial(
+        TableBuilder, proxy=proxy, metrics=metrics, upstream_identity=upstream_identity,
+        cors=policy, clock=clock, resolver=resolver,
+        documents=load_documents(service_documents()),
+        relay=_websocket_relay(app, settings, metrics, clock),
+    )
+    app.cleanup_ctx.append(_routing_ctx(settings, builder, table, data))
     return app
 
 
-def _route_table(settings: GatewaySettings) -> RouteTable:
-    """The routes file with the environment's replica lists and discovery applied."""
-    table = load_routes(
-        settings.routes_file, settings.scope_policy.issuable, settings.upstream_overrides
-    )
-    if settings.discovery is None:
-        return table
-    upstreams = {
-        name: dataclasses.replace(config, discovery=settings.discovery)
-        for name, config in table.upstreams.items()
-    }
-    return dataclasses.replace(table, upstreams=upstreams)
-
-
-def _add_routes(
-    app: web.Application,
-    table: RouteTable,
-    pools: dict[str, UpstreamPool],
-    proxy: Proxy,
-    cors: aiohttp_cors.CorsConfig,
-    metrics: GatewayMetrics,
-    upstream_identity: UpstreamIdentity | None,
-    relay: Relay | None,
-) -> list[RouteHandler]:
-    """One handler per route of the table, each method registered with aiohttp-cors (it
-    answers the resource's preflights); routes sharing a path share one resource. A
-    websocket route has two: its HTTP requests' and its handshakes' (gateway.websocket)."""
-    handlers: list[RouteHandler] = []
-    resources: dict[str, web.Resource] = {}
-    for route in table.routes:
-        resource = resources.get(route.router_path)
-        if resource is None:
-            resource = resources[route.router_path] = app.router.add_resource(route.router_path)
-
-        def route_handler(forward: Forward | None = None) -> RouteHandler:
-            handler = RouteHandler(
-                route, pools[route.upstream], proxy=proxy, forwarded=proxy.forwarded,
-                metrics=metrics, verifier=None, limiter=None, upstream_identity=upstream_identity,
-                forward=forward,
-            )
-            handlers.append(handler)
-            return handler
-
-        handle = route_handler().handle
-        if route.websocket:
-            assert relay is not None
-            handle = WebSocketRoute(
-                route_handler(), route_handler(relay.forward),
-                policy=app[CORS_POLICY], metrics=relay.metrics,
-            ).handle
-        for method in route.methods:
-            cors.add(resource.add_route(method, handle))
-    return handlers
-
-
 def _websocket_relay(
-    app: web.Application,
-    table: RouteTable,
-    settings: GatewaySettings,
-    metrics: GatewayMetrics,
-    clock: EpochClock,
-) -> Relay | None:
-    """The WebSocket relay with its session and sweeper, when a route has `websocket: true`."""
-    if not any(route.websocket for route in table.routes):
-        return None
+    app: web.Application, settings: GatewaySettings, metrics: GatewayMetrics, clock: EpochClock
+) -> Relay:
+    """The WebSocket relay of routes with `websocket: true` (gateway.websocket), with its
+    session and sweeper: made whatever the first table says, since a reload may add one."""
     relay = Relay(
         settings.websocket, metrics=WebSocketMetrics(app[REGISTRY]), gateway_metrics=metrics,
         clock=clock,
@@ -171,23 +115,26 @@ def _websocket_relay(
     return relay
 
 
-def _static_json(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """GET /openapi.json: the public document, built once at start."""
+def _openapi(routing: Routing) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /openapi.json: the public document of the routes in service, built when they load."""
 
     async def serve(request: web.Request) -> web.Response:
+        assert routing.current is not None
         return web.Response(
-            body=body, content_type="application/json", headers={"Cache-Control": "public, max-age=300"}
+            body=routing.current.openapi,
+            content_type="application/json",
+            headers={"Cache-Control": "public, max-age=300"},
         )
 
     return serve
 
 
 def _client_ctx(
-    settings: GatewaySettings, clock: EpochClock
+    settings: GatewaySettings, clock: EpochClock, known_scopes: frozenset[str]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
         """One aiohttp client session for JWKS fetches and readiness probes (the proxy path
-        has its own lean client, gateway.upstream); the key set and its refresher."""
+        has its own lean client, gateway.upstream); the trusted issuers and their key sets."""
         # Probe connections are kept only a second when idle, so none outlives a replica that
         # leaves (DNS discovery) for long. (force_close, a new connection per probe, leaked a
         # transport when a probe timed out while connecting.)
@@ -195,63 +142,50 @@ def _client_ctx(
             connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=1.0),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        metrics = app[METRICS]
-        jwks = JwksClient(
-            settings.jwks_url,
-            session=session,
-            algorithms=settings.algorithms,
-            metrics=metrics,
-            clock=clock,
-            refresh_seconds=settings.jwks_refresh_seconds,
-            cooldown_seconds=settings.jwks_refetch_cooldown_seconds,
-            max_staleness_seconds=settings.jwks_max_staleness_seconds,
-            timeout_seconds=settings.jwks_timeout_seconds,
+        issuers = Issuers(
+            settings, session=session, metrics=app[METRICS], clock=clock, known_scopes=known_scopes
         )
-        app[JWKS] = jwks
-        app[VERIFIER] = TokenVerifier(
-            jwks,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            algorithms=settings.algorithms,
-            leeway=settings.leeway_seconds,
-            max_lifetime=settings.max_token_lifetime_seconds,
-            cache_size=settings.token_cache_size,
-            clock=clock,
-            metrics=metrics,
-            known_scopes=app[ROUTE_TABLE].issuable_scopes,
-        )
+        app[ISSUERS] = issuers
+        app[JWKS] = issuers.default_jwks
+        app[VERIFIER] = issuers.default
         app[HEALTH_SESSION] = session
-        for handler in app[ROUTE_HANDLERS]:
-            handler.verifier = app[VERIFIER]
-        app[READINESS].add("jwks", jwks.readiness_check)
+        # Readiness follows Passgate's own issuer: a partner's outage must not take every
+        # route out of service (its routes answer 503 keys-unavailable meanwhile).
+        app[READINESS].add("jwks", issuers.default_jwks.readiness_check)
         try:
-            async with jwks.running():
+            async with issuers.default_jwks.running():
                 yield
         finally:
+            await issuers.close()
             await session.close()
 
     return client_ctx
 
 
-def _readiness_watch_ctx(
-    pools: list[UpstreamPool],
+def _routing_ctx(
+    settings: GatewaySettings,
+    builder: Callable[..., TableBuilder],
+    table: RouteTable,
+    data: bytes,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def readiness_watch_ctx(app: web.Application) -> AsyncIterator[None]:
-        """Probe every upstream replica's readiness in the background, on the shared session;
-        keep the replica sets of DNS-discovered upstreams current (resolved once first)."""
-        session = app[HEALTH_SESSION]
-        discovered = [pool for pool in pools if pool.config.discovery == "dns"]
-        await asyncio.gather(*(pool.resolve() for pool in discovered))
-        tasks = [asyncio.create_task(pool.watch_readiness(session)) for pool in pools]
-        tasks += [asyncio.create_task(pool.watch_dns()) for pool in discovered]
+    async def routing_ctx(app: web.Application) -> AsyncIterator[None]:
+        """The first table in service, then its reloads; every upstream closed at the end."""
+        routing = app[ROUTING]
+        reloader = RouteReloader(
+            settings,
+            routing,
+            builder(issuers=app[ISSUERS], limiter=app[RATE_LIMITER]),
+            app[METRICS],
+        )
+        app[RELOADER] = reloader
         try:
-            yield
+            await reloader.start(table, data)
+            async with reloader.running():
+                yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await routing.close()
 
-    return readiness_watch_ctx
+    return routing_ctx
 
 
 def _rate_limiter_ctx(
@@ -261,20 +195,9 @@ def _rate_limiter_ctx(
         limiter = RateLimiter(clock=clock, redis_url=settings.redis_url, registry=app[REGISTRY])
         app[RATE_LIMITER] = limiter
         app[READINESS].add_detail("rate_limits", limiter.describe)
-        for handler in app[ROUTE_HANDLERS]:
-            handler.limiter = limiter
         try:
             yield
         finally:
             await limiter.close()
 
     return rate_limiter_ctx
-
-
-def _close_upstreams(pools: list[UpstreamPool]) -> Callable[[web.Application], Awaitable[None]]:
-    async def close_upstreams(app: web.Application) -> None:
-        """Close every kept-alive upstream connection when the gateway stops."""
-        for pool in pools:
-            pool.close()
-
-    return close_upstreams

@@ -26,7 +26,7 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWKError
 
 from common.timestamps import EpochClock
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, IssuerKeyMetrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class JwksClient:
         *,
         session: aiohttp.ClientSession,
         algorithms: Iterable[str],
-        metrics: GatewayMetrics,
+        metrics: GatewayMetrics | IssuerKeyMetrics,
         clock: EpochClock,
         refresh_seconds: float = 300.0,
         cooldown_seconds: float = 30.0,

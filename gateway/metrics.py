@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from common.metrics import RequestHistogram
@@ -92,9 +94,78 @@ class GatewayMetrics:
             ["route"],
             registry=registry,
         )
+        self.route_reloads = Counter(
+            "gateway_route_reloads",
+            "Routes-file reloads (SIGHUP or a changed file), by result: applied, unchanged, "
+            "or refused (the file is invalid; the table in service stays).",
+            ["result"],
+            registry=registry,
+        )
+        self.route_table_loaded = Gauge(
+            "gateway_route_table_loaded_timestamp_seconds",
+            "When the route table in service was loaded.",
+            registry=registry,
+        )
+        self.route_table_info = Gauge(
+            "gateway_route_table_info",
+            "1 for the route table in service, labelled with the SHA-256 of its file (12 hex digits).",
+            ["sha256"],
+            registry=registry,
+        )
+        self.issuer_jwks_refreshes = Counter(
+            "gateway_issuer_jwks_refreshes",
+            "Key-set fetches of the issuers declared in the routes file, by issuer and result.",
+            ["issuer", "result"],
+            registry=registry,
+        )
+        self.issuer_jwks_age = Gauge(
+            "gateway_issuer_jwks_age_seconds",
+            "Seconds since each declared issuer's key set was last fetched successfully.",
+            ["issuer"],
+            registry=registry,
+        )
+        self.issuer_jwks_keys = Gauge(
+            "gateway_issuer_jwks_keys",
+            "Usable signing keys in each declared issuer's key set.",
+            ["issuer"],
+            registry=registry,
+        )
         # Children bound once: a labels() lookup per request costs more than the increment.
         self.auth_failure = {r: self.auth_failures.labels(r) for r in AUTH_FAILURE_REASONS}
         self.cache_hit = self.token_cache.labels("hit")
         self.cache_miss = self.token_cache.labels("miss")
         self.jwks_success = self.jwks_refreshes.labels("success")
         self.jwks_error = self.jwks_refreshes.labels("error")
+
+    def issuer_keys(self, issuer: str) -> IssuerKeyMetrics:
+        """The key-set metrics of a declared issuer, shaped as the JWKS client uses them."""
+        return IssuerKeyMetrics(
+            jwks_success=self.issuer_jwks_refreshes.labels(issuer, "success"),
+            jwks_error=self.issuer_jwks_refreshes.labels(issuer, "error"),
+            jwks_age=self.issuer_jwks_age.labels(issuer),
+            jwks_keys=self.issuer_jwks_keys.labels(issuer),
+        )
+
+    def forget_issuer(self, issuer: str) -> None:
+        """An issuer left the routes file: its series go with it."""
+        for result in ("success", "error"):
+            _remove(self.issuer_jwks_refreshes, issuer, result)
+        _remove(self.issuer_jwks_age, issuer)
+        _remove(self.issuer_jwks_keys, issuer)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IssuerKeyMetrics:
+    """The four series a JwksClient reports, for one declared issuer."""
+
+    jwks_success: Counter
+    jwks_error: Counter
+    jwks_age: Gauge
+    jwks_keys: Gauge
+
+
+def _remove(metric: Counter | Gauge, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass

@@ -5,9 +5,12 @@ Every request, in this order:
   1. edge        request id and trace, metrics, errors as problem+json (common.edge);
   2. hygiene     ambiguous paths refused (gateway.headers.screen, the edge's screen step);
                  client-sent X-User-* fields are never read, and never passed on;
-  3. route       aiohttp's router: a route of the routes file, a CORS preflight (answered
-                 by aiohttp-cors without a token), health, /openapi.json, or a 404/405;
-  4. CORS        aiohttp-cors adds the allow-origin fields as the answer is prepared;
+  3. route       aiohttp's router: health, /openapi.json, or (asked last) the route table
+                 in service (gateway.routing): a route of it, a CORS preflight of one of
+                 its paths (answered by aiohttp-cors without a token), or a 404/405; the
+                 table is read once per request, so a reload never changes it mid-way;
+  4. CORS        aiohttp-cors adds the allow-origin fields as the answer is prepared, from
+                 the route's narrowed policy or the global one (gateway.cors);
                  `response_fields` below completes them (Vary, answers outside its routes);
   5. token       the bearer token verified once, from the verified-token cache when it can;
   6. scopes      the route's required scopes, 403 otherwise;
@@ -18,28 +21,34 @@ Every request, in this order:
                  whose own checks (Origin, handshake shape) come before step 5.
 
 Steps 5-8 are plain calls in one handler per route (`RouteHandler`), with everything that
-depends only on the route prepared at start: the metric children, the rate-limit policy
-text, the header rules. Every answer, relayed or the gateway's own, passes
+depends only on the route prepared when its table loads (at start or on reload): the
+issuer's verifier, the metric children, the rate-limit policy text, the header rules, the
+claims forwarded as headers, the narrowed CORS policy. Every answer, relayed or the gateway's own, passes
 `response_fields` once as it is prepared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from aiohttp import hdrs, web
 
 from common.app_keys import IDENTITY, REQUEST_ID
 from common.context import user_id_var
-from common.errors import insufficient_scope, too_many_requests
+from common.errors import insufficient_scope, too_many_requests, unauthorized
 from gateway.assertion import UpstreamIdentity
+from gateway.claims import ClaimHeaders
 from gateway.cors import CorsPolicy
 from gateway.headers import ForwardedHeaders, upstream_head_fields
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy, UpstreamPool
 from gateway.ratelimit import Decision, RateLimiter, policy_header
 from gateway.routes import RouteConfig
-from gateway.verification import TokenVerifier, authenticate
+from gateway.verification import TokenError, TokenVerifier, Verified, authenticate
+
+if TYPE_CHECKING:
+    from gateway.issuers import AnyIssuer
 
 NO_STORE = "no-store"
 # The last step: (request, route, pool, header lines, extra response headers) -> answer.
@@ -60,9 +69,10 @@ class RouteHandler:
         proxy: Proxy,
         forwarded: ForwardedHeaders,
         metrics: GatewayMetrics,
-        verifier: TokenVerifier | None,
+        verifier: TokenVerifier | AnyIssuer | None,
         limiter: RateLimiter | None,
         upstream_identity: UpstreamIdentity | None = None,
+        cors: CorsPolicy | None = None,
         forward: Forward | None = None,
     ) -> None:
         self.route = route
@@ -72,9 +82,11 @@ class RouteHandler:
         self._forward = forward or proxy.forward
         self._forwarded = forwarded
         self._metrics = metrics
-        self.verifier = verifier  # both set when the app starts (they need its loop)
+        self.verifier = verifier
         self.limiter = limiter
         self._upstream_identity = upstream_identity
+        self.cors = cors  # the route's narrowed CORS policy; None: the global one
+        self._claims = ClaimHeaders(route.claims_to_headers) if route.claims_to_headers else None
         self._public = route.public
         self._policy = policy_header(route) if route.rate_limit is not None else None
         self._scope_failure = metrics.auth_failure["insufficient_scope"]
@@ -100,6 +112,8 @@ class RouteHandler:
                 if self._upstream_identity is None
                 else self._upstream_identity.fields(verified)
             )
+            if self._claims is not None:
+                identity_fields += self._claim_fields(verified)
         decision: Decision | None = None
         if self._policy is not None:
             assert self.limiter is not None
@@ -117,6 +131,21 @@ class RouteHandler:
         )
         extra = decision.headers(self._policy) if decision is not None and self._policy else None
         return await self._forward(request, self.route, self._pool, fields, extra)
+
+
+    def _claim_fields(self, verified: Verified) -> str:
+        assert self._claims is not None
+        try:
+            return self._claims.lines(verified)
+        except TokenError as error:
+            self._metrics.auth_failure[error.reason].inc()
+            raise unauthorized(error.detail, reason=error.reason) from None
+
+
+def route_handler(request: web.Request) -> RouteHandler | None:
+    """The RouteHandler a request was matched to, when a route table matched it
+    (gateway.routing's routes carry theirs)."""
+    return getattr(request.match_info.route, "route_handler", None)
 
 
 def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: ignore[no-untyped-def]
@@ -151,11 +180,13 @@ def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: 
             request.method == hdrs.METH_OPTIONS
             and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
         )
-        if not policy.allows(origin):
+        routed = route_handler(request)
+        effective = policy if routed is None or routed.cors is None else routed.cors
+        if not effective.permits(origin, request.method):
             rejected_origin.inc()
         elif preflight:
             rejected_preflight.inc()  # an allowed origin asked for a method or header we refuse
         else:
-            policy.add_headers(response, origin)  # 404, 405, health: outside aiohttp-cors routes
+            effective.add_headers(response, origin)  # health, /openapi.json: outside aiohttp-cors
 
     return response_fields

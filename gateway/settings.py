@@ -50,6 +50,8 @@ class GatewaySettings:
     # Every scope a token can carry (PASSGATE_SCOPES_FILE, shared with auth): a route may
     # require no other, and no other reaches a backend.
     scope_policy: ScopePolicy = dataclasses.field(default_factory=default_scope_policy)
+    # Seconds between checks of the routes file for a change (gateway.reload); 0: SIGHUP only.
+    routes_watch_seconds: float = 2.0
     issuer: str = DEFAULT_ISSUER
     audience: str = DEFAULT_AUDIENCE
     algorithms: tuple[str, ...] = ("RS256",)
@@ -96,6 +98,9 @@ class GatewaySettings:
             server=server,
             routes_file=Path(env_str(env, "PASSGATE_ROUTES_FILE", str(DEFAULT_ROUTES_FILE))),
             scope_policy=scope_policy_from_env(env),
+            routes_watch_seconds=env_float(
+                env, "PASSGATE_ROUTES_WATCH_SECONDS", 2.0, minimum=0.0, maximum=3600.0
+            ),
             issuer=env_str(env, "PASSGATE_ISSUER", DEFAULT_ISSUER),
             audience=env_str(env, "PASSGATE_AUDIENCE", DEFAULT_AUDIENCE),
             algorithms=env_list(env, "PASSGATE_TOKEN_ALGORITHMS", ("RS256",)),

@@ -37,6 +37,7 @@ from common.errors import Problem, unauthorized
 from common.identity import Identity
 from gateway.jwks import JwksClient, KeysUnavailableError, UnknownKeyIdError
 from gateway.metrics import GatewayMetrics
+from gateway.routes import DEFAULT_ISSUER
 
 MAX_TOKEN_LENGTH = 8192
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 section 2.1
@@ -76,24 +77,33 @@ class Verified:
     valid_until: float  # exp + leeway: the entry dies with the token
     kid: str
     fields: str
+    # Every verified claim, for routes that forward some as headers (gateway.claims).
+    claims: dict[str, object] = dataclasses.field(default_factory=dict)
     # The fields plus the signed identity assertion, and when to re-sign it
     # (gateway.assertion): mutable, so the hot path reads them off the cache entry.
     upstream_fields: str = ""
     renew_at: float = 0.0
 
     @classmethod
-    def of(cls, identity: Identity, valid_until: float, kid: str) -> Verified:
+    def of(
+        cls, identity: Identity, valid_until: float, kid: str, claims: dict[str, object] | None = None
+    ) -> Verified:
         lines = "".join(f"{name}: {value}\r\n" for name, value in identity.to_headers().items())
-        return cls(identity, valid_until, kid, lines)
+        return cls(identity, valid_until, kid, lines, claims or {})
 
 
 class TokenVerifier:
-    """Verify access tokens against the issuer's keys; cache what verified."""
+    """Verify access tokens against one issuer's keys; cache what verified.
+
+    Each trusted issuer has its own verifier, so its own cache: an entry is found only by
+    the verifier of the issuer that vouched for it (the key is, in effect, issuer and token).
+    """
 
     def __init__(
         self,
         jwks: JwksClient,
         *,
+        name: str = DEFAULT_ISSUER,
         issuer: str,
         audience: str,
         algorithms: Iterable[str],
@@ -105,6 +115,8 @@ class TokenVerifier:
         known_scopes: frozenset[str] | None = None,
     ) -> None:
         self._jwks = jwks
+        self.name = name
+        self.issuer = issuer
         self._issuer = issuer
         self._audience = audience
         self._algorithms = frozenset(algorithms)
@@ -115,6 +127,11 @@ class TokenVerifier:
         self._clock = clock
         self._metrics = metrics
         self._known_scopes = known_scopes
+
+    def reset(self, known_scopes: frozenset[str]) -> None:
+        """A new scope list (a reloaded routes file): forget identities cut to the old one."""
+        self._known_scopes = known_scopes
+        self._cache.clear()
 
     async def verify(self, token: str) -> Verified:
         """The identity the token proves, or raise TokenError / KeysUnavailableError."""
@@ -128,15 +145,17 @@ class TokenVerifier:
                     return entry
                 del self._cache[key]
             self._metrics.cache_miss.inc()
-        identity, exp, kid = await self._verify_signed(token, now)
-        verified = Verified.of(identity, exp + self._leeway, kid)
+        identity, exp, kid, claims = await self._verify_signed(token, now)
+        verified = Verified.of(identity, exp + self._leeway, kid, claims)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
                 self._cache.popitem(last=False)  # oldest first; tokens are short-lived anyway
             self._cache[key] = verified
         return verified
 
-    async def _verify_signed(self, token: str, now: float) -> tuple[Identity, float, str]:
+    async def _verify_signed(
+        self, token: str, now: float
+    ) -> tuple[Identity, float, str, dict[str, object]]:
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenError("malformed", "the token is too long")
         if not _COMPACT_JWS.match(token) or not all(map(_canonical, token.split("."))):
@@ -185,7 +204,7 @@ class TokenVerifier:
         except (jwt_errors.InvalidTokenError, RecursionError):
             raise TokenError("malformed", "the token is not a well-formed JWT") from None
         exp = self._check_times(claims, now)
-        return self._identity(claims), exp, kid
+        return self._identity(claims), exp, kid, claims
 
     def _check_times(self, claims: dict[str, object], now: float) -> float:
         exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf")
@@ -222,7 +241,9 @@ class TokenVerifier:
             # Only scopes a token can legitimately carry reach a backend (never, say,
             # profiles:provision, which only auth itself uses, inside the mesh).
             scopes &= self._known_scopes
-        return Identity(subject=sub, scopes=scopes, client_id=client_id, token_id=jti)
+        return Identity(
+            subject=sub, scopes=scopes, client_id=client_id, token_id=jti, issuer=self.name
+        )
 
 
 def _canonical(segment: str) -> bool:

@@ -13,8 +13,16 @@ here runs per request.
 """
 
 from gateway.routes.lint import ERROR, NOTE, lint
-from gateway.routes.loading import load_routes, parse_routes, read_routes
+from gateway.routes.loading import (
+    checked,
+    decode_routes,
+    load_routes,
+    parse_routes,
+    read_bytes,
+    read_routes,
+)
 from gateway.routes.model import (
+    DEFAULT_ISSUER,
     INTERNAL_PREFIX,
     PUBLIC,
     REFUSED_METHODS,
@@ -22,8 +30,10 @@ from gateway.routes.model import (
     ROUTABLE_METHODS,
     TOKEN,
     UPSTREAM_ENV_PREFIX,
+    IssuerConfig,
     RateLimit,
     RouteConfig,
+    RouteCors,
     RoutesError,
     RouteTable,
     UpstreamConfig,
@@ -34,6 +44,7 @@ from gateway.routes.model import (
 from gateway.routes.schema import SCHEMA_PATH
 
 __all__ = [
+    "DEFAULT_ISSUER",
     "ERROR",
     "INTERNAL_PREFIX",
     "NOTE",
@@ -44,16 +55,21 @@ __all__ = [
     "SCHEMA_PATH",
     "TOKEN",
     "UPSTREAM_ENV_PREFIX",
+    "IssuerConfig",
     "RateLimit",
     "RouteConfig",
+    "RouteCors",
     "RouteTable",
     "RoutesError",
     "UpstreamConfig",
+    "checked",
+    "decode_routes",
     "lint",
     "load_routes",
     "override_key",
     "override_variable",
     "parse_routes",
+    "read_bytes",
     "read_routes",
     "replica_problem",
 ]

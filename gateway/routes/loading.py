@@ -40,7 +40,11 @@ def load_routes(
     """The route table the gateway starts with: read, validated, and refused with every
     problem listed if invalid or if lint finds an error in it. `scopes` are those a token
     can carry (the scopes file's)."""
-    table = read_routes(path, scopes, overrides)
+    return checked(read_routes(path, scopes, overrides))
+
+
+def checked(table: RouteTable) -> RouteTable:
+    """`table`, unless lint finds an error in it (RoutesError listing them)."""
     errors = [message for level, message in lint(table) if level == ERROR]
     if errors:
         raise RoutesError(table.source, errors)
@@ -51,12 +55,28 @@ def read_routes(
     path: Path, scopes: frozenset[str], overrides: Mapping[str, tuple[str, ...]] | None = None
 ) -> RouteTable:
     """Read and validate the routes file (not linted); raise RoutesError listing every problem."""
-    source = str(path)
+    return decode_routes(read_bytes(path), source=str(path), scopes=scopes, overrides=overrides)
+
+
+def read_bytes(path: Path) -> bytes:
     try:
-        with path.open(encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
+        return path.read_bytes()
     except OSError as exc:
-        raise RoutesError(source, [f"cannot read: {exc.strerror}"]) from None
+        raise RoutesError(str(path), [f"cannot read: {exc.strerror}"]) from None
+
+
+def decode_routes(
+    data: bytes,
+    *,
+    source: str,
+    scopes: frozenset[str],
+    overrides: Mapping[str, tuple[str, ...]] | None = None,
+) -> RouteTable:
+    """Validate a routes file's bytes (not linted); raise RoutesError listing every problem."""
+    try:
+        document = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RoutesError(source, ["not valid YAML: the file is not UTF-8"]) from None
     except yaml.YAMLError as exc:
         raise RoutesError(source, [f"not valid YAML: {exc}"]) from None
     return parse_routes(document, source=source, scopes=scopes, overrides=overrides or {})
@@ -94,12 +114,14 @@ def parse_routes(
         raise RoutesError(source, problems)
     builder = _Builder(problems, overrides)
     upstreams = builder.upstreams(document["upstreams"])
+    issuers = builder.issuers(document.get("issuers") or {})
+    builder.issuer_names = {model.DEFAULT_ISSUER, *issuers}
     routes = builder.routes(
         document["routes"], document.get("defaults") or {}, upstreams, invalid_routes
     )
     if problems:
         raise RoutesError(source, problems)
-    return RouteTable(source, scopes, upstreams, tuple(routes))
+    return RouteTable(source, scopes, upstreams, tuple(routes), issuers=issuers)
 
 
 def _where(document: dict[str, Any], location: tuple[Any, ...]) -> str:
@@ -117,8 +139,8 @@ def _where(document: dict[str, Any], location: tuple[Any, ...]) -> str:
             f"routes[{rest[0]}]" + (f" ({name})" if isinstance(name, str) else ""),
             rest[1:],
         )
-    elif head == "upstreams" and rest:
-        where, rest = f"upstreams.{rest[0]}", rest[1:]
+    elif head in ("upstreams", "issuers") and rest:
+        where, rest = f"{head}.{rest[0]}", rest[1:]
     else:
         where = str(head)
     if not rest:
@@ -135,6 +157,27 @@ class _Builder:
     def __init__(self, problems: list[str], overrides: Mapping[str, tuple[str, ...]]) -> None:
         self.problems = problems
         self.overrides = overrides
+        self.issuer_names: set[str] = {model.DEFAULT_ISSUER}
+
+    def issuers(self, specs: Mapping[str, Any]) -> dict[str, model.IssuerConfig]:
+        issuers = {}
+        for name, spec in specs.items():
+            if name == model.DEFAULT_ISSUER:
+                self.fail(
+                    f"issuers.{name}",
+                    "is Passgate's own auth, configured by PASSGATE_ISSUER and PASSGATE_JWKS_URL",
+                )
+                continue
+            issuers[name] = model.IssuerConfig(
+                name,
+                spec["issuer"],
+                spec["jwks_url"],
+                spec["audience"],
+                tuple(spec.get("algorithms", schema.default("issuer", "algorithms"))),
+                leeway=float(spec.get("leeway", schema.default("issuer", "leeway"))),
+                max_lifetime=float(spec.get("max_lifetime", schema.default("issuer", "max_lifetime"))),
+            )
+        return issuers
 
     def fail(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -232,17 +275,14 @@ class _Builder:
             self.fail(
                 where, "forward_basic_auth: only a public route may pass HTTP Basic credentials"
             )
-        websocket = spec.get("websocket", schema.default("route", "websocket"))
-        if websocket and "GET" not in methods:
-            self.fail(where, "websocket: a WebSocket handshake is a GET (RFC 6455 4.1); list GET")
-        if websocket and public:
-            self.fail(
-                where, "websocket: a socket lives as long as its token; a public route has none"
-            )
         settings = {
             key: spec[key] if key in spec else defaults.get(key, schema.default("route", key))
             for key in _ROUTE_DEFAULT_KEYS
         }
+        issuers = self.route_issuers(where, spec, public)
+        websocket = self.websocket(where, spec, methods, public, issuers)
+        claims = self.claims_to_headers(where, spec, public)
+        cors = self.cors(where, spec.get("cors"), methods)
         if len(self.problems) > problems_before:
             return None
         return model.RouteConfig(
@@ -258,6 +298,79 @@ class _Builder:
             rate_limit=_rate_limit(settings["rate_limit"]),
             forward_basic_auth=forward_basic,
             websocket=websocket,
+            issuers=issuers,
+            claims_to_headers=claims,
+            cors=cors,
+        )
+
+    def websocket(
+        self,
+        where: str,
+        spec: Mapping[str, Any],
+        methods: tuple[str, ...],
+        public: bool,
+        issuers: tuple[str, ...],
+    ) -> bool:
+        websocket = bool(spec.get("websocket", schema.default("route", "websocket")))
+        if websocket and "GET" not in methods:
+            self.fail(where, "websocket: a WebSocket handshake is a GET (RFC 6455 4.1); list GET")
+        if websocket and public:
+            self.fail(
+                where, "websocket: a socket lives as long as its token; a public route has none"
+            )
+        elif websocket and issuers != (model.DEFAULT_ISSUER,):
+            # The relay ends a socket when its token's key leaves Passgate's key set.
+            self.fail(where, "websocket: a WebSocket route accepts Passgate's own tokens only")
+        return websocket
+
+    def route_issuers(self, where: str, spec: Mapping[str, Any], public: bool) -> tuple[str, ...]:
+        if "issuers" not in spec:
+            return () if public else tuple(schema.default("route", "issuers"))
+        names = tuple(dict.fromkeys(spec["issuers"]))
+        if public:
+            self.fail(where, "issuers: a public route takes no token, so it trusts no issuer")
+        for name in names:
+            if name not in self.issuer_names:
+                known = ", ".join(sorted(self.issuer_names))
+                self.fail(where, f"issuers: {name!r} is not declared under issuers (known: {known})")
+        return names
+
+    def claims_to_headers(
+        self, where: str, spec: Mapping[str, Any], public: bool
+    ) -> tuple[tuple[str, str], ...]:
+        mapping = spec.get("claims_to_headers", schema.default("route", "claims_to_headers"))
+        if mapping and public:
+            self.fail(where, "claims_to_headers: a public route has no token to take claims from")
+        seen: dict[str, str] = {}
+        for claim, header in mapping.items():
+            lowered = header.lower()
+            if lowered in model.RESERVED_IDENTITY_HEADERS:
+                self.fail(where, f"claims_to_headers: {header} is set by the gateway itself")
+            elif lowered in seen:
+                self.fail(
+                    where, f"claims_to_headers: {header} is named for {seen[lowered]!r} and {claim!r}"
+                )
+            seen[lowered] = claim
+        return tuple(mapping.items())
+
+    def cors(
+        self, where: str, spec: Mapping[str, Any] | None, methods: tuple[str, ...]
+    ) -> model.RouteCors | None:
+        """The route's narrowing; whether its origins are within the global list is checked
+        where that list is known (gateway.route_cors)."""
+        if spec is None:
+            return None
+        narrowed = spec.get("methods")
+        if narrowed is not None:
+            narrowed = tuple(method.upper() for method in narrowed)
+            outside = sorted(set(narrowed) - set(methods))
+            if outside:
+                self.fail(where, f"cors.methods: {', '.join(outside)} not among the route's methods")
+        origins, exposed = spec.get("origins"), spec.get("expose_headers")
+        return model.RouteCors(
+            tuple(origins) if origins is not None else None,
+            narrowed,
+            tuple(exposed) if exposed is not None else None,
         )
 
     def path(self, where: str, path: str) -> None:

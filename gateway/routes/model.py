@@ -26,6 +26,14 @@ RESERVED_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
 INTERNAL_PREFIX = "/internal"
 # PASSGATE_UPSTREAM_<NAME> (a comma list) overrides the replicas of upstream <name>.
 UPSTREAM_ENV_PREFIX = "PASSGATE_UPSTREAM_"
+# The issuer every token route accepts unless it names others: Passgate's own auth,
+# configured by PASSGATE_ISSUER, PASSGATE_JWKS_URL and the other token settings.
+DEFAULT_ISSUER = "passgate"
+# Identity headers the gateway itself sets; a route's claims_to_headers cannot name them.
+RESERVED_IDENTITY_HEADERS = frozenset(
+    {"x-user-id", "x-user-scopes", "x-user-client-id", "x-user-token-id", "x-user-assertion",
+     "x-user-issuer"}
+)
 
 
 class RoutesError(ValueError):
@@ -71,6 +79,28 @@ class UpstreamConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class IssuerConfig:
+    """A trusted token issuer besides Passgate's auth (a partner's identity provider)."""
+
+    name: str
+    issuer: str  # the `iss` its tokens carry
+    jwks_url: str
+    audience: str
+    algorithms: tuple[str, ...]
+    leeway: float
+    max_lifetime: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouteCors:
+    """A route's narrowing of the global CORS policy: None keeps the global value."""
+
+    origins: tuple[str, ...] | None
+    methods: tuple[str, ...] | None
+    expose_headers: tuple[str, ...] | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RouteConfig:
     name: str
     path: str
@@ -85,6 +115,11 @@ class RouteConfig:
     forward_basic_auth: bool
     # A GET with Upgrade: websocket is relayed as a WebSocket (gateway.websocket).
     websocket: bool
+    # Issuer names whose tokens the route accepts (token routes; DEFAULT_ISSUER unless set).
+    issuers: tuple[str, ...]
+    # (claim, header) pairs: verified claims forwarded as X-User-* headers.
+    claims_to_headers: tuple[tuple[str, str], ...]
+    cors: RouteCors | None  # None: the global CORS policy
 
     @property
     def router_path(self) -> str:
@@ -117,6 +152,8 @@ class RouteTable:
     issuable_scopes: frozenset[str]
     upstreams: Mapping[str, UpstreamConfig]
     routes: tuple[RouteConfig, ...]
+    # Issuers declared in the file, by name (DEFAULT_ISSUER comes from the settings).
+    issuers: Mapping[str, IssuerConfig] = dataclasses.field(default_factory=dict)
 
 
 def override_key(upstream: str) -> str:

@@ -19,6 +19,12 @@ GATEWAY_METRICS = [
     "gateway_token_cache_lookups_total",
     "gateway_cors_rejections_total",
     "gateway_rate_limited_total",
+    "gateway_route_reloads_total",
+    "gateway_route_table_loaded_timestamp_seconds",
+    "gateway_route_table_info",
+    "gateway_issuer_jwks_refreshes_total",
+    "gateway_issuer_jwks_age_seconds",
+    "gateway_issuer_jwks_keys",
 ]
 
 

@@ -90,5 +90,8 @@ async def test_identity_is_set_only_from_the_token(make_gateway) -> None:
     response = await stack.client.get("/users/me", headers=headers)
     body = await response.json()
     seen = [(k.lower(), v) for k, v in body["headers"] if k.lower().startswith("x-user")]
-    assert sorted(k for k, _ in seen) == ["x-user-client-id", "x-user-id", "x-user-scopes", "x-user-token-id"]
+    assert sorted(k for k, _ in seen) == [
+        "x-user-client-id", "x-user-id", "x-user-issuer", "x-user-scopes", "x-user-token-id"
+    ]
     assert dict(seen)["x-user-scopes"] == "users:read"
+    assert dict(seen)["x-user-issuer"] == "passgate"

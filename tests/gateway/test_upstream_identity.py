@@ -60,3 +60,18 @@ def test_the_assertion_ends_with_the_access_token(tmp_path: Path) -> None:
     claims = jwt.decode(assertion_of(UpstreamIdentity(signer, clock).fields(verified)),
                         options={"verify_signature": False})
     assert claims["exp"] == T0 + 8
+
+
+def test_the_assertion_names_the_issuer_that_vouched(tmp_path: Path) -> None:
+    clock = Clock()
+    ensure_keys(tmp_path / "keys", tmp_path / "trust", GATEWAY_ISSUER, T0, generate=True)
+    signer = AssertionSigner(tmp_path / "keys", issuer=GATEWAY_ISSUER, audience="passgate-internal",
+                             lifetime=30, clock=clock)
+    identity = Identity("machine-1", frozenset({"orders:read"}), "partner-client", "jti-9", "partner")
+    fields = UpstreamIdentity(signer, clock).fields(Verified.of(identity, T0 + 600, "kid"))
+    assert "X-User-Issuer: partner\r\n" in fields
+    token = assertion_of(fields)
+    assert jwt.decode(token, options={"verify_signature": False})["token_issuer"] == "partner"
+    verifier = AssertionVerifier(tmp_path / "trust", audience="passgate-internal", leeway=0,
+                                 cache_size=10, clock=clock)
+    assert verifier.identity(token).issuer == "partner"

@@ -198,13 +198,17 @@ def recording_app(name: str, log: list[dict[str, Any]]) -> web.Application:
 
 
 def write_routes(path: Path, upstreams: dict[str, list[str]], **route_overrides: Any) -> Path:
-    """The packaged routes.yaml with test upstreams and optional per-route overrides."""
+    """The packaged routes.yaml with test upstreams and optional per-route overrides
+    (`extra_routes`: routes put first; `issuers`: the file's declared issuers)."""
     packaged = yaml.safe_load(PACKAGED_ROUTES.read_text())
     # Readiness is probed often here, so tests see a replica turn unready within moments.
     packaged["upstreams"] = {
         name: {"replicas": urls, "health_interval": 0.1} for name, urls in upstreams.items()
     }
     extra = route_overrides.pop("extra_routes", [])
+    issuers = route_overrides.pop("issuers", None)
+    if issuers:
+        packaged["issuers"] = issuers
     for route in packaged["routes"]:
         route.update(route_overrides.get(route["name"].replace("-", "_"), {}))
     packaged["routes"] = extra + packaged["routes"]

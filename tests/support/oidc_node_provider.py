@@ -63,7 +63,12 @@ class NodeProvider:
         redirect_uris: list[str],
         accounts: Mapping[str, Mapping[str, Any]] | None = None,
         log_path: Path | None = None,
+        *,
+        machine_clients: list[Mapping[str, str]] | None = None,
+        resource: Mapping[str, str] | None = None,
     ) -> None:
+        """`machine_clients` ({client_id, client_secret, scope}) get RFC 9068 JWT access
+        tokens for `resource` ({audience, scope}) by the client credentials grant."""
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.config = {
@@ -77,6 +82,9 @@ class NodeProvider:
             ],
             "accounts": dict(accounts or {}),
         }
+        if machine_clients and resource:
+            self.config["machine_clients"] = [dict(client) for client in machine_clients]
+            self.config["resource"] = dict(resource)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
