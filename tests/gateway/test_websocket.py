@@ -306,9 +306,9 @@ async def test_a_slow_reader_holds_back_the_sender_instead_of_filling_the_gatewa
 async def test_no_reachable_replica_is_503_before_any_upgrade(make_gateway, unused_tcp_port):
     gateway = await make_gateway()
     pool_url = f"http://127.0.0.1:{unused_tcp_port}"
-    from gateway.app_keys import ROUTE_HANDLERS
+    from gateway.app_keys import ROUTING
 
-    pool = next(h for h in gateway.app[ROUTE_HANDLERS] if h.route.name == "orders-stream")._pool
+    pool = gateway.app[ROUTING].current.pools["orders"]
     pool.set_replicas({pool_url: f"127.0.0.1:{unused_tcp_port}"})
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await gateway.client.ws_connect(PATH, headers=gateway.bearer())
