@@ -358,6 +358,9 @@ async def measure(
                     urls, workdir, windows, cores=service_cores, root=root
                 )
         floor = bare["cpu_us_per_request"]
+        if not floor:
+            # /proc counts CPU in clock ticks (10 ms): too few requests read as none.
+            raise BenchError("the bare backend's requests used no measurable CPU; raise --requests")
         result["ratio_to_bare"] = {
             database: {
                 op: round(fig["cpu_us_per_request"] / floor, 2)

@@ -79,7 +79,10 @@ class AuthMetrics:
             ["result"],
             registry=registry,
         )
-        # Every label value exists from the start, so rates and alerts see zeros, not gaps.
+        self._zeros(providers)
+
+    def _zeros(self, providers: tuple[str, ...]) -> None:
+        """Every label value exists from the start, so rates and alerts see zeros, not gaps."""
         for result in LOGIN_RESULTS:
             self.logins.labels(result)
         for grant in GRANT_TYPES:

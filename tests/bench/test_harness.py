@@ -171,9 +171,10 @@ async def test_the_backends_scenario_runs_against_services_that_trust_only_asser
     bench vouches for its caller as the gateway does."""
     from bench import backends
 
-    result = await backends.measure(requests=20, warmup=5, concurrency=4, rounds=1)
+    # Enough requests that each window's CPU spans several of /proc's 10 ms ticks.
+    result = await backends.measure(requests=600, warmup=20, concurrency=8, rounds=1)
     assert set(result["sqlite"]) == set(backends.OPERATIONS)
     for figure in result["sqlite"].values():
-        assert figure["requests"] == 20 and figure["cpu_us_per_request"] > 0
+        assert figure["requests"] == 600 and figure["cpu_us_per_request"] > 0
     assert result["bare_backend"]["cpu_us_per_request"] > 0
     assert set(result["ratio_to_bare"]["sqlite"]) == set(backends.OPERATIONS)
