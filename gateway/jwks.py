@@ -118,7 +118,7 @@ class JwksClient:
         """Fetch the key set now (or join the fetch in flight); True when it succeeded."""
         if self._inflight is None:
             self._last_attempt = self._clock()
-            self._inflight = asyncio.ensure_future(self._fetch())
+            self._inflight = asyncio.ensure_future(self.fetch())
             self._inflight.add_done_callback(self._fetch_done)
         # shield: a caller that goes away (client disconnect) must not cancel the shared fetch.
         return await asyncio.shield(self._inflight)
@@ -126,7 +126,7 @@ class JwksClient:
     def _fetch_done(self, _future: asyncio.Future[bool]) -> None:
         self._inflight = None
 
-    async def _fetch(self) -> bool:
+    async def fetch(self) -> bool:
         try:
             document = await self._download()
             keys = self._parse(document)

@@ -370,7 +370,7 @@ class Deadline:
 class Proxy:
     """Sends a routed request to its upstream pool and relays the answer.
 
-    With tracing on, gateway.telemetry wraps this instance's `_exchange` (one attempt) in a
+    With tracing on, gateway.telemetry wraps this instance's `exchange` (one attempt) in a
     span at start; with it off nothing is wrapped.
     """
 
@@ -413,7 +413,7 @@ class Proxy:
         while True:
             started = time.perf_counter()
             try:
-                upstream = await self._exchange(replica, deadline, outgoing)
+                upstream = await self.exchange(replica, deadline, outgoing)
             except ConnectError:
                 pool.observe("connect_error", time.perf_counter() - started)
                 pool.connect_failed(replica)
@@ -470,7 +470,7 @@ class Proxy:
         return other
 
     @staticmethod
-    async def _exchange(
+    async def exchange(
         replica: Replica, deadline: Deadline, outgoing: _Outgoing, traceparent: str | None = None
     ) -> Response:
         connection = await replica.connections.acquire()

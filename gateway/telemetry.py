@@ -13,8 +13,10 @@ start); with tracing off none of this runs and the request path is unchanged.
                  second span with `http.request.resend_count`. The traceparent sent with the
                  attempt names this span, so the backend's server span is its child.
 
-The wrapped methods are replaced on the instances this app made, at start: the hot path
-keeps its plain method calls when tracing is off. Under a request that is not sampled they
+The wrapped methods are the public steps those classes expose for it (Proxy.exchange,
+TokenVerifier.verify and verify_signed, JwksClient.fetch, RateLimiter.take), replaced on the
+instances this app made, at start: the hot path keeps its plain method calls when tracing
+is off. Under a request that is not sampled they
 make no span (the SDK would make a non-recording one for each, for nothing): the upstream
 is sent the request's own traceparent, which carries the decision not to sample.
 """
@@ -45,14 +47,14 @@ def instrument(app: web.Application, tracer: Tracer) -> None:
     """Wrap the upstream exchange now and the verifier, key set and rate limiter once the
     app has made them (they need its loop: cleanup contexts, which run before this hook)."""
     proxy = app[PROXY]
-    proxy._exchange = traced_exchange(proxy._exchange, tracer)  # type: ignore[method-assign]
+    proxy.exchange = traced_exchange(proxy.exchange, tracer)  # type: ignore[method-assign]
 
     async def wrap_started(app: web.Application) -> None:
         verifier, jwks, limiter = app[VERIFIER], app[JWKS], app[RATE_LIMITER]
-        verifier.verify, verifier._verify_signed = traced_verify(  # type: ignore[method-assign]
-            verifier.verify, verifier._verify_signed, tracer
+        verifier.verify, verifier.verify_signed = traced_verify(  # type: ignore[method-assign]
+            verifier.verify, verifier.verify_signed, tracer
         )
-        jwks._fetch = traced_fetch(jwks._fetch, jwks.url, tracer)  # type: ignore[method-assign]
+        jwks.fetch = traced_fetch(jwks.fetch, jwks.url, tracer)  # type: ignore[method-assign]
         limiter.take = traced_take(limiter.take, tracer)  # type: ignore[method-assign]
 
     app.on_startup.append(wrap_started)
@@ -64,7 +66,7 @@ def _fail(span: trace.Span, error_type: str) -> None:
 
 
 def traced_exchange(exchange: Callable[..., Awaitable[Any]], tracer: Tracer) -> Any:
-    """Proxy._exchange, one CLIENT span per attempt, its traceparent sent upstream."""
+    """Proxy.exchange, one CLIENT span per attempt, its traceparent sent upstream."""
     addresses: dict[str, tuple[str, int]] = {}
 
     async def exchange_in_span(replica: Any, deadline: Any, outgoing: Any) -> Any:
@@ -135,7 +137,7 @@ def traced_verify(
 
 
 def traced_fetch(fetch: Callable[[], Awaitable[bool]], url: str, tracer: Tracer) -> Any:
-    """JwksClient._fetch (one key-set download) in a span."""
+    """JwksClient.fetch (one key-set download) in a span."""
 
     async def fetch_in_span() -> bool:
         with tracer.start_as_current_span("fetch JWKS", attributes={"url.full": url}) as span:

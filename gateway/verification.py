@@ -145,7 +145,7 @@ class TokenVerifier:
                     return entry
                 del self._cache[key]
             self._metrics.cache_miss.inc()
-        identity, exp, kid, claims = await self._verify_signed(token, now)
+        identity, exp, kid, claims = await self.verify_signed(token, now)
         verified = Verified.of(identity, exp + self._leeway, kid, claims)
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
@@ -153,7 +153,7 @@ class TokenVerifier:
             self._cache[key] = verified
         return verified
 
-    async def _verify_signed(
+    async def verify_signed(
         self, token: str, now: float
     ) -> tuple[Identity, float, str, dict[str, object]]:
         if len(token) > MAX_TOKEN_LENGTH:
