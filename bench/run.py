@@ -125,6 +125,29 @@ def per_core_busy() -> dict[int, float]:
     return busy
 
 
+def machine_noise_sample(
+    wait_quiet: float, note: Callable[[str], None], seconds: float = 2.0
+) -> dict[str, Any]:
+    """How busy the machine is before the bench starts (other people's tests share it);
+    waits up to `wait_quiet` seconds for every core to be under `QUIET_PCT` % busy."""
+    waited = 0.0
+    while True:
+        first, load = per_core_busy(), procstat.load_average()
+        time.sleep(seconds)
+        second = per_core_busy()
+        busy = {core: round((second[core] - first[core]) / seconds * 100, 1) for core in first}
+        if max(busy.values()) < QUIET_PCT or waited >= wait_quiet:
+            break
+        print(f"machine busy ({busy} %), waiting for it to quieten ...", flush=True)
+        time.sleep(5)
+        waited += 5 + seconds
+    print(f"machine before start: cores busy {busy} %, load average {load}", flush=True)
+    if max(busy.values()) >= QUIET_PCT:
+        note(f"the machine was busy when the bench started ({busy} % per core): "
+             "absolute figures are low; compare the ratios")
+    return {"core_busy_pct": busy, "load_average": load, "waited_s": waited}
+
+
 def bench_routes_file(directory: Path) -> Path:
     """The packaged route table with every rate limit raised out of reach."""
     table = yaml.safe_load(PACKAGED_ROUTES.read_text())
@@ -407,7 +430,7 @@ class Bench:
 
     async def run(self) -> dict[str, Any]:
         started = dt.datetime.now(dt.UTC)
-        before = self.machine_noise_sample()
+        before = machine_noise_sample(self.o.wait_quiet, self.note)
         wrk = None if self.o.python_load else install_wrk()
         self._loadgen = LoadGenerator(wrk, self.load_cores)
         if not wrk:
@@ -448,26 +471,6 @@ class Bench:
             "notes": self.notes,
             "errors": self.errors,
         }
-
-    def machine_noise_sample(self, seconds: float = 2.0) -> dict[str, Any]:
-        """How busy the machine is before the bench starts (other people's tests share it);
-        waits up to `wait_quiet` seconds for every core to be under `QUIET_PCT` % busy."""
-        waited = 0.0
-        while True:
-            first, load = per_core_busy(), procstat.load_average()
-            time.sleep(seconds)
-            second = per_core_busy()
-            busy = {core: round((second[core] - first[core]) / seconds * 100, 1) for core in first}
-            if max(busy.values()) < QUIET_PCT or waited >= self.o.wait_quiet:
-                break
-            print(f"machine busy ({busy} %), waiting for it to quieten ...", flush=True)
-            time.sleep(5)
-            waited += 5 + seconds
-        print(f"machine before start: cores busy {busy} %, load average {load}", flush=True)
-        if max(busy.values()) >= QUIET_PCT:
-            self.note(f"the machine was busy when the bench started ({busy} % per core): "
-                      "absolute figures are low; compare the ratios")
-        return {"core_busy_pct": busy, "load_average": load, "waited_s": waited}
 
     def cleanup_data(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
