@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from common.key_files import read_key_entries
+from common.key_files import read_key_entries, write_atomically
 from common.timestamps import rfc3339
 
 ALGORITHM = "RS256"
@@ -174,14 +174,7 @@ def _locked(directory: Path) -> Iterator[None]:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Write a file readable by the owner only, atomically (temp file, fsync, rename)."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
+    write_atomically(path, data, 0o600)
 
 
 def _new_kid(now: dt.datetime) -> str:
