@@ -134,7 +134,8 @@ class Stack:
             return self.config.postgres_url.rsplit("/", 1)[0] + f"/{self.config.database_prefix}_{service}"
         return f"sqlite:///{self.config.data_dir / f'{service}.db'}"
 
-    def _env(self, component: str, port: int, index: int = 0) -> dict[str, str]:
+    def environment(self, component: str, port: int, index: int = 0) -> dict[str, str]:
+        """The settings a process of `component` listening on `port` starts with."""
         env = {
             "PASSGATE_HOST": self.config.host,
             "PASSGATE_PORT": str(port),
@@ -204,7 +205,7 @@ class Stack:
                     self._process(
                         f"{service}-{index + 1}",
                         ["-m", f"services.{service}"],
-                        self._env(service, port),
+                        self.environment(service, port),
                         f"http://{host}:{port}/readyz",
                     )
                 )
@@ -213,7 +214,7 @@ class Stack:
         for index in range(self.config.gateways):
             port = self.config.ports.port("gateway", index)
             admin = self.config.ports.port("gateway_admin", index)
-            env = self._env("gateway", port, index) | {"PASSGATE_ADMIN_PORT": str(admin)}
+            env = self.environment("gateway", port, index) | {"PASSGATE_ADMIN_PORT": str(admin)}
             gateways.append(
                 self._process(f"gateway-{index + 1}", ["-m", "gateway"], env, f"http://{host}:{admin}/readyz")
             )
@@ -342,11 +343,11 @@ class Stack:
         extra = dict(env or {})
         if component == "gateway":
             admin = free_port(self.config.host)
-            full = self._env("gateway", port) | {"PASSGATE_ADMIN_PORT": str(admin)} | extra
+            full = self.environment("gateway", port) | {"PASSGATE_ADMIN_PORT": str(admin)} | extra
             ready = f"http://{self.config.host}:{full['PASSGATE_ADMIN_PORT']}/readyz"
             args = ["-m", "gateway"]
         elif component in SERVICES:
-            full = self._env(component, port) | extra
+            full = self.environment(component, port) | extra
             ready = f"http://{self.config.host}:{full['PASSGATE_PORT']}/readyz"
             args = ["-m", f"services.{component}"]
         else:
