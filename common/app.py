@@ -30,6 +30,7 @@ def make_base_app(
     screen: Screen | None = None,
     expose_metrics: bool = True,
     client_max_size: int = DEFAULT_CLIENT_MAX_SIZE,
+    own_response_hook: bool = False,
 ) -> web.Application:
     """An app with request context, metrics, problem+json errors, /healthz, /readyz, /metrics.
 
@@ -37,6 +38,10 @@ def make_base_app(
       edge             context, metrics, `screen`, problem+json errors (common.edge);
       `middlewares`    the component's own (database errors ...), inside the edge so that
                        their failures are rendered and counted too.
+
+    Every response gets common.context's fields from an on_response_prepare hook; with
+    `own_response_hook` the component's own hook calls stamp_response_fields instead (the
+    gateway: one hook rather than two on every response, each costing a coroutine).
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = HttpMetrics(registry)
@@ -49,7 +54,8 @@ def make_base_app(
     app[REGISTRY] = registry
     app[HTTP_METRICS] = metrics
     app[READINESS] = Readiness()
-    app.on_response_prepare.append(echo_request_id)
+    if not own_response_hook:
+        app.on_response_prepare.append(echo_request_id)
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/readyz", readyz, name="readyz")
     if expose_metrics:

@@ -46,14 +46,21 @@ def bind_request_context(request: web.Request) -> None:
     user_id_var.set(None)
 
 
-async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare hook: the fields every response of every process carries,
-    streamed ones too: its request id, and nothing that names the software or lets a
-    browser second-guess the content type."""
+def stamp_response_fields(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """The fields every response of every process carries, streamed ones too: its request
+    id, and nothing that names the software or lets a browser second-guess the content type.
+
+    The id is the context variable's: responses are prepared in the request's own task,
+    where bind_request_context set it (None for a request refused before it ran)."""
     headers = response.headers
-    request_id = request.get(REQUEST_ID)
+    request_id = request_id_var.get()
     if request_id is not None:
         headers[REQUEST_ID_HEADER] = request_id
     # aiohttp names itself and its version in Server; that helps only an attacker.
     headers.popall("Server", None)
     headers["X-Content-Type-Options"] = "nosniff"
+
+
+async def echo_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: stamp_response_fields."""
+    stamp_response_fields(request, response)

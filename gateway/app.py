@@ -71,6 +71,7 @@ def create_app(
         registry=registry,
         screen=screen,
         expose_metrics=False,  # served on the admin port only (API.md, Operations)
+        own_response_hook=True,  # response_fields_hook stamps every answer's common fields
     )
     metrics = GatewayMetrics(app[REGISTRY])
     app[SETTINGS] = settings

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from aiohttp import hdrs, web
 
 from common.app_keys import IDENTITY, REQUEST_ID
-from common.context import user_id_var
+from common.context import stamp_response_fields, user_id_var
 from common.errors import insufficient_scope, too_many_requests, unauthorized
 from gateway.assertion import UpstreamIdentity
 from gateway.claims import ClaimHeaders
@@ -149,7 +149,8 @@ def route_handler(request: web.Request) -> RouteHandler | None:
 
 
 def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: ignore[no-untyped-def]
-    """The on_response_prepare hook of step 4 and of the fields every answer carries.
+    """The on_response_prepare hook of step 4 and of the fields every answer carries
+    (common.context's among them: the gateway's app has no hook of its own for those).
 
     It runs after aiohttp-cors's own hook (registered after it), on every response.
     """
@@ -157,6 +158,7 @@ def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: 
     rejected_preflight = metrics.cors_rejections.labels("preflight_not_allowed")
 
     async def response_fields(request: web.Request, response: web.StreamResponse) -> None:
+        stamp_response_fields(request, response)  # request id, no Server, nosniff
         headers = response.headers
         # RFC 9111 3: an answer to a request with credentials is personal; shared caches
         # must not keep it, whatever the backend said. Others keep the backend's choice.
