@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.exceptions import RedisError
 
 from common.timestamps import EpochClock
-from gateway.ratelimit.buckets import MAX_MEMORY_BUCKETS, Decision, MemoryBuckets
+from gateway.ratelimit.buckets import MAX_MEMORY_BUCKETS, Decision, MemoryBuckets, RatePolicy
 from gateway.ratelimit.shared import REDIS_KEY_PREFIX, SharedBuckets
 from gateway.routes import RouteConfig
 
@@ -34,6 +34,7 @@ __all__ = [
     "Decision",
     "MemoryBuckets",
     "RateLimiter",
+    "RatePolicy",
     "policy_header",
 ]
 
@@ -45,11 +46,12 @@ REDIS_WARNING_INTERVAL = 30.0
 REDIS_RETRY_SECONDS = 1.0
 
 
-def policy_header(route: RouteConfig) -> str:
+def policy_header(route: RouteConfig) -> RatePolicy:
     limit = route.rate_limit
     assert limit is not None
     window = math.ceil(limit.burst / limit.rate)
-    return f'"{route.name}";q={limit.burst};w={window}'
+    name = f'"{route.name}"'
+    return RatePolicy(f"{name};q={limit.burst};w={window}", name)
 
 
 class _BackendMetrics:

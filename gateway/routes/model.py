@@ -52,15 +52,13 @@ class RateLimit:
     requests: int
     per: float
     burst: int
+    # Derived once: every rate-limited request reads them.
+    rate: float = dataclasses.field(init=False, repr=False, compare=False)  # tokens a second
+    interval: float = dataclasses.field(init=False, repr=False, compare=False)  # seconds a token (GCRA)
 
-    @property
-    def rate(self) -> float:
-        return self.requests / self.per
-
-    @property
-    def interval(self) -> float:
-        """Seconds per token: the GCRA emission interval."""
-        return self.per / self.requests
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", self.requests / self.per)
+        object.__setattr__(self, "interval", self.per / self.requests)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
