@@ -8,10 +8,10 @@ reserved identity namespace X-User-* is ever read or passed on.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiohttp import hdrs, web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 from common.errors import Problem
 
@@ -161,30 +161,40 @@ def upstream_head_fields(
     return "".join(lines)
 
 
-def response_headers(raw: list[tuple[bytes, bytes]]) -> tuple[CIMultiDict[str], int | None]:
-    """The upstream's response headers minus hop-by-hop and any Access-Control-* field,
-    and the body length it announced.
+def response_headers(
+    raw: list[tuple[bytes, bytes]], own: Mapping[str, str] | None = None
+) -> tuple[list[tuple[str, str]], int | None]:
+    """The upstream's response header fields minus hop-by-hop and any Access-Control-*
+    field, plus the gateway's `own` (which replace the upstream's of the same names), and
+    the body length the upstream announced.
 
     CORS is decided only by the gateway: an upstream's Access-Control-* headers could
     widen it, and aiohttp-cors refuses a response that already carries them. Names are
-    compared as the bytes llhttp gave, and only kept fields are decoded.
+    compared as the bytes llhttp gave, and only kept fields are decoded. The fields are
+    returned as pairs, which the response turns into its one header multidict.
     """
-    listed: set[bytes] = set()
+    dropped: set[bytes] = set()  # listed in Connection, or replaced by `own`
     length: int | None = None
+    lowered = []
     for name, value in raw:
         lname = name.lower()
+        lowered.append(lname)
         if lname == b"connection":
-            listed.update(token.strip().lower() for token in value.split(b","))
+            dropped.update(token.strip().lower() for token in value.split(b","))
         elif lname == b"content-length" and value.isdigit():
             length = int(value)  # llhttp has refused any other spelling, and two lengths
+    if own:
+        dropped.update(name.lower().encode("latin-1") for name in own)
     kept = [
         (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-        for name, value in raw
-        if (lname := name.lower()) not in _DROP_RESPONSE_BYTES
-        and lname not in listed
+        for (name, value), lname in zip(raw, lowered)
+        if lname not in _DROP_RESPONSE_BYTES
+        and lname not in dropped
         and not lname.startswith(b"access-control-")
     ]
-    return CIMultiDict(kept), length
+    if own:
+        kept.extend(own.items())
+    return kept, length
 
 
 class ForwardedHeaders:

@@ -495,9 +495,7 @@ class Proxy:
         deadline: Deadline,
         extra: Mapping[str, str] | None,
     ) -> web.StreamResponse:
-        headers, length = response_headers(upstream.headers)
-        if extra:
-            headers.update(extra)
+        headers, length = response_headers(upstream.headers, extra)
         status = upstream.status
         if request.method == "HEAD" or status in (204, 304) or status < 200:
             response = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
