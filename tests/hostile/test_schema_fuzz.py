@@ -110,8 +110,8 @@ def test_the_fuzzed_document_is_the_one_the_gateway_serves(fuzz_stack: Stack) ->
 # schemathesis's own `@schema.parametrize()` builds every operation's Hypothesis test while
 # pytest collects, and building it draws the coverage phase's cases (boundary values, and
 # strings for each `pattern` at the edges of its length bounds: POST /auth/register's
-# display_name alone takes about half a minute), so every collection, of any test, paid for
-# all of them, twice (once per test below). Built here with the same schemathesis function,
+# display_name alone takes about half a minute), so every collection of this module paid
+# for all of them, twice (once per test below), and under pytest-xdist once per worker. Built here with the same schemathesis function,
 # the same configuration, seed and phases, each operation's test is the same one the plugin
 # would build (examples, coverage and fuzzing, the same checks); it is built once, for the
 # first of its two tests to run, and the second runs the same cases with other headers (the
