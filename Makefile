@@ -47,9 +47,12 @@ lock: $(UV)
 run: $(INSTALLED)-runtime
 	$(BIN)/python -m devstack $(if $(REPLICAS),--replicas $(REPLICAS)) $(if $(DB),--db $(DB)) $(if $(BASE_PORT),--base-port $(BASE_PORT))
 
-## test: install what the tests need and run them
+## test: install what the tests need and run them, one pytest-xdist worker per core
+## (PYTEST_WORKERS=0 runs them in this one process); a module's tests stay on one worker,
+## so the system a module starts once serves all of its tests
+PYTEST_WORKERS ?= auto
 test: $(INSTALLED)-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## bench: gateway cost against direct, HAProxy, nginx, bare-aiohttp and session-lookup baselines; issue 14's targets (about 8 minutes)
 bench: $(INSTALLED)-bench

@@ -375,7 +375,7 @@ async def test_gateway_times_out_a_stalled_backend(make_gateway, backend_factory
     backend = await backend_factory(stall)
     stack = await make_gateway(
         upstreams={"auth": [backend.url], "users": [backend.url], "orders": [backend.url]},
-        routes={"users_me": {"timeout": 0.3}},
+        routes={"users_me_read": {"timeout": 0.3}},
     )
     response = await stack.client.get("/users/me", headers=stack.bearer())
     assert response.status == 504

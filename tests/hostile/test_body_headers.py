@@ -73,7 +73,8 @@ async def test_a_body_no_service_can_read_is_refused_at_the_gateway(
         extra = extra.format(short=len(body) - 5)
     elif "content-length" not in extra.lower():
         extra += f"\nContent-Length: {len(body)}"
-    reply = await send(stack, _head(alice, marker, extra), body, timeout=10.0)
+    # Whether the connection is closed afterwards is not this test's question: not probed.
+    reply = await send(stack, _head(alice, marker, extra), body, timeout=10.0, probe_close=False)
     if case == "length-short":
         # The first bytes are read as the body (invalid JSON: 400), the rest as a next
         # request, which the parser refuses; either way nothing is stored.

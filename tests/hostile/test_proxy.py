@@ -68,7 +68,7 @@ def assert_refused_by_parser(reply: RawReply, secrets: Secrets) -> None:
     no secret."""
     assert reply.status == 400, (reply.status, reply.head, reply.body[:300])
     assert reply.content_type in ("text/plain", PROBLEM_TYPE), reply.head
-    assert reply.closed, reply.head
+    assert reply.closed is True, reply.head
     text = reply.head + reply.body.decode("utf-8", "replace")
     assert "Traceback" not in text and "-----BEGIN" not in text
     assert not secrets.found_in(text)
@@ -313,15 +313,16 @@ async def test_an_oversized_body_is_refused_and_nothing_stored(
         f"{method} {route} HTTP/1.1\nHost: gateway\nAuthorization: Bearer {alice.access_token}\n"
         "Content-Type: application/json\nConnection: close\n"
     )
+    # Whether the connection is closed afterwards is not this test's question: not probed.
     if framing == "content-length":
-        reply = await send(stack, head + f"Content-Length: {len(body)}", body)
+        reply = await send(stack, head + f"Content-Length: {len(body)}", body, probe_close=False)
     elif framing == "chunked":
         chunks = b"".join(
             b"%x\r\n%s\r\n" % (len(body[i : i + 8192]), body[i : i + 8192]) for i in range(0, len(body), 8192)
         )
-        reply = await send(stack, head + "Transfer-Encoding: chunked", chunks + b"0\r\n\r\n")
+        reply = await send(stack, head + "Transfer-Encoding: chunked", chunks + b"0\r\n\r\n", probe_close=False)
     else:
-        reply = await send(stack, head + "Content-Length: 1000000000000")
+        reply = await send(stack, head + "Content-Length: 1000000000000", probe_close=False)
     assert_raw_refused(reply, (413,))
     assert order_count(gateway, alice) == before
     assert gateway.get("/users/me", token=alice.access_token).json()["display_name"] != "x"

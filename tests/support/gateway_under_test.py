@@ -209,6 +209,9 @@ def write_routes(path: Path, upstreams: dict[str, list[str]], **route_overrides:
     issuers = route_overrides.pop("issuers", None)
     if issuers:
         packaged["issuers"] = issuers
+    names = {route["name"].replace("-", "_") for route in packaged["routes"]}
+    unknown = set(route_overrides) - names
+    assert not unknown, f"overrides for routes the packaged file does not have: {sorted(unknown)}"
     for route in packaged["routes"]:
         route.update(route_overrides.get(route["name"].replace("-", "_"), {}))
     packaged["routes"] = extra + packaged["routes"]

@@ -266,7 +266,9 @@ class RawReply:
     status: int
     head: str
     body: bytes
-    closed: bool = False  # the server closed the connection after answering
+    # Whether the server closed the connection after answering; None when the caller did
+    # not ask (probing costs up to 2 s when the connection stays open).
+    closed: bool | None = None
 
     @property
     def content_type(self) -> str:
@@ -291,9 +293,11 @@ async def raw_exchange(
     *,
     timeout: float = 20.0,
     trickle: Iterable[tuple[float, bytes]] = (),
+    probe_close: bool = True,
 ) -> RawReply:
     """Send bytes as they are, then each trickled piece after its delay until the answer
-    comes; return the answer."""
+    comes; return the answer, and (with `probe_close`) whether the server then closed the
+    connection: it is given 2 s to."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         async with asyncio.timeout(timeout):
@@ -313,10 +317,11 @@ async def raw_exchange(
                 reply = await answer
             finally:
                 answer.cancel()
-            try:
-                reply.closed = await asyncio.wait_for(reader.read(1), 2.0) == b""
-            except (TimeoutError, ConnectionError):
-                reply.closed = False
+            if probe_close:
+                try:
+                    reply.closed = await asyncio.wait_for(reader.read(1), 2.0) == b""
+                except (TimeoutError, ConnectionError):
+                    reply.closed = False
             return reply
     finally:
         writer.close()

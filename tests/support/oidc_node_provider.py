@@ -7,9 +7,11 @@ the reason, unless PASSGATE_REQUIRE_SERVICES=1 (CI), where they fail.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -41,17 +43,21 @@ def ensure_installed() -> str:
         unavailable(
             "node and npm are needed for the OpenID Connect provider (apt-get install nodejs npm)"
         )
-    if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-        result = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=PROVIDER_DIR,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            unavailable(f"npm ci failed in {PROVIDER_DIR}: {result.stderr.strip()[-500:]}")
+    # One install at a time: test processes running side by side (pytest-xdist's workers)
+    # would otherwise run `npm ci` into the same node_modules at once.
+    with open(Path(tempfile.gettempdir()) / "passgate-oidc-provider-npm-ci.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
+            result = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=PROVIDER_DIR,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            if result.returncode != 0:
+                unavailable(f"npm ci failed in {PROVIDER_DIR}: {result.stderr.strip()[-500:]}")
     return node
 
 
