@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,22 +56,8 @@ MAX_WAIT_SECONDS = 6.0
 # a hash that waited this long for a thread is not started, since its caller (or the
 # gateway, at 10 s) is about to give up and its work would only delay the ones behind it.
 MAX_QUEUE_SECONDS = 8.0
-# Hashing threads run this much nicer than the event loop (setpriority(2) on the thread;
-# lowering one's own priority needs no privilege). Where auth shares cores with anything
-# (its own loop answering refreshes, JWKS and probes; on a shared node, other pods) a
-# login storm then takes the CPU that is left rather than an equal share of it: at 5 a
-# hashing thread weighs about a third of a normal one in the kernel's scheduler. Where
-# nothing else wants the CPU, hashing runs at full speed all the same.
-HASHING_NICENESS = 5
 # Never a valid password: a verification against it always fails, at full cost.
 _DUMMY_PASSWORD = "passgate dummy password for unknown users"
-
-
-def _lower_priority() -> None:
-    """A hashing thread's first step: HASHING_NICENESS more than the process's."""
-    with contextlib.suppress(OSError, AttributeError):  # no setpriority (not Linux): as is
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + HASHING_NICENESS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,7 +87,7 @@ class Passwords:
         )
         self._duration = duration
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="argon2", initializer=_lower_priority
+            max_workers=threads, thread_name_prefix="argon2"
         )
         self._dummy_hash: str | None = None
         # The first estimate of a hash's duration is refined by the dummy hash at start.

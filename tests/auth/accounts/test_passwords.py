@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import threading
 
 import argon2
 import pytest
@@ -14,7 +13,7 @@ from argon2.profiles import RFC_9106_LOW_MEMORY
 from prometheus_client import CollectorRegistry, Histogram
 
 from services.auth.accounts.admission import HashAdmission, HashingBusyError
-from services.auth.accounts.passwords import HASHING_NICENESS, Passwords, usable_cores
+from services.auth.accounts.passwords import Passwords, usable_cores
 from services.auth.settings import Argon2Settings
 from tests.support.auth_client import CHEAP_ARGON2_SETTINGS, login, stored_password_hash
 from tests.support.http import PASSWORD
@@ -131,23 +130,3 @@ def test_hashing_threads_follow_a_cgroup_cpu_limit(tmp_path) -> None:
     limit.write_text("max 100000\n")  # no limit
     assert usable_cores(limit) == affinity
     assert usable_cores(tmp_path / "absent") == affinity  # no cgroup v2
-
-
-async def test_hashing_threads_run_nicer_than_the_event_loop(monkeypatch) -> None:
-    """A login storm takes the CPU the loop leaves, not an equal share of it."""
-    seen: list[int] = []
-    real_hash = argon2.PasswordHasher.hash
-
-    def recording(self: argon2.PasswordHasher, password: str, **kwargs: object) -> str:
-        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-        return real_hash(self, password, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(argon2.PasswordHasher, "hash", recording)
-    passwords = Passwords(CHEAP_ARGON2_SETTINGS, _histogram(), threads=2)
-    try:
-        await passwords.start()
-        await asyncio.gather(*(passwords.hash(PASSWORD) for _ in range(4)))
-    finally:
-        passwords.close()
-    loop_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    assert len(seen) == 5 and set(seen) == {min(19, loop_niceness + HASHING_NICENESS)}
