@@ -71,9 +71,10 @@ def write_tokens(path: Path, tokens: list[str]) -> Path:
 def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
     """Bytes one verified-token cache entry and one rate-limit bucket take in the gateway,
     measured with tracemalloc on real tokens, built the way the gateway builds them
-    (gateway.verification caches Identity + expiry + kid by the token's text; gateway.ratelimit
-    keeps one bucket per route and caller)."""
+    (gateway.verification caches Identity + expiry + kid by the BLAKE2b-128 digest of the token; gateway.ratelimit keeps
+    one bucket per route and caller)."""
     import collections
+    import hashlib
     import tracemalloc
 
     import jwt
@@ -86,13 +87,13 @@ def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        cache: collections.OrderedDict[str, object] = collections.OrderedDict()
+        cache: collections.OrderedDict[bytes, object] = collections.OrderedDict()
         for token in tokens:
             text = token.encode().decode()  # a fresh string, as read from a request header
             claims = jwt.decode(text, options={"verify_signature": False})
             identity = Identity(subject=claims["sub"], scopes=frozenset(claims["scope"].split()),
                                 client_id=claims.get("client_id"), token_id=claims["jti"])
-            cache[text] = Verified.of(
+            cache[hashlib.blake2b(text.encode(), digest_size=16).digest()] = Verified.of(
                 identity, float(claims["exp"]) + 30.0, "kid"
             )
         entry = (tracemalloc.get_traced_memory()[0] - base) / len(tokens)
