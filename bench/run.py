@@ -50,6 +50,9 @@ from bench.scenarios import (
     tracing,
     websocket,
 )
+from common.assertion import GATEWAY_ISSUER, INTERNAL_AUDIENCE, AssertionSigner
+from common.assertion_keys import MAX_ASSERTION_LIFETIME
+from common.identity import ASSERTION_HEADER, Identity
 from devstack.processes import ManagedProcess, free_port
 from devstack.stack import ROOT, PortPlan, Stack, StackConfig
 
@@ -158,6 +161,15 @@ def bench_routes_file(directory: Path) -> Path:
     path = directory / "bench-routes.yaml"
     path.write_text(yaml.safe_dump(table, sort_keys=False))
     return path
+
+
+def vouched_identity(keys_dir: Path, user_id: str) -> dict[str, str]:
+    """The bench user's identity fields and an assertion signed with the gateway's key in
+    `keys_dir`, as the gateway sends them: the backends accept identity from nothing else."""
+    identity = Identity(user_id, frozenset(BENCH_SCOPES.split()), "passgate", str(uuid.uuid4()))
+    signer = AssertionSigner(keys_dir, issuer=GATEWAY_ISSUER, audience=INTERNAL_AUDIENCE,
+                             lifetime=MAX_ASSERTION_LIFETIME, clock=time.time)
+    return {**identity.to_headers(), ASSERTION_HEADER: signer.sign(identity).token}
 
 
 def started(value: T | None, what: str) -> T:
@@ -406,16 +418,11 @@ class Bench:
         return {"Authorization": f"Bearer {token}"}
 
     def backend_headers(self) -> dict[str, str]:
-        """What the gateway sends the backend for the bench user (identity and forwarding)."""
-        return {
-            "X-User-Id": self.user_id,
-            "X-User-Scopes": BENCH_SCOPES,
-            "X-User-Client-Id": "passgate",
-            "X-User-Token-Id": str(uuid.uuid4()),
-            "X-Forwarded-For": "127.0.0.1",
-            "X-Forwarded-Proto": "http",
-            "X-Forwarded-Host": "127.0.0.1",
-        }
+        """What the gateway sends a backend for the bench user: identity, with an assertion
+        valid for a minute (call it per run), and forwarding."""
+        keys = Path(self.stack.process("gateway-1").env["PASSGATE_ASSERTION_KEYS_DIR"])
+        return {**vouched_identity(keys, self.user_id), "X-Forwarded-For": "127.0.0.1",
+                "X-Forwarded-Proto": "http", "X-Forwarded-Host": "127.0.0.1"}
 
     def spawn_gateway(self, name: str, env: Mapping[str, str], cores: set[int] | None = None) -> int:
         """One more gateway process (on the core under test unless `cores` says otherwise)."""
