@@ -71,19 +71,31 @@ def write_tokens(path: Path, tokens: list[str]) -> Path:
 def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
     """Bytes one verified-token cache entry and one rate-limit bucket take in the gateway,
     measured with tracemalloc on real tokens, built the way the gateway builds them
-    (gateway.verification caches Identity + expiry + kid by the BLAKE2b-128 digest of the token; gateway.ratelimit keeps
-    one bucket per route and caller)."""
+    (gateway.verification caches a Verified by the BLAKE2b-128 digest of the token: the
+    identity, every claim, and once a request has used it the identity header lines with
+    their signed assertion, gateway.assertion; gateway.ratelimit keeps one bucket per
+    route and caller)."""
     import collections
     import hashlib
+    import shutil
+    import tempfile
+    import time
     import tracemalloc
 
     import jwt
 
+    from common.assertion import GATEWAY_ISSUER, INTERNAL_AUDIENCE, AssertionSigner
+    from common.assertion_keys import ensure_keys
     from common.identity import Identity
+    from gateway.assertion import UpstreamIdentity
     from gateway.ratelimit import MemoryBuckets
     from gateway.routes import RateLimit
     from gateway.verification import Verified
 
+    keys = Path(tempfile.mkdtemp(prefix="passgate-bench-keys-"))
+    ensure_keys(keys / "keys", keys / "trust", GATEWAY_ISSUER, time.time(), generate=True)
+    upstream = UpstreamIdentity(AssertionSigner(keys / "keys", issuer=GATEWAY_ISSUER, audience=INTERNAL_AUDIENCE,
+                                                lifetime=30, clock=time.time), time.time)
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
@@ -93,9 +105,9 @@ def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
             claims = jwt.decode(text, options={"verify_signature": False})
             identity = Identity(subject=claims["sub"], scopes=frozenset(claims["scope"].split()),
                                 client_id=claims.get("client_id"), token_id=claims["jti"])
-            cache[hashlib.blake2b(text.encode(), digest_size=16).digest()] = Verified.of(
-                identity, float(claims["exp"]) + 30.0, "kid"
-            )
+            verified = Verified.of(identity, float(claims["exp"]) + 30.0, "kid", claims)
+            upstream.fields(verified)
+            cache[hashlib.blake2b(text.encode(), digest_size=16).digest()] = verified
         entry = (tracemalloc.get_traced_memory()[0] - base) / len(tokens)
         base = tracemalloc.get_traced_memory()[0]
         buckets = MemoryBuckets(clock=lambda: 0.0)
@@ -107,4 +119,5 @@ def gateway_state_bytes(tokens: list[str]) -> tuple[float, float]:
         del cache, buckets
     finally:
         tracemalloc.stop()
+        shutil.rmtree(keys, ignore_errors=True)
     return entry, bucket
