@@ -7,7 +7,11 @@ After a warm-up it counts two windows of authenticated `GET /orders` at a fixed
 concurrency, N and then 2N requests, and reports (second − first) ÷ N: the per-request
 cost with the process's fixed and idle work (timers, the metrics thread) cancelled out.
 
-    python -m bench.instructions [--requests 400] [--concurrency 16] [--keep-profile DIR]
+    python -m bench.instructions [--requests 400] [--concurrency 16] [--floor] [--keep-profile DIR]
+
+With --floor the process counted is the bare aiohttp proxy (bench.floor_proxy) in front of
+the same backend, sent the same requests: the denominator of issue 14's first target, as
+instructions.
 
 Kernel work (the send and receive system calls) is not counted: callgrind sees user-space
 instructions only. Use it to compare two versions of the code, not two machines.
@@ -97,7 +101,7 @@ def _system(data_dir: Path) -> Iterator[Stack]:
         stack.stop()
 
 
-async def measure(requests: int, concurrency: int, keep: Path | None) -> dict[str, float]:
+async def measure(requests: int, concurrency: int, keep: Path | None, floor: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="passgate-instructions-") as tmp:
         data_dir = Path(tmp)
         with _system(data_dir) as stack:
@@ -112,25 +116,31 @@ async def measure(requests: int, concurrency: int, keep: Path | None) -> dict[st
             backend.start()
             try:
                 backend.wait_ready(30)
-                return await _count(stack, backend_url, token, requests, concurrency, data_dir, keep)
+                return await _count(stack, backend_url, token, requests, concurrency, data_dir, keep, floor)
             finally:
                 backend.stop()
 
 
 async def _count(stack: Stack, backend_url: str, token: str, requests: int, concurrency: int,
-                 data_dir: Path, keep: Path | None) -> dict[str, float]:
+                 data_dir: Path, keep: Path | None, floor: bool) -> dict[str, float]:
     port, admin = free_port(), free_port()
-    env = stack.environment("gateway", port) | {
-        "PASSGATE_ADMIN_PORT": str(admin), "PASSGATE_UPSTREAM_ORDERS": backend_url}
+    if floor:
+        program = ["-m", "bench.floor_proxy", "--port", str(port), "--upstream", backend_url]
+        env, ready = {}, f"http://127.0.0.1:{port}/readyz"
+    else:
+        program = ["-m", "gateway"]
+        env = stack.environment("gateway", port) | {
+            "PASSGATE_ADMIN_PORT": str(admin), "PASSGATE_UPSTREAM_ORDERS": backend_url}
+        ready = f"http://127.0.0.1:{admin}/readyz"
     out_dir = data_dir / "callgrind"
     out_dir.mkdir()
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-               f"--callgrind-out-file={out_dir}/callgrind.out.%p", sys.executable, "-m", "gateway"]
-    with open(data_dir / "gateway-callgrind.log", "wb") as log:
+               f"--callgrind-out-file={out_dir}/callgrind.out.%p", sys.executable, *program]
+    with open(data_dir / "callgrind.log", "wb") as log:
         process = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        await _wait_ready(f"http://127.0.0.1:{admin}/readyz", process)
+        await _wait_ready(ready, process)
         url = f"http://127.0.0.1:{port}/orders"
         headers = {"Authorization": f"Bearer {token}"}
         await _load(url, headers, max(200, requests // 2), concurrency)  # warm-up
@@ -163,25 +173,26 @@ async def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"the gateway under callgrind exited with {process.returncode}")
+                raise RuntimeError(f"the process under callgrind exited with {process.returncode}")
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.5)
-    raise RuntimeError("the gateway under callgrind did not become ready")
+    raise RuntimeError("the process under callgrind did not become ready")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--floor", action="store_true", help="count the bare aiohttp proxy instead")
     parser.add_argument("--keep-profile", type=Path, help="copy callgrind's dumps here")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind (with callgrind_control) is not installed", file=sys.stderr)
         return 2
-    figures = asyncio.run(measure(args.requests, args.concurrency, args.keep_profile))
+    figures = asyncio.run(measure(args.requests, args.concurrency, args.keep_profile, args.floor))
     for name, value in figures.items():
         print(f"{name}: {value:,.0f}")
     return 0
