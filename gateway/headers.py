@@ -180,11 +180,13 @@ def response_headers(
         lname = name.lower()
         lowered.append(lname)
         if lname == b"connection":
-            dropped.update(token.strip().lower() for token in value.split(b","))
+            for token in value.split(b","):  # loops, not generators: this runs on every answer
+                dropped.add(token.strip().lower())
         elif lname == b"content-length" and value.isdigit():
             length = int(value)  # llhttp has refused any other spelling, and two lengths
     if own:
-        dropped.update(name.lower().encode("latin-1") for name in own)
+        for name in own:
+            dropped.add(name.lower().encode("latin-1"))
     kept = [
         (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
         for (name, value), lname in zip(raw, lowered)
