@@ -96,21 +96,16 @@ def create_app(
         TableBuilder, proxy=proxy, metrics=metrics, upstream_identity=upstream_identity,
         cors=policy, clock=clock, resolver=resolver,
         documents=load_documents(service_documents()),
-        relay=_websocket_relay(app, settings, metrics, clock),
+        relay=_websocket_relay(app, settings, clock),
     )
     app.cleanup_ctx.append(_routing_ctx(settings, builder, table, data))
     return app
 
 
-def _websocket_relay(
-    app: web.Application, settings: GatewaySettings, metrics: GatewayMetrics, clock: EpochClock
-) -> Relay:
+def _websocket_relay(app: web.Application, settings: GatewaySettings, clock: EpochClock) -> Relay:
     """The WebSocket relay of routes with `websocket: true` (gateway.websocket), with its
     session and sweeper: made whatever the first table says, since a reload may add one."""
-    relay = Relay(
-        settings.websocket, metrics=WebSocketMetrics(app[REGISTRY]), gateway_metrics=metrics,
-        clock=clock,
-    )
+    relay = Relay(settings.websocket, metrics=WebSocketMetrics(app[REGISTRY]), clock=clock)
     app.cleanup_ctx.append(relay.running)
     app.on_shutdown.append(relay.shutdown)
     return relay

@@ -51,9 +51,10 @@ if TYPE_CHECKING:
     from gateway.issuers import AnyIssuer
 
 NO_STORE = "no-store"
-# The last step: (request, route, pool, header lines, extra response headers) -> answer.
+# The last step: (request, route, pool, header lines, extra response headers, the verified
+# token or None on a public route) -> answer.
 Forward = Callable[
-    [web.Request, RouteConfig, UpstreamPool, str, Mapping[str, str] | None],
+    [web.Request, RouteConfig, UpstreamPool, str, Mapping[str, str] | None, Verified | None],
     Awaitable[web.StreamResponse],
 ]
 
@@ -94,6 +95,7 @@ class RouteHandler:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         client, forwarded_fields = self._forwarded.resolve(request)
+        verified: Verified | None = None
         if self._public:
             caller = f"ip:{client}"
             identity_fields = ""
@@ -130,7 +132,7 @@ class RouteHandler:
             + f"X-Request-Id: {request[REQUEST_ID]}\r\n"  # traceparent: per attempt (gateway.proxy)
         )
         extra = decision.headers(self._policy) if decision is not None and self._policy else None
-        return await self._forward(request, self.route, self._pool, fields, extra)
+        return await self._forward(request, self.route, self._pool, fields, extra, verified)
 
 
     def _claim_fields(self, verified: Verified) -> str:

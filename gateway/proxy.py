@@ -39,6 +39,7 @@ from gateway.headers import ForwardedHeaders, response_headers
 from gateway.metrics import GatewayMetrics
 from gateway.routes import RouteConfig, UpstreamConfig
 from gateway.upstream import ExchangeBrokenError, ConnectError, Connection, ConnectionPool, Response
+from gateway.verification import Verified
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -384,9 +385,12 @@ class Proxy:
         pool: UpstreamPool,
         head_fields: str,
         extra_response_headers: Mapping[str, str] | None = None,
+        verified: Verified | None = None,
     ) -> web.StreamResponse:
         """Forward `request` with `head_fields` (every header line but Host and the body's
-        framing, each ending in CRLF) and relay the answer, with `extra_response_headers`."""
+        framing, each ending in CRLF) and relay the answer, with `extra_response_headers`.
+        (`verified` is the pipeline's Forward signature: an exchange ends with its request,
+        so the token's lifetime does not concern it.)"""
         replica = pool.pick()
         if replica is None:
             raise _unavailable(

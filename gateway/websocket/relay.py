@@ -43,12 +43,11 @@ from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
 from common.errors import Problem, too_many_requests
 from common.timestamps import EpochClock
-from gateway.app_keys import JWKS, VERIFIER
+from gateway.app_keys import JWKS
 from gateway.jwks import JwksClient
-from gateway.metrics import GatewayMetrics
 from gateway.proxy import UpstreamPool
 from gateway.routes import RouteConfig
-from gateway.verification import Verified, authenticate
+from gateway.verification import Verified
 from gateway.websocket.handshake import SUBPROTOCOL, offers_subprotocol
 from gateway.websocket.metrics import WebSocketMetrics
 from gateway.websocket.settings import WebSocketSettings
@@ -117,12 +116,10 @@ class Relay:
         settings: WebSocketSettings,
         *,
         metrics: WebSocketMetrics,
-        gateway_metrics: GatewayMetrics,
         clock: EpochClock,
     ) -> None:
         self._settings = settings
         self.metrics = metrics
-        self._gateway_metrics = gateway_metrics
         self._clock = clock
         self._sockets: set[_Socket] = set()
         self._per_caller: collections.Counter[str] = collections.Counter()
@@ -161,11 +158,11 @@ class Relay:
         pool: UpstreamPool,
         head_fields: str,
         extra_response_headers: Mapping[str, str] | None = None,
+        verified: Verified | None = None,
     ) -> web.StreamResponse:
-        """The pipeline's last step for a handshake: the same signature as Proxy.forward."""
-        # The token's end, from the verified-token cache entry the pipeline just made
-        # (a lookup; the pipeline keeps only the identity on the request).
-        verified = await authenticate(request, request.app[VERIFIER], self._gateway_metrics)
+        """The pipeline's last step for a handshake: the same signature as Proxy.forward.
+        `verified` is the token the pipeline checked: the socket lives until it ends."""
+        assert verified is not None, "the routes file refuses public websocket routes"
         self._jwks = request.app[JWKS]
         caller = verified.identity.subject
         self._reserve(caller)
