@@ -29,13 +29,20 @@ async def test_connections_are_reused_and_bounded(database_url) -> None:
     pool = ConnectionPool(connect, max_size=3, acquire_timeout=5)
     in_use = 0
     most = 0
+    # Each query holds its connection until three are in use at once, so a quick first
+    # query cannot hand its connection back before the third is open: the bound is
+    # reached in every run (and a pool bounded lower would time out here).
+    all_busy = asyncio.Event()
 
     async def query(n: int) -> int:
         nonlocal in_use, most
         connection = await pool.acquire()
         in_use += 1
         most = max(most, in_use)
+        if in_use == 3:
+            all_busy.set()
         try:
+            await asyncio.wait_for(all_busy.wait(), 5)
             return await connection.fetchval("SELECT $1::int * 2", n)
         finally:
             in_use -= 1
