@@ -7,11 +7,14 @@ After a warm-up it counts two windows of authenticated `GET /orders` at a fixed
 concurrency, N and then 2N requests, and reports (second − first) ÷ N: the per-request
 cost with the process's fixed and idle work (timers, the metrics thread) cancelled out.
 
-    python -m bench.instructions [--requests 400] [--concurrency 16] [--floor] [--keep-profile DIR]
+    python -m bench.instructions [--requests 400] [--concurrency 16] [--floor | --backend]
+                                 [--keep-profile DIR]
 
 With --floor the process counted is the bare aiohttp proxy (bench.floor_proxy) in front of
 the same backend, sent the same requests: the denominator of issue 14's first target, as
-instructions.
+instructions. With --backend it is the bare backend itself (bench.stub_backend), sent the
+same requests directly: aiohttp's server answering a fixed body with nothing else, the
+least any proxy on aiohttp's server pays for each request before it sends one upstream.
 
 Kernel work (the send and receive system calls) is not counted: callgrind sees user-space
 instructions only. Use it to compare two versions of the code, not two machines.
@@ -101,7 +104,10 @@ def _system(data_dir: Path) -> Iterator[Stack]:
         stack.stop()
 
 
-async def measure(requests: int, concurrency: int, keep: Path | None, floor: bool = False) -> dict[str, float]:
+GATEWAY, FLOOR, BACKEND = "gateway", "floor", "backend"  # the process counted
+
+
+async def measure(requests: int, concurrency: int, keep: Path | None, counted: str = GATEWAY) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="passgate-instructions-") as tmp:
         data_dir = Path(tmp)
         with _system(data_dir) as stack:
@@ -116,16 +122,20 @@ async def measure(requests: int, concurrency: int, keep: Path | None, floor: boo
             backend.start()
             try:
                 backend.wait_ready(30)
-                return await _count(stack, backend_url, token, requests, concurrency, data_dir, keep, floor)
+                return await _count(stack, backend_url, body, token, requests, concurrency, data_dir, keep,
+                                    counted)
             finally:
                 backend.stop()
 
 
-async def _count(stack: Stack, backend_url: str, token: str, requests: int, concurrency: int,
-                 data_dir: Path, keep: Path | None, floor: bool) -> dict[str, float]:
+async def _count(stack: Stack, backend_url: str, body: Path, token: str, requests: int, concurrency: int,
+                 data_dir: Path, keep: Path | None, counted: str) -> dict[str, float]:
     port, admin = free_port(), free_port()
-    if floor:
+    if counted == FLOOR:
         program = ["-m", "bench.floor_proxy", "--port", str(port), "--upstream", backend_url]
+        env, ready = {}, f"http://127.0.0.1:{port}/readyz"
+    elif counted == BACKEND:  # a second bare backend, the one counted
+        program = ["-m", "bench.stub_backend", "--port", str(port), "--body-file", str(body)]
         env, ready = {}, f"http://127.0.0.1:{port}/readyz"
     else:
         program = ["-m", "gateway"]
@@ -186,13 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--floor", action="store_true", help="count the bare aiohttp proxy instead")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--floor", dest="counted", action="store_const", const=FLOOR, default=GATEWAY,
+                       help="count the bare aiohttp proxy instead")
+    which.add_argument("--backend", dest="counted", action="store_const", const=BACKEND,
+                       help="count the bare backend alone (aiohttp's server, a fixed body)")
     parser.add_argument("--keep-profile", type=Path, help="copy callgrind's dumps here")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind (with callgrind_control) is not installed", file=sys.stderr)
         return 2
-    figures = asyncio.run(measure(args.requests, args.concurrency, args.keep_profile, args.floor))
+    figures = asyncio.run(measure(args.requests, args.concurrency, args.keep_profile, args.counted))
     for name, value in figures.items():
         print(f"{name}: {value:,.0f}")
     return 0

@@ -17,13 +17,18 @@ PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds the process (all its threads) has used so far."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system (kernel) CPU seconds the process (all its threads) has used so far."""
     stat = (PROC / str(pid) / "stat").read_text()
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / CLOCK_TICKS
+    return utime / CLOCK_TICKS, stime / CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds the process (all its threads) has used so far."""
+    return sum(cpu_times(pid))
 
 
 def rss_bytes(pid: int) -> int:
@@ -54,12 +59,14 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def group_cpu_seconds(pids: Iterable[int]) -> float:
-    total = 0.0
+def group_cpu_times(pids: Iterable[int]) -> tuple[float, float]:
+    """User and system CPU seconds of the processes together (those still running)."""
+    user = system = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):
-            total += cpu_seconds(pid)
-    return total
+            u, s = cpu_times(pid)
+            user, system = user + u, system + s
+    return user, system
 
 
 def pin(pid: int, cores: Iterable[int]) -> None:

@@ -93,6 +93,9 @@ class Measured:
     name: str
     load: LoadResult
     cpu_us_per_request: dict[str, float]
+    # The kernel's part of cpu_us_per_request (system time: the socket calls, the wake-ups),
+    # which callgrind's instruction counts (bench.instructions) leave out.
+    kernel_us_per_request: dict[str, float]
     cpu_seconds: dict[str, float]
     rss_mb: dict[str, float]
     foreign_sut_core_pct: float | None  # CPU others used on the SUT core during the window
@@ -109,11 +112,17 @@ class Measured:
             "errors": self.load.errors,
             "latency_us": dict(self.load.latency_us),
             "cpu_us_per_request": self.cpu_us_per_request,
+            "kernel_us_per_request": self.kernel_us_per_request,
             "cpu_seconds": self.cpu_seconds,
             "rss_mb": self.rss_mb,
             "foreign_cpu_on_sut_core_pct": self.foreign_sut_core_pct,
             "placement": self.placement,
         }
+
+
+def per_request(seconds: Mapping[str, float], requests: int) -> dict[str, float]:
+    """CPU µs per request of each process group (0 when no request was answered)."""
+    return {k: v / requests * 1e6 if requests else 0.0 for k, v in seconds.items()}
 
 
 def per_core_busy() -> dict[int, float]:
@@ -278,15 +287,16 @@ class Bench:
             raise RuntimeError(f"{name}: warm-up failed ({warm.requests} requests, {warm.errors} errors)")
         if window is not None:
             await window("start")
-        cpu0 = {label: procstat.group_cpu_seconds(pids) for label, pids in processes.items()}
+        cpu0 = {label: procstat.group_cpu_times(pids) for label, pids in processes.items()}
         core0 = per_core_busy()
         result = await self.loadgen.run(url, concurrency=self.o.concurrency, duration=self.o.duration,
                                         headers=headers, tokens_file=tokens_file, cores=cores)
         core1 = per_core_busy()
-        cpu1 = {label: procstat.group_cpu_seconds(pids) for label, pids in processes.items()}
+        cpu1 = {label: procstat.group_cpu_times(pids) for label, pids in processes.items()}
         if window is not None:
             await window("end")
-        cpu = {label: cpu1[label] - cpu0[label] for label in processes}
+        cpu = {label: sum(cpu1[label]) - sum(cpu0[label]) for label in processes}
+        kernel = {label: cpu1[label][1] - cpu0[label][1] for label in processes}
         rss = {}
         for label, pids in processes.items():
             with contextlib.suppress(OSError):
@@ -299,7 +309,8 @@ class Bench:
         measured = Measured(
             name=name,
             load=result,
-            cpu_us_per_request={k: v / result.requests * 1e6 if result.requests else 0.0 for k, v in cpu.items()},
+            cpu_us_per_request=per_request(cpu, result.requests),
+            kernel_us_per_request=per_request(kernel, result.requests),
             cpu_seconds=cpu,
             rss_mb=rss,
             foreign_sut_core_pct=foreign,
@@ -308,7 +319,8 @@ class Bench:
         if result.errors:
             self.note(f"{name}: {result.errors} errors of {result.requests} requests")
         self.runs[name] = measured
-        cpu_text = ", ".join(f"{k} {v:.0f} us/req" for k, v in measured.cpu_us_per_request.items())
+        cpu_text = ", ".join(f"{k} {v:.0f} us/req ({measured.kernel_us_per_request[k]:.0f} in the kernel)"
+                             for k, v in measured.cpu_us_per_request.items())
         print(f"  {result.throughput:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms; {cpu_text}"
               + (f"; others used {foreign:.0f}% of the SUT core" if foreign is not None else ""), flush=True)
         return measured

@@ -27,6 +27,18 @@ def test_cpu_seconds_of_this_process_grows_with_work() -> None:
     assert after - before >= 0.02
 
 
+def test_cpu_times_tell_the_kernel_part_from_the_process_own() -> None:
+    user0, kernel0 = procstat.cpu_times(os.getpid())
+    deadline = time.process_time() + 0.1
+    with open("/dev/zero", "rb", buffering=0) as zero:
+        while time.process_time() < deadline:  # bounded: 100 ms of CPU, most of it in read(2)
+            zero.read(1 << 20)
+    user1, kernel1 = procstat.cpu_times(os.getpid())
+    # The kernel fills each megabyte; the loop around it costs next to nothing.
+    assert kernel1 - kernel0 >= 0.05 and kernel1 - kernel0 > user1 - user0
+    assert procstat.group_cpu_times([os.getpid(), 2**22 + 1])[1] >= kernel1  # a gone pid adds nothing
+
+
 def test_rss_and_tree_of_this_process() -> None:
     assert procstat.rss_bytes(os.getpid()) > 1 << 20
     assert procstat.descendants(os.getpid())[0] == os.getpid()
@@ -64,7 +76,8 @@ def test_render_computes_ratios_from_raw_figures() -> None:
     data = {
         "runs": {
             "direct to bare backend": _run(10000, 5000, {"backend": 80}),
-            "gateway → bare": _run(5000, 10000, {"gateway": 120, "backend": 80}),
+            "gateway → bare": _run(5000, 10000, {"gateway": 120, "backend": 80}) | {
+                "kernel_us_per_request": {"gateway": 45, "backend": 30}},
             "session lookup (Redis) → bare": _run(2500, 20000, {"session proxy": 200, "backend": 80}),
             "haproxy (jwt_verify RS256) → bare": _run(6000, 8000, {"haproxy": 60, "backend": 80}),
             "bare aiohttp proxy → bare": _run(4000, 12000, {"aiohttp proxy": 300, "backend": 80}),
@@ -96,6 +109,7 @@ def test_render_computes_ratios_from_raw_figures() -> None:
     assert found["orders CPU per GET /orders on PostgreSQL"].verdict == "not measured"
     text = render(data)
     assert "## Targets (issue 14)" in text and "| gateway → bare | 5,000 | 0.50 |" in text
+    assert "| gateway 120 | 45 | backend 80 |" in text  # the proxy's kernel part beside its CPU
     assert "Replicas per 10,000 req/s" in text
 
 
