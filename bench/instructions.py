@@ -7,14 +7,16 @@ After a warm-up it counts two windows of authenticated `GET /orders` at a fixed
 concurrency, N and then 2N requests, and reports (second − first) ÷ N: the per-request
 cost with the process's fixed and idle work (timers, the metrics thread) cancelled out.
 
-    python -m bench.instructions [--requests 400] [--concurrency 16] [--floor | --backend]
-                                 [--keep-profile DIR]
+    python -m bench.instructions [--requests 400] [--concurrency 16] [--keep-profile DIR]
+                                 [--floor | --backend [--server low-level] [--loop uvloop]]
 
 With --floor the process counted is the bare aiohttp proxy (bench.floor_proxy) in front of
 the same backend, sent the same requests: the denominator of issue 14's first target, as
 instructions. With --backend it is the bare backend itself (bench.stub_backend), sent the
 same requests directly: aiohttp's server answering a fixed body with nothing else, the
 least any proxy on aiohttp's server pays for each request before it sends one upstream.
+`--server` and `--loop` choose the backend's server (`web.Application`, or aiohttp's
+low-level `web.Server`) and event loop, so each of aiohttp's layers can be counted alone.
 
 Kernel work (the send and receive system calls) is not counted: callgrind sees user-space
 instructions only. Use it to compare two versions of the code, not two machines.
@@ -107,7 +109,8 @@ def _system(data_dir: Path) -> Iterator[Stack]:
 GATEWAY, FLOOR, BACKEND = "gateway", "floor", "backend"  # the process counted
 
 
-async def measure(requests: int, concurrency: int, keep: Path | None, counted: str = GATEWAY) -> dict[str, float]:
+async def measure(requests: int, concurrency: int, keep: Path | None, counted: str = GATEWAY,
+                  backend_args: tuple[str, ...] = ()) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="passgate-instructions-") as tmp:
         data_dir = Path(tmp)
         with _system(data_dir) as stack:
@@ -122,23 +125,23 @@ async def measure(requests: int, concurrency: int, keep: Path | None, counted: s
             backend.start()
             try:
                 backend.wait_ready(30)
-                return await _count(stack, backend_url, body, token, requests, concurrency, data_dir, keep,
-                                    counted)
+                program = {FLOOR: ["-m", "bench.floor_proxy", "--upstream", backend_url],
+                           BACKEND: ["-m", "bench.stub_backend", "--body-file", str(body), *backend_args],
+                           GATEWAY: ["-m", "gateway"]}[counted]
+                return await _count(stack, program, backend_url, token, requests, concurrency, data_dir,
+                                    keep)
             finally:
                 backend.stop()
 
 
-async def _count(stack: Stack, backend_url: str, body: Path, token: str, requests: int, concurrency: int,
-                 data_dir: Path, keep: Path | None, counted: str) -> dict[str, float]:
+async def _count(stack: Stack, program: list[str], backend_url: str, token: str, requests: int,
+                 concurrency: int, data_dir: Path, keep: Path | None) -> dict[str, float]:
+    """Count `program` (a gateway, or a bench process taking --port) under callgrind."""
     port, admin = free_port(), free_port()
-    if counted == FLOOR:
-        program = ["-m", "bench.floor_proxy", "--port", str(port), "--upstream", backend_url]
-        env, ready = {}, f"http://127.0.0.1:{port}/readyz"
-    elif counted == BACKEND:  # a second bare backend, the one counted
-        program = ["-m", "bench.stub_backend", "--port", str(port), "--body-file", str(body)]
+    if program[1] != "gateway":  # the bare proxy, or a second bare backend: the one counted
+        program = [*program, "--port", str(port)]
         env, ready = {}, f"http://127.0.0.1:{port}/readyz"
     else:
-        program = ["-m", "gateway"]
         env = stack.environment("gateway", port) | {
             "PASSGATE_ADMIN_PORT": str(admin), "PASSGATE_UPSTREAM_ORDERS": backend_url}
         ready = f"http://127.0.0.1:{admin}/readyz"
@@ -201,12 +204,18 @@ def main(argv: list[str] | None = None) -> int:
                        help="count the bare aiohttp proxy instead")
     which.add_argument("--backend", dest="counted", action="store_const", const=BACKEND,
                        help="count the bare backend alone (aiohttp's server, a fixed body)")
+    parser.add_argument("--server", choices=("application", "low-level"), help="the backend's server (--backend)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), help="the backend's event loop (--backend)")
     parser.add_argument("--keep-profile", type=Path, help="copy callgrind's dumps here")
     args = parser.parse_args(argv)
+    backend_args = tuple(f"--{name}={value}" for name in ("server", "loop")
+                         if (value := getattr(args, name)) is not None)
+    if backend_args and args.counted != BACKEND:
+        parser.error("--server and --loop choose the backend counted with --backend")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind (with callgrind_control) is not installed", file=sys.stderr)
         return 2
-    figures = asyncio.run(measure(args.requests, args.concurrency, args.keep_profile, args.counted))
+    figures = asyncio.run(measure(args.requests, args.concurrency, args.keep_profile, args.counted, backend_args))
     for name, value in figures.items():
         print(f"{name}: {value:,.0f}")
     return 0

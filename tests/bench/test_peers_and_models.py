@@ -23,7 +23,8 @@ from bench.prometheus import sample_total
 from bench.run import PACKAGED_ROUTES
 from bench.scenarios.storm import LoginStats, login_route_timeout
 from bench.scenarios.scaling import ONE, ONE_AGAIN, TWO, each_over_one, per_process
-from devstack.processes import free_port
+from devstack.processes import ManagedProcess, free_port
+from devstack.stack import ROOT
 
 ISSUER = "http://127.0.0.1:8080"
 AUDIENCE = "passgate"
@@ -229,3 +230,25 @@ def test_retry_after_is_read_bounded_and_defaulted() -> None:
     assert retry_after_seconds("5") == 5.0
     assert retry_after_seconds(None) == 1.0 and retry_after_seconds("soon") == 1.0
     assert retry_after_seconds("3600") == 10.0 and retry_after_seconds("-2") == 0.0
+
+
+@pytest.mark.parametrize(("server", "loop"), [("application", "asyncio"), ("low-level", "uvloop")])
+async def test_the_bare_backend_answers_the_same_from_each_server_and_loop(tmp_path: Path, server: str,
+                                                                           loop: str) -> None:
+    """bench.instructions --backend counts each of aiohttp's layers alone: every variant must
+    answer as the bench's bare backend does, or the counts compare different work."""
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"orders": [], "next": null}')
+    port = free_port()
+    backend = ManagedProcess(f"stub-{server}", ["-m", "bench.stub_backend", "--port", str(port), "--body-file",
+                                                str(body), "--server", server, "--loop", loop],
+                             {}, f"http://127.0.0.1:{port}/readyz", tmp_path / "stub.log", ROOT)
+    backend.start()
+    try:
+        await asyncio.to_thread(backend.wait_ready, 30)
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/orders") as answer:
+            assert answer.status == 200 and answer.content_type == "application/json"
+            assert await answer.read() == body.read_bytes()
+        assert (loop == "uvloop") == procstat.runs_uvloop(backend.pid)
+    finally:
+        backend.stop()
