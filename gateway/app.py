@@ -83,8 +83,14 @@ def create_app(
     app.router.add_get(OPENAPI_PATH, _openapi(routing), name="openapi")
     # Asked last by the app's router: every path the other resources do not take.
     app.router.register_resource(routing.resource)
+    # aiohttp-cors's response hook is taken out of the app's signal and called by ours, for
+    # requests with an Origin only: without one it adds nothing (CORS 6.1.1), and every
+    # hook the signal runs costs each answer a coroutine.
+    hooks_before = len(app.on_response_prepare)
     setup_cors(app, policy, routing, routing.resource)
-    app.on_response_prepare.append(response_fields_hook(policy, metrics))
+    cors_hooks = tuple(app.on_response_prepare[hooks_before:])
+    del app.on_response_prepare[hooks_before:]
+    app.on_response_prepare.append(response_fields_hook(policy, metrics, cors_hooks))
     # Blocking file I/O at start: the assertion keys (created first with the generate switch).
     signer = signer_from_settings(settings.assertion, issuer=GATEWAY_ISSUER, clock=clock)
     upstream_identity = UpstreamIdentity(signer, clock) if signer is not None else None

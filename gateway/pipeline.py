@@ -29,7 +29,7 @@ claims forwarded as headers, the narrowed CORS policy. Every answer, relayed or 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from aiohttp import hdrs, web
@@ -57,6 +57,7 @@ Forward = Callable[
     [web.Request, RouteConfig, UpstreamPool, str, Mapping[str, str] | None, Verified | None],
     Awaitable[web.StreamResponse],
 ]
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 
 
 class RouteHandler:
@@ -150,16 +151,23 @@ def route_handler(request: web.Request) -> RouteHandler | None:
     return getattr(request.match_info.route, "route_handler", None)
 
 
-def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: ignore[no-untyped-def]
+def response_fields_hook(  # type: ignore[no-untyped-def]
+    policy: CorsPolicy, metrics: GatewayMetrics, cors_hooks: Sequence[ResponseHook] = ()
+):
     """The on_response_prepare hook of step 4 and of the fields every answer carries
     (common.context's among them: the gateway's app has no hook of its own for those).
 
-    It runs after aiohttp-cors's own hook (registered after it), on every response.
+    It is the app's only hook. aiohttp-cors's own (`cors_hooks`) run first, from here, for
+    requests with an Origin: they add nothing to the others.
     """
     rejected_origin = metrics.cors_rejections.labels("origin_not_allowed")
     rejected_preflight = metrics.cors_rejections.labels("preflight_not_allowed")
 
     async def response_fields(request: web.Request, response: web.StreamResponse) -> None:
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is not None:
+            for hook in cors_hooks:
+                await hook(request, response)
         stamp_response_fields(request, response)  # request id, no Server, nosniff
         headers = response.headers
         # RFC 9111 3: an answer to a request with credentials is personal; shared caches
@@ -177,7 +185,6 @@ def response_fields_hook(policy: CorsPolicy, metrics: GatewayMetrics):  # type: 
             headers[hdrs.VARY] = "Origin"
         elif "origin" not in vary.lower() and vary.strip() != "*":
             headers[hdrs.VARY] = f"{vary}, Origin"
-        origin = request.headers.get(hdrs.ORIGIN)
         if origin is None or hdrs.ACCESS_CONTROL_ALLOW_ORIGIN in headers:
             return
         preflight = (

@@ -75,8 +75,11 @@ class Response:
 
     async def read(self) -> bytes:
         """The whole body."""
+        # A loop of its own rather than iter_chunks(): an async generator costs the event
+        # loop's first-iteration hook and a weak reference kept until it is finalised.
+        connection = self._connection
         parts = []
-        async for chunk in self.iter_chunks():
+        while chunk := await connection.next_chunk():
             parts.append(chunk)
         return b"".join(parts)
 
