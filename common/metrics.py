@@ -118,6 +118,46 @@ class RequestHistogram(Collector):
             yield counter
 
 
+class LoopCounter(Collector):
+    """A counter by label values, kept in plain ints, for counts taken on every request on
+    the event loop's thread. prometheus_client's Counter costs each increment four calls
+    and a lock (see RequestHistogram); a child here costs one call."""
+
+    def __init__(self, registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labels = list(labels)
+        self._children: dict[tuple[str, ...], LoopCount] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> LoopCount:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = LoopCount()
+        return child
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for values, child in list(self._children.items()):
+            family.add_metric(list(values), child.value)
+        yield family
+
+
+class LoopCount:
+    """One series of a LoopCounter."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def inc(self) -> None:
+        self.value += 1
+
+
 def _bound_text(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(float(bound))
 

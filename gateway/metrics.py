@@ -6,7 +6,7 @@ import dataclasses
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from common.metrics import RequestHistogram
+from common.metrics import LoopCounter, RequestHistogram
 
 AUTH_FAILURE_REASONS = (
     "missing_token",
@@ -89,11 +89,11 @@ class GatewayMetrics:
         self.jwks_keys = Gauge(
             "gateway_jwks_keys", "Usable signing keys in the key set.", registry=registry
         )
-        self.token_cache = Counter(
+        self.token_cache = LoopCounter(  # counted on every authenticated request
+            registry,
             "gateway_token_cache_lookups",
             "Verified-token cache lookups, by result.",
             ["result"],
-            registry=registry,
         )
         self.issuer_jwks_refreshes = Counter(
             "gateway_issuer_jwks_refreshes",

@@ -103,3 +103,21 @@ async def test_traceparent_is_continued(aiohttp_client) -> None:
     response = await client.get("/denied", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
     body = await response.json(content_type=None)
     assert body["trace_id"] == trace_id
+
+
+def test_a_loop_counter_is_exposed_like_a_prometheus_counter() -> None:
+    from prometheus_client import generate_latest
+
+    from common.metrics import LoopCounter
+
+    registry = CollectorRegistry()
+    lookups = LoopCounter(registry, "demo_lookups", "Lookups, by result.", ["result"])
+    hit, miss = lookups.labels("hit"), lookups.labels("miss")
+    for _ in range(3):
+        hit.inc()
+    miss.inc()
+    assert lookups.labels("hit") is hit  # one series per label values
+    text = generate_latest(registry).decode()
+    assert "# TYPE demo_lookups_total counter" in text
+    assert 'demo_lookups_total{result="hit"} 3.0' in text and 'demo_lookups_total{result="miss"} 1.0' in text
+    assert registry.get_sample_value("demo_lookups_total", {"result": "hit"}) == 3
