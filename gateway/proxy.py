@@ -508,7 +508,9 @@ class Proxy:
             return response
         if length is not None and length <= BUFFERED_RESPONSE_MAX:
             try:
-                data = await upstream.read()
+                data = upstream.read_arrived()
+                if data is None:
+                    data = await upstream.read()
             except asyncio.TimeoutError:
                 raise _timed_out(pool) from None
             except (ExchangeBrokenError, OSError):

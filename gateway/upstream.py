@@ -73,6 +73,11 @@ class Response:
         self.content_length: int | None = None
         self._connection = connection
 
+    def read_arrived(self) -> bytes | None:
+        """The whole body if all of it has arrived (a small answer's usual case: it comes
+        with the head), read without the coroutines of read(); else None."""
+        return self._connection.whole_body()
+
     async def read(self) -> bytes:
         """The whole body."""
         # A loop of its own rather than iter_chunks(): an async generator costs the event
@@ -269,6 +274,20 @@ class Connection(asyncio.Protocol):
             transport.write(data)
         except (RuntimeError, OSError) as exc:
             raise ExchangeBrokenError(f"writing to the upstream failed: {exc}") from exc
+
+    def whole_body(self) -> bytes | None:
+        """Every body chunk at once when the message is complete (as next_chunk would give
+        them, then b""), else None."""
+        if not self._message_done:
+            return None
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._read_paused:
+            self._read_paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+        return body
 
     async def next_chunk(self) -> bytes:
         """The next piece of the response body; b"" at its end."""

@@ -164,6 +164,35 @@ async def test_chunked_answer_is_decoded(backend_factory) -> None:
     pool.close()
 
 
+async def test_a_body_that_came_with_its_head_is_read_at_once_and_a_late_one_is_awaited(backend_factory) -> None:
+    release = asyncio.Event()
+
+    async def head_then_body(head, reader, writer) -> bool:
+        if b"GET /late" in head:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello")
+            await writer.drain()
+            await release.wait()
+            writer.write(b" world")
+        else:
+            writer.write(reply("200 OK", b"hello world"))
+        return True
+
+    backend = await backend_factory(head_then_body)
+    pool = pool_for(backend)
+    for target, arrived in (("/whole", b"hello world"), ("/late", None)):
+        connection = await pool.acquire()
+        response = await connection.exchange(f"GET {target} HTTP/1.1\r\nHost: test\r\n\r\n".encode(), None,
+                                             head_request=False, chunked=False)
+        await asyncio.sleep(0.05)  # whatever the backend sent so far has arrived
+        assert response.read_arrived() == arrived
+        if arrived is None:  # nothing was taken: read() gets all of it once the rest comes
+            release.set()
+            assert await response.read() == b"hello world"
+        response.release()
+    assert backend.connections == 1  # both exchanges left the connection reusable
+    pool.close()
+
+
 async def test_body_shorter_than_its_content_length_is_broken(backend_factory) -> None:
     async def short(head, reader, writer) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
