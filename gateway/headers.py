@@ -7,6 +7,7 @@ reserved identity namespace X-User-* is ever read or passed on.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 
@@ -170,33 +171,43 @@ def response_headers(
 
     CORS is decided only by the gateway: an upstream's Access-Control-* headers could
     widen it, and aiohttp-cors refuses a response that already carries them. Names are
-    compared as the bytes llhttp gave, and only kept fields are decoded. The fields are
-    returned as pairs, which the response turns into its one header multidict.
+    compared as the bytes llhttp gave, and only kept fields are decoded, in one pass over
+    them (this runs on every answer). The fields are returned as pairs, which the response
+    turns into its one header multidict.
     """
-    dropped: set[bytes] = set()  # listed in Connection, or replaced by `own`
+    replaced = _lowered_names(tuple(own)) if own else _NO_NAMES
+    listed = _NO_NAMES  # named by the upstream's Connection field (RFC 9110 7.6.1)
     length: int | None = None
-    lowered = []
+    kept = []
     for name, value in raw:
         lname = name.lower()
-        lowered.append(lname)
-        if lname == b"connection":
-            for token in value.split(b","):  # loops, not generators: this runs on every answer
-                dropped.add(token.strip().lower())
-        elif lname == b"content-length" and value.isdigit():
-            length = int(value)  # llhttp has refused any other spelling, and two lengths
-    if own:
-        for name in own:
-            dropped.add(name.lower().encode("latin-1"))
-    kept = [
-        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-        for (name, value), lname in zip(raw, lowered)
-        if lname not in _DROP_RESPONSE_BYTES
-        and lname not in dropped
-        and not lname.startswith(b"access-control-")
-    ]
+        if lname in _DROP_RESPONSE_BYTES:
+            if lname == b"connection":
+                listed = listed | _listed_names(value)
+            elif lname == b"content-length" and value.isdigit():
+                length = int(value)  # llhttp has refused any other spelling, and two lengths
+        elif lname not in replaced and not lname.startswith(b"access-control-"):
+            kept.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+    if listed:  # rare: wherever such a field stood, before or after Connection, it goes
+        kept = [field for field in kept if field[0].lower().encode("latin-1") not in listed]
     if own:
         kept.extend(own.items())
     return kept, length
+
+
+_NO_NAMES: frozenset[bytes] = frozenset()
+
+
+@functools.lru_cache(maxsize=64)
+def _lowered_names(names: tuple[str, ...]) -> frozenset[bytes]:
+    """The gateway's own field names as an upstream's would compare (a route's few)."""
+    return frozenset(name.lower().encode("latin-1") for name in names)
+
+
+def _listed_names(value: bytes) -> frozenset[bytes]:
+    """The field names a Connection value lists that are not dropped anyway ("close" and
+    "keep-alive" are options, not fields)."""
+    return frozenset(token.strip().lower() for token in value.split(b",")) - _DROP_RESPONSE_BYTES - {b"close", b""}
 
 
 class ForwardedHeaders:
