@@ -54,7 +54,7 @@ PYTEST_WORKERS ?= auto
 test: $(INSTALLED)-test
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-## bench: gateway cost against direct, HAProxy, nginx, bare-aiohttp and session-lookup baselines; issue 14's targets (about 8 minutes)
+## bench: gateway cost against direct, HAProxy, nginx, bare-aiohttp and session-lookup baselines; issue 14's targets (6 to 7 minutes)
 bench: $(INSTALLED)-bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
