@@ -123,7 +123,9 @@ class LoopCounter(Collector):
     the event loop's thread. prometheus_client's Counter costs each increment four calls
     and a lock (see RequestHistogram); a child here costs one call."""
 
-    def __init__(self, registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str]) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str]
+    ) -> None:
         self._name = name
         self._documentation = documentation
         self._labels = list(labels)

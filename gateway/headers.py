@@ -205,9 +205,12 @@ def _lowered_names(names: tuple[str, ...]) -> frozenset[bytes]:
 
 
 def _listed_names(value: bytes) -> frozenset[bytes]:
-    """The field names a Connection value lists that are not dropped anyway ("close" and
-    "keep-alive" are options, not fields)."""
-    return frozenset(token.strip().lower() for token in value.split(b",")) - _DROP_RESPONSE_BYTES - {b"close", b""}
+    """The field names a Connection value lists that are not dropped anyway."""
+    listed = frozenset(token.strip().lower() for token in value.split(b","))
+    return listed - _DROP_RESPONSE_BYTES - _NO_NAME
+
+
+_NO_NAME = frozenset({b""})  # what "a, , b" lists between its commas
 
 
 class ForwardedHeaders:
