@@ -192,7 +192,7 @@ class JsonAccessLogger(AbstractAccessLogger):
             self.logger.info("%s %s %s", method, path, status, extra=fields)
             return
         handler, formatter = sink
-        # The line the logging route would write, its fixed opening made once per second.
+        # The line the logging route would write; its fixed fields are made once per logger.
         opening = formatter.access_opening(_now(), self.logger.name)
         msg = orjson.dumps(f"{method} {path} {status}")
         body = orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE)

@@ -57,6 +57,8 @@ _DROP_REQUEST = HOP_BY_HOP | {
 # backend's stack; Content-Length is set from the body the gateway actually sends.
 _DROP_RESPONSE = HOP_BY_HOP | {"server", "content-length"}
 _DROP_RESPONSE_BYTES = frozenset(name.encode() for name in _DROP_RESPONSE)
+_NO_NAMES: frozenset[bytes] = frozenset()
+_EMPTY_TOKEN = frozenset({b""})  # what "a, , b" lists between its commas
 _IDENTITY_PREFIXES = ("x-user-", "x_user_", "x-user_", "x_user-")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -195,9 +197,6 @@ def response_headers(
     return kept, length
 
 
-_NO_NAMES: frozenset[bytes] = frozenset()
-
-
 @functools.lru_cache(maxsize=64)
 def _lowered_names(names: tuple[str, ...]) -> frozenset[bytes]:
     """The gateway's own field names as an upstream's would compare (a route's few)."""
@@ -207,10 +206,7 @@ def _lowered_names(names: tuple[str, ...]) -> frozenset[bytes]:
 def _listed_names(value: bytes) -> frozenset[bytes]:
     """The field names a Connection value lists that are not dropped anyway."""
     listed = frozenset(token.strip().lower() for token in value.split(b","))
-    return listed - _DROP_RESPONSE_BYTES - _NO_NAME
-
-
-_NO_NAME = frozenset({b""})  # what "a, , b" lists between its commas
+    return listed - _DROP_RESPONSE_BYTES - _EMPTY_TOKEN
 
 
 class ForwardedHeaders:
